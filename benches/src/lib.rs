@@ -1,0 +1,1 @@
+//! Shared workloads for the benchmarks of VedaRT against tokio and smol.

@@ -1,0 +1,2 @@
+//! VedaRT's offload executors.
+#![deny(unsafe_op_in_unsafe_fn)]

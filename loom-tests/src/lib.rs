@@ -1,0 +1,1 @@
+//! loom models of VedaRT's lock-free protocols live in `tests/`.

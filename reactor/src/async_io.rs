@@ -1,0 +1,321 @@
+//! [`Async<T>`]: any non-blocking file-descriptor-backed I/O object, driven by the reactor.
+//!
+//! # Implementation
+//!
+//! `Async::new` switches the fd to non-blocking mode and registers it with the
+//! current reactor for both directions, edge-triggered. Operations try the
+//! syscall first; on `WouldBlock` they clear the direction's readiness (unless
+//! an event raced in, see `registration`) and wait for the next event. The fd is
+//! deregistered before the inner object is dropped.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::io::{AsyncRead, AsyncWrite};
+use mio::Interest;
+use mio::unix::SourceFd;
+
+use crate::driver::Reactor;
+use crate::registration::{Direction, IoState};
+use crate::sync::Arc;
+
+/// A non-blocking I/O object registered with a [`Reactor`].
+///
+/// # Examples
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// use futures::{AsyncReadExt, AsyncWriteExt};
+/// use vedart_reactor::Async;
+///
+/// futures::executor::block_on(async {
+///     let (a, b) = UnixStream::pair()?;
+///     let (mut a, mut b) = (Async::new(a)?, Async::new(b)?);
+///     a.write_all(b"ping").await?;
+///     let mut buf = [0; 4];
+///     b.read_exact(&mut buf).await?;
+///     assert_eq!(&buf, b"ping");
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub struct Async<T: AsRawFd> {
+    /// `None` only while `into_inner` moves the object out.
+    io: Option<T>,
+    reactor: Reactor,
+    key: usize,
+    state: Arc<IoState>,
+}
+
+impl<T: AsRawFd + fmt::Debug> fmt::Debug for Async<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Async").field("io", &self.io).finish()
+    }
+}
+
+impl<T: AsRawFd> Async<T> {
+    /// Registers `io` with [`Reactor::current`], switching its fd to non-blocking mode.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the fd cannot be made non-blocking or registered (the reactor
+    /// shut down, or the fd is not pollable, as regular files are not).
+    pub fn new(io: T) -> io::Result<Async<T>> {
+        Async::with_reactor(io, &Reactor::current())
+    }
+
+    /// Registers `io` with a specific reactor.
+    ///
+    /// # Errors
+    ///
+    /// As [`Async::new`].
+    pub fn with_reactor(io: T, reactor: &Reactor) -> io::Result<Async<T>> {
+        let fd = io.as_raw_fd();
+        set_nonblocking(fd)?;
+        let (key, state) =
+            reactor.register(&mut SourceFd(&fd), Interest::READABLE | Interest::WRITABLE)?;
+        Ok(Async {
+            io: Some(io),
+            reactor: reactor.clone(),
+            key,
+            state,
+        })
+    }
+
+    /// The inner I/O object.
+    pub fn get_ref(&self) -> &T {
+        self.io.as_ref().expect("io is present until into_inner")
+    }
+
+    /// The inner I/O object, mutably. Reading or writing it directly bypasses
+    /// readiness tracking; prefer [`Async::read_with_mut`] and friends.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.io.as_mut().expect("io is present until into_inner")
+    }
+
+    /// Deregisters and returns the inner object (still in non-blocking mode).
+    ///
+    /// # Errors
+    ///
+    /// Infallible today; kept fallible so a future reactor may report deregistration errors.
+    pub fn into_inner(mut self) -> io::Result<T> {
+        self.deregister();
+        Ok(self.io.take().expect("io is present until into_inner"))
+    }
+
+    fn deregister(&mut self) {
+        if let Some(io) = &self.io {
+            let fd = io.as_raw_fd();
+            self.reactor.deregister(&mut SourceFd(&fd), self.key);
+        }
+    }
+
+    /// Polls until the object is readable.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.state.poll_ready(Direction::Read, cx).map_ok(drop)
+    }
+
+    /// Polls until the object is writable.
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.state.poll_ready(Direction::Write, cx).map_ok(drop)
+    }
+
+    /// Waits until the object is readable.
+    pub async fn readable(&self) -> io::Result<()> {
+        Ready {
+            io: self,
+            dir: Direction::Read,
+        }
+        .await
+    }
+
+    /// Waits until the object is writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        Ready {
+            io: self,
+            dir: Direction::Write,
+        }
+        .await
+    }
+
+    /// Runs a non-blocking operation in direction `dir` until it stops returning `WouldBlock`.
+    pub fn poll_io<R>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let tick = match self.state.poll_ready(dir, cx) {
+                Poll::Ready(Ok(tick)) => tick,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match op(self.get_ref()) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.state.clear_ready(dir, tick);
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Like [`Async::poll_io`], with mutable access to the object.
+    pub fn poll_io_mut<R>(
+        &mut self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let tick = match self.state.poll_ready(dir, cx) {
+                Poll::Ready(Ok(tick)) => tick,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match op(self.get_mut()) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.state.clear_ready(dir, tick);
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Repeats a read-side operation until it does not return `WouldBlock`.
+    pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        futures::future::poll_fn(|cx| self.poll_io(Direction::Read, cx, &mut op)).await
+    }
+
+    /// Repeats a read-side operation with mutable access until it does not return `WouldBlock`.
+    pub async fn read_with_mut<R>(
+        &mut self,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        futures::future::poll_fn(|cx| self.poll_io_mut(Direction::Read, cx, &mut op)).await
+    }
+
+    /// Repeats a write-side operation until it does not return `WouldBlock`.
+    pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        futures::future::poll_fn(|cx| self.poll_io(Direction::Write, cx, &mut op)).await
+    }
+
+    /// Repeats a write-side operation with mutable access until it does not return `WouldBlock`.
+    pub async fn write_with_mut<R>(
+        &mut self,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        futures::future::poll_fn(|cx| self.poll_io_mut(Direction::Write, cx, &mut op)).await
+    }
+}
+
+struct Ready<'a, T: AsRawFd> {
+    io: &'a Async<T>,
+    dir: Direction,
+}
+
+impl<T: AsRawFd> Future for Ready<'_, T> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.state.poll_ready(self.dir, cx).map_ok(drop)
+    }
+}
+
+impl<T: AsRawFd> Drop for Ready<'_, T> {
+    fn drop(&mut self) {
+        self.io.state.drop_waker(self.dir);
+    }
+}
+
+// `Async` never pins its inner object: it only hands out `&T` / `&mut T`.
+impl<T: AsRawFd> Unpin for Async<T> {}
+
+impl<T: AsRawFd> Drop for Async<T> {
+    fn drop(&mut self) {
+        self.deregister();
+    }
+}
+
+impl<T: AsRawFd> AsRawFd for Async<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.get_ref().as_raw_fd()
+    }
+}
+
+impl<T: AsRawFd + AsFd> AsFd for Async<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.get_ref().as_fd()
+    }
+}
+
+impl<T: AsRawFd + Read> AsyncRead for Async<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_io_mut(Direction::Read, cx, |io| io.read(buf))
+    }
+
+    fn poll_read_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_io_mut(Direction::Read, cx, |io| io.read_vectored(bufs))
+    }
+}
+
+impl<T: AsRawFd + Write> AsyncWrite for Async<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_io_mut(Direction::Write, cx, |io| io.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_io_mut(Direction::Write, cx, |io| io.write_vectored(bufs))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .poll_io_mut(Direction::Write, cx, |io| io.flush())
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+/// Puts an fd into non-blocking mode.
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL only reads and writes the fd's status
+    // flags; an invalid fd yields EBADF, which we report.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! The reactor: one mio `Poll`, the table of registered sources, and the timers.
+//!
+//! # Implementation
+//!
+//! A [`Reactor`] is a cheap handle (`Arc`) to shared state. It starts no thread of
+//! its own: whoever holds the driver lock ([`Reactor::try_lock_driver`]) drives it
+//! with [`DriverGuard::turn`]. The VedaRT scheduler lets exactly one idle worker
+//! at a time block in `turn`, so readiness wakes tasks without a thread hop.
+//!
+//! Code that is not running inside a runtime still gets a working reactor:
+//! [`Reactor::current`] falls back to a process-wide reactor driven by one thread
+//! named `veda-reactor`, started on first use.
+//!
+//! # Protocol of a turn
+//!
+//! 1. Fire every timer due now; if any fired, poll mio without blocking.
+//! 2. Otherwise block in mio until the earliest of the caller's timeout and the
+//!    next timer deadline. [`Reactor::notify`] (a mio `Waker`) interrupts it, and
+//!    so does inserting a timer earlier than the one the poll is waiting for.
+//! 3. Mark readiness for every event, fire timers that fell due meanwhile, and
+//!    wake the collected wakers after every lock has been released.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::sync::OnceLock;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::registration::{IoState, Slab};
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{Arc, Mutex, MutexGuard, lock};
+use crate::timer::TimerQueue;
+
+const WAKER_TOKEN: Token = Token(usize::MAX);
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Sentinel for "the driver is not blocked on any timer deadline".
+const NO_DEADLINE: u64 = u64::MAX;
+
+struct Inner {
+    /// The driver lock: whoever holds it may block in `mio::Poll::poll`.
+    driver: Mutex<DriverState>,
+    /// A clone of the poll's registry, so registration never waits for the driver.
+    registry: Registry,
+    /// Interrupts a blocked poll from any thread.
+    waker: mio::Waker,
+    /// Registered sources by token.
+    sources: Mutex<Slab>,
+    /// Pending timers.
+    timers: Mutex<TimerQueue>,
+    /// Deadline the driver is blocked until, in nanoseconds since `epoch`, or
+    /// `NO_DEADLINE`; a timer inserted earlier than this must interrupt the poll.
+    polling_until: AtomicU64,
+    /// Reference point for `polling_until`.
+    epoch: Instant,
+    /// Set by `shutdown`: no new registrations, every waiter is failed.
+    shut_down: AtomicBool,
+}
+
+struct DriverState {
+    poll: Poll,
+    events: Events,
+}
+
+/// A handle to a reactor. Clones share the same event loop.
+#[derive(Clone)]
+pub struct Reactor {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("sources", &lock(&self.inner.sources).len())
+            .field("timers", &lock(&self.inner.timers).len())
+            .field("shut_down", &self.inner.shut_down.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
+}
+
+static GLOBAL: OnceLock<Reactor> = OnceLock::new();
+
+impl Reactor {
+    /// Creates a reactor. Nothing drives it until someone calls [`DriverGuard::turn`].
+    ///
+    /// # Errors
+    ///
+    /// Fails when the OS refuses an epoll instance or an eventfd (fd exhaustion).
+    pub fn new() -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        Ok(Reactor {
+            inner: Arc::new(Inner {
+                driver: Mutex::new(DriverState {
+                    poll,
+                    events: Events::with_capacity(EVENTS_CAPACITY),
+                }),
+                registry,
+                waker,
+                sources: Mutex::new(Slab::default()),
+                timers: Mutex::new(TimerQueue::default()),
+                polling_until: AtomicU64::new(0),
+                epoch: Instant::now(),
+                shut_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The reactor entered on this thread (see [`Reactor::enter`]), or else the
+    /// process-wide reactor, driven by a `veda-reactor` thread started on first use.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the process-wide reactor cannot be created (the OS refused an
+    /// epoll instance or a thread), which leaves no way to do I/O at all.
+    pub fn current() -> Reactor {
+        Reactor::try_current().unwrap_or_else(|| Reactor::global().clone())
+    }
+
+    /// The reactor entered on this thread, if any.
+    pub fn try_current() -> Option<Reactor> {
+        CURRENT.with(|current| current.borrow().clone())
+    }
+
+    fn global() -> &'static Reactor {
+        GLOBAL.get_or_init(|| {
+            let reactor = Reactor::new().expect("vedart: cannot create the global reactor");
+            let driven = reactor.clone();
+            std::thread::Builder::new()
+                .name("veda-reactor".into())
+                .spawn(move || {
+                    let mut guard = driven
+                        .try_lock_driver()
+                        .expect("the global reactor has exactly one driver thread");
+                    loop {
+                        if let Err(err) = guard.turn(None) {
+                            // An epoll error here is unrecoverable; keep the loop alive
+                            // but do not spin on it.
+                            eprintln!("vedart: global reactor poll failed: {err}");
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                })
+                .expect("vedart: cannot start the veda-reactor thread");
+            reactor
+        })
+    }
+
+    /// Makes this reactor the current one on this thread until the guard drops.
+    /// I/O objects and timers created meanwhile register with it.
+    pub fn enter(&self) -> EnterGuard {
+        let previous = CURRENT.with(|current| current.borrow_mut().replace(self.clone()));
+        EnterGuard { previous }
+    }
+
+    /// Takes the driver lock if no other thread holds it.
+    pub fn try_lock_driver(&self) -> Option<DriverGuard<'_>> {
+        #[cfg(not(feature = "loom"))]
+        let state = self.inner.driver.try_lock().ok()?;
+        #[cfg(feature = "loom")]
+        let state = self.inner.driver.try_lock().ok()?;
+        Some(DriverGuard {
+            reactor: self,
+            state,
+        })
+    }
+
+    /// Takes the driver lock, waiting for the current driver to finish its turn.
+    pub fn lock_driver(&self) -> DriverGuard<'_> {
+        // A thread blocked in `poll` holds the lock: interrupt it first.
+        let _ = self.notify();
+        DriverGuard {
+            reactor: self,
+            state: lock(&self.inner.driver),
+        }
+    }
+
+    /// Interrupts a thread blocked in [`DriverGuard::turn`]; a no-op wake-up
+    /// token is left if nobody is blocked, so the next turn returns at once.
+    ///
+    /// # Errors
+    ///
+    /// Fails only if writing to the reactor's eventfd fails.
+    pub fn notify(&self) -> io::Result<()> {
+        self.inner.waker.wake()
+    }
+
+    /// The reactor's clock.
+    pub fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Whether [`Reactor::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Closes the reactor: every pending I/O future fails with an error saying so,
+    /// every pending timer is woken, and new registrations are refused.
+    pub fn shutdown(&self) {
+        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut wakers = Vec::new();
+        for state in lock(&self.inner.sources).drain() {
+            state.close(&mut wakers);
+        }
+        lock(&self.inner.timers).drain(&mut wakers);
+        let _ = self.notify();
+        wake_all(wakers);
+    }
+
+    /// Number of registered sources and pending timers, for diagnostics.
+    pub fn load(&self) -> (usize, usize) {
+        (
+            lock(&self.inner.sources).len(),
+            lock(&self.inner.timers).len(),
+        )
+    }
+
+    /// The earliest pending timer deadline.
+    pub fn next_timer_deadline(&self) -> Option<Instant> {
+        lock(&self.inner.timers).next_deadline()
+    }
+
+    pub(crate) fn register(
+        &self,
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+    ) -> io::Result<(usize, Arc<IoState>)> {
+        if self.is_shut_down() {
+            return Err(crate::registration::reactor_gone());
+        }
+        let state = Arc::new(IoState::default());
+        let key = lock(&self.inner.sources).insert(state.clone());
+        if let Err(err) = self.inner.registry.register(source, Token(key), interest) {
+            lock(&self.inner.sources).remove(key);
+            return Err(err);
+        }
+        Ok((key, state))
+    }
+
+    pub(crate) fn deregister(&self, source: &mut impl mio::event::Source, key: usize) {
+        // Deregistering an fd that the OS already closed is harmless to ignore.
+        let _ = self.inner.registry.deregister(source);
+        lock(&self.inner.sources).remove(key);
+    }
+
+    pub(crate) fn insert_timer(&self, deadline: Instant, waker: Waker) -> (Instant, u64) {
+        let key = {
+            let mut timers = lock(&self.inner.timers);
+            if self.is_shut_down() {
+                drop(timers);
+                waker.wake();
+                return (deadline, u64::MAX);
+            }
+            timers.insert(deadline, waker)
+        };
+        let until = self.inner.polling_until.load(Ordering::Acquire);
+        if self.nanos_since_epoch(deadline) < until {
+            let _ = self.notify();
+        }
+        key
+    }
+
+    pub(crate) fn update_timer_waker(&self, key: (Instant, u64), waker: &Waker) -> bool {
+        lock(&self.inner.timers).update_waker(key, waker)
+    }
+
+    pub(crate) fn cancel_timer(&self, key: (Instant, u64)) {
+        lock(&self.inner.timers).cancel(key);
+    }
+
+    fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.inner.epoch).as_nanos())
+            .unwrap_or(NO_DEADLINE - 1)
+    }
+
+    fn fire_timers(&self, wakers: &mut Vec<Waker>) {
+        lock(&self.inner.timers).fire_expired(self.now(), wakers);
+    }
+}
+
+/// Restores the previously current reactor when dropped. See [`Reactor::enter`].
+#[derive(Debug)]
+pub struct EnterGuard {
+    previous: Option<Reactor>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT.with(|current| *current.borrow_mut() = previous);
+    }
+}
+
+/// Exclusive right to drive a reactor. See [`Reactor::try_lock_driver`].
+pub struct DriverGuard<'a> {
+    reactor: &'a Reactor,
+    state: MutexGuard<'a, DriverState>,
+}
+
+impl fmt::Debug for DriverGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DriverGuard").finish_non_exhaustive()
+    }
+}
+
+impl DriverGuard<'_> {
+    /// Runs one turn of the event loop, blocking at most `timeout` (`None`: until an
+    /// event, a timer or a [`Reactor::notify`]). Returns how many tasks it woke.
+    ///
+    /// # Errors
+    ///
+    /// Returns the OS error of `epoll_wait`, other than an interrupted call.
+    pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let reactor = self.reactor;
+        let inner = &reactor.inner;
+        let mut wakers = Vec::new();
+        reactor.fire_timers(&mut wakers);
+
+        let now = reactor.now();
+        let timer_deadline = lock(&inner.timers).next_deadline();
+        let mut wait = if wakers.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        if let Some(deadline) = timer_deadline {
+            let until_timer = deadline.saturating_duration_since(now);
+            wait = Some(wait.map_or(until_timer, |w| w.min(until_timer)));
+        }
+        let blocked_until = match wait {
+            Some(w) if w.is_zero() => 0,
+            Some(w) => reactor.nanos_since_epoch(crate::timer::deadline_after(now, w)),
+            None => NO_DEADLINE,
+        };
+        inner.polling_until.store(blocked_until, Ordering::Release);
+        // A timer inserted between reading `timer_deadline` and the store above saw
+        // the old `polling_until`; re-check so that it cannot be slept through.
+        if let Some(deadline) = lock(&inner.timers).next_deadline() {
+            if Some(deadline) != timer_deadline
+                && reactor.nanos_since_epoch(deadline) < blocked_until
+            {
+                wait = Some(Duration::ZERO);
+            }
+        }
+
+        let state = &mut *self.state;
+        let polled = state.poll.poll(&mut state.events, wait);
+        inner.polling_until.store(0, Ordering::Release);
+        match polled {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                inner.polling_until.store(NO_DEADLINE, Ordering::Release);
+                return Err(err);
+            }
+        }
+        {
+            let sources = lock(&inner.sources);
+            for event in state.events.iter() {
+                if event.token() == WAKER_TOKEN {
+                    continue;
+                }
+                if let Some(io) = sources.get(event.token().0) {
+                    let failed =
+                        event.is_error() || event.is_read_closed() && event.is_write_closed();
+                    io.on_event(
+                        event.is_readable() || event.is_read_closed() || failed,
+                        event.is_writable() || event.is_write_closed() || failed,
+                        &mut wakers,
+                    );
+                }
+            }
+        }
+        reactor.fire_timers(&mut wakers);
+        let woken = wakers.len();
+        wake_all(wakers);
+        Ok(woken)
+    }
+
+    /// The reactor this guard drives.
+    pub fn reactor(&self) -> &Reactor {
+        self.reactor
+    }
+}
+
+/// Wakes every waker, isolating the reactor from a waker that panics.
+fn wake_all(wakers: Vec<Waker>) {
+    for waker in wakers {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+    }
+}

@@ -1,0 +1,28 @@
+//! VedaRT's reactor: a mio event loop with readiness futures, timers, and async
+//! sockets and pipes.
+//!
+//! # Implementation
+//!
+//! - [`Reactor`] (in `driver`) owns one `mio::Poll`, a token-indexed table of
+//!   registered sources and an ordered timer queue. It starts no thread: the
+//!   VedaRT scheduler lends it one idle worker at a time. Outside a runtime,
+//!   [`Reactor::current`] falls back to a global reactor driven by one
+//!   `veda-reactor` thread.
+//! - [`Async<T>`] turns any fd-backed object into futures; the socket and pipe
+//!   types are thin wrappers over it.
+//! - Timers ([`sleep`], [`timeout`], [`interval`]) register on first poll and
+//!   cancel on drop.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod async_io;
+mod driver;
+mod registration;
+mod sync;
+mod timer;
+
+pub use async_io::Async;
+pub use driver::{DriverGuard, EnterGuard, Reactor};
+pub use registration::Direction;
+pub use timer::{
+    Elapsed, Interval, MissedTickBehavior, Sleep, Timeout, interval, sleep, sleep_until, timeout,
+};

@@ -1,0 +1,2 @@
+//! VedaRT: an async-first parallel runtime.
+#![deny(unsafe_op_in_unsafe_fn)]
