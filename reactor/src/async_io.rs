@@ -20,7 +20,7 @@ use mio::Interest;
 use mio::unix::SourceFd;
 
 use crate::driver::Reactor;
-use crate::registration::{Direction, IoState};
+use crate::registration::{Direction, IoState, WaiterId};
 use crate::sync::Arc;
 
 /// A non-blocking I/O object registered with a [`Reactor`].
@@ -114,35 +114,49 @@ impl<T: AsRawFd> Async<T> {
         }
     }
 
-    /// Polls until the object is readable.
+    /// Polls until the object may be readable.
+    ///
+    /// Like the other `poll_*` methods this keeps one waker per direction: only
+    /// the task that polled last is woken. Use [`Async::readable`] when several
+    /// tasks wait on the same object.
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.state.poll_ready(Direction::Read, cx).map_ok(drop)
     }
 
-    /// Polls until the object is writable.
+    /// Polls until the object may be writable. See [`Async::poll_readable`].
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.state.poll_ready(Direction::Write, cx).map_ok(drop)
     }
 
-    /// Waits until the object is readable.
+    /// Waits until the object may be readable.
+    ///
+    /// Readiness can be spurious (a fresh object starts out ready, and another
+    /// task may consume the data first), so the next read may still return
+    /// `WouldBlock`; [`Async::read_with`] handles that loop for you. Any number
+    /// of tasks may wait at once; each is woken by the next event.
     pub async fn readable(&self) -> io::Result<()> {
         Ready {
             io: self,
             dir: Direction::Read,
+            id: WaiterId::default(),
         }
         .await
     }
 
-    /// Waits until the object is writable.
+    /// Waits until the object may be writable. See [`Async::readable`].
     pub async fn writable(&self) -> io::Result<()> {
         Ready {
             io: self,
             dir: Direction::Write,
+            id: WaiterId::default(),
         }
         .await
     }
 
     /// Runs a non-blocking operation in direction `dir` until it stops returning `WouldBlock`.
+    ///
+    /// One waker per direction, as [`Async::poll_readable`]; the `async` methods
+    /// ([`Async::read_with`], ...) let several tasks share the object.
     pub fn poll_io<R>(
         &self,
         dir: Direction,
@@ -186,9 +200,66 @@ impl<T: AsRawFd> Async<T> {
         }
     }
 
+    /// Like [`Async::poll_io`], for a future that owns `waiter`: every future
+    /// waiting on the direction is woken by the next event, not just the last one.
+    /// The caller must pass `waiter` to [`Async::forget_waiter`] when it is dropped.
+    pub(crate) fn poll_io_waiter<R>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        waiter: &mut WaiterId,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let tick = match self.state.poll_ready_waiter(dir, cx, waiter) {
+                Poll::Ready(Ok(tick)) => tick,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match op(self.get_ref()) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.state.clear_ready(dir, tick);
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Removes a future's entry from the waiters of `dir` (see [`Async::poll_io_waiter`]).
+    pub(crate) fn forget_waiter(&self, dir: Direction, waiter: &WaiterId) {
+        self.state.remove_waiter(dir, waiter);
+    }
+
+    /// Runs `op` until it does not return `WouldBlock`, as a future that any
+    /// number of tasks may await concurrently on a shared `&self`.
+    async fn shared_io<R>(
+        &self,
+        dir: Direction,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut waiter = WaiterGuard {
+            io: self,
+            dir,
+            id: WaiterId::default(),
+        };
+        futures::future::poll_fn(|cx| {
+            let WaiterGuard { io, dir, id } = &mut waiter;
+            io.poll_io_waiter(*dir, cx, id, &mut op)
+        })
+        .await
+    }
+
     /// Repeats a read-side operation until it does not return `WouldBlock`.
-    pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        futures::future::poll_fn(|cx| self.poll_io(Direction::Read, cx, &mut op)).await
+    ///
+    /// Several tasks may call this on the same object at once (for example to
+    /// `accept` or `recv_from` from a shared socket); each is woken by the next
+    /// read event and retries its operation.
+    ///
+    /// # Errors
+    ///
+    /// The operation's own error, or an error if the reactor shut down.
+    pub async fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        self.shared_io(Direction::Read, op).await
     }
 
     /// Repeats a read-side operation with mutable access until it does not return `WouldBlock`.
@@ -200,8 +271,13 @@ impl<T: AsRawFd> Async<T> {
     }
 
     /// Repeats a write-side operation until it does not return `WouldBlock`.
-    pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        futures::future::poll_fn(|cx| self.poll_io(Direction::Write, cx, &mut op)).await
+    /// Several tasks may call this at once, as with [`Async::read_with`].
+    ///
+    /// # Errors
+    ///
+    /// The operation's own error, or an error if the reactor shut down.
+    pub async fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        self.shared_io(Direction::Write, op).await
     }
 
     /// Repeats a write-side operation with mutable access until it does not return `WouldBlock`.
@@ -213,22 +289,43 @@ impl<T: AsRawFd> Async<T> {
     }
 }
 
+/// The future of [`Async::readable`] / [`Async::writable`].
 struct Ready<'a, T: AsRawFd> {
     io: &'a Async<T>,
     dir: Direction,
+    id: WaiterId,
 }
 
 impl<T: AsRawFd> Future for Ready<'_, T> {
     type Output = io::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.io.state.poll_ready(self.dir, cx).map_ok(drop)
+        let this = self.get_mut();
+        this.io
+            .state
+            .poll_ready_waiter(this.dir, cx, &mut this.id)
+            .map_ok(drop)
     }
 }
 
 impl<T: AsRawFd> Drop for Ready<'_, T> {
     fn drop(&mut self) {
-        self.io.state.drop_waker(self.dir);
+        // Only our own entry: other tasks may be waiting on the same direction.
+        self.io.state.remove_waiter(self.dir, &self.id);
+    }
+}
+
+/// Owns a [`WaiterId`] for the duration of one shared operation and removes
+/// its entry when the operation's future is dropped, finished or not.
+struct WaiterGuard<'a, T: AsRawFd> {
+    io: &'a Async<T>,
+    dir: Direction,
+    id: WaiterId,
+}
+
+impl<T: AsRawFd> Drop for WaiterGuard<'_, T> {
+    fn drop(&mut self) {
+        self.io.state.remove_waiter(self.dir, &self.id);
     }
 }
 

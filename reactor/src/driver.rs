@@ -63,6 +63,8 @@ struct Inner {
 struct DriverState {
     poll: Poll,
     events: Events,
+    /// Wakers collected during a turn; kept between turns so a turn allocates nothing.
+    wakers: Vec<Waker>,
 }
 
 /// A handle to a reactor. Clones share the same event loop.
@@ -102,6 +104,7 @@ impl Reactor {
                 driver: Mutex::new(DriverState {
                     poll,
                     events: Events::with_capacity(EVENTS_CAPACITY),
+                    wakers: Vec::new(),
                 }),
                 registry,
                 waker,
@@ -215,7 +218,7 @@ impl Reactor {
         }
         lock(&self.inner.timers).drain(&mut wakers);
         let _ = self.notify();
-        wake_all(wakers);
+        wake_all(&mut wakers);
     }
 
     /// Number of registered sources and pending timers, for diagnostics.
@@ -236,11 +239,16 @@ impl Reactor {
         source: &mut impl mio::event::Source,
         interest: Interest,
     ) -> io::Result<(usize, Arc<IoState>)> {
-        if self.is_shut_down() {
-            return Err(crate::registration::reactor_gone());
-        }
-        let state = Arc::new(IoState::default());
-        let key = lock(&self.inner.sources).insert(state.clone());
+        let state = Arc::new(IoState::new());
+        let key = {
+            let mut sources = lock(&self.inner.sources);
+            // Checked under the lock `shutdown` drains: a source inserted after
+            // the drain would never be closed and its waiters would hang.
+            if self.is_shut_down() {
+                return Err(crate::registration::reactor_gone());
+            }
+            sources.insert(state.clone())
+        };
         if let Err(err) = self.inner.registry.register(source, Token(key), interest) {
             lock(&self.inner.sources).remove(key);
             return Err(err);
@@ -324,8 +332,12 @@ impl DriverGuard<'_> {
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         let reactor = self.reactor;
         let inner = &reactor.inner;
-        let mut wakers = Vec::new();
-        reactor.fire_timers(&mut wakers);
+        let DriverState {
+            poll,
+            events,
+            wakers,
+        } = &mut *self.state;
+        reactor.fire_timers(wakers);
 
         let now = reactor.now();
         let timer_deadline = lock(&inner.timers).next_deadline();
@@ -354,8 +366,7 @@ impl DriverGuard<'_> {
             }
         }
 
-        let state = &mut *self.state;
-        let polled = state.poll.poll(&mut state.events, wait);
+        let polled = poll.poll(events, wait);
         inner.polling_until.store(0, Ordering::Release);
         match polled {
             Ok(()) => {}
@@ -367,7 +378,7 @@ impl DriverGuard<'_> {
         }
         {
             let sources = lock(&inner.sources);
-            for event in state.events.iter() {
+            for event in events.iter() {
                 if event.token() == WAKER_TOKEN {
                     continue;
                 }
@@ -377,12 +388,12 @@ impl DriverGuard<'_> {
                     io.on_event(
                         event.is_readable() || event.is_read_closed() || failed,
                         event.is_writable() || event.is_write_closed() || failed,
-                        &mut wakers,
+                        wakers,
                     );
                 }
             }
         }
-        reactor.fire_timers(&mut wakers);
+        reactor.fire_timers(wakers);
         let woken = wakers.len();
         wake_all(wakers);
         Ok(woken)
@@ -394,9 +405,9 @@ impl DriverGuard<'_> {
     }
 }
 
-/// Wakes every waker, isolating the reactor from a waker that panics.
-fn wake_all(wakers: Vec<Waker>) {
-    for waker in wakers {
+/// Wakes (and removes) every waker, isolating the reactor from a waker that panics.
+fn wake_all(wakers: &mut Vec<Waker>) {
+    for waker in wakers.drain(..) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
     }
 }

@@ -16,13 +16,19 @@
 
 mod async_io;
 mod driver;
+pub mod net;
+pub mod pipe;
 mod registration;
 mod sync;
 mod timer;
+pub mod unix;
 
 pub use async_io::Async;
 pub use driver::{DriverGuard, EnterGuard, Reactor};
+pub use net::{TcpListener, TcpStream, UdpSocket};
+pub use pipe::{PipeReader, PipeWriter, pipe};
 pub use registration::Direction;
 pub use timer::{
     Elapsed, Interval, MissedTickBehavior, Sleep, Timeout, interval, sleep, sleep_until, timeout,
 };
+pub use unix::{UnixDatagram, UnixListener, UnixStream};
