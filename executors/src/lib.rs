@@ -1,2 +1,5 @@
 //! VedaRT's offload executors.
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod blocking;
+mod sync;
