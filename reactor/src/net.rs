@@ -763,9 +763,9 @@ impl UdpSocket {
     ///
     /// # Errors
     ///
-    /// The OS error of `send`; `NotConnected` without a prior
-    /// [`UdpSocket::connect`]; `ConnectionRefused` may report an ICMP error
-    /// caused by an earlier datagram.
+    /// The OS error of `send`: `EDESTADDRREQ` (Linux) or `NotConnected` without
+    /// a prior [`UdpSocket::connect`]; `ConnectionRefused` may report an ICMP
+    /// error caused by an earlier datagram.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write_with(|socket| socket.send(buf)).await
     }
