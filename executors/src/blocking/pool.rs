@@ -68,12 +68,21 @@ pub(super) struct Inner {
 /// 3. `num_threads <= max_workers`, except transiently after
 ///    [`BlockingPool::set_bounds`] lowered the bound: surplus workers leave as
 ///    soon as they finish their job or wake up.
-/// 4. `workers[i]` is `Some` exactly while worker `i` has not begun to exit.
+/// 4. A worker leaves `num_threads` in the same critical section in which it
+///    decides to leave, so `num_threads` counts only workers that will still take
+///    jobs, and a submitter that sees `num_threads == max_workers` knows that a
+///    running worker will come back for the queue. (A leaving worker counted
+///    there could strand a job; the loom model caught exactly that.)
+/// 5. `workers[i]` is `Some` exactly while worker `i` is alive (counted in
+///    `num_alive`); its index is reused only after that.
 pub(super) struct Shared {
     /// Jobs accepted and not yet taken, oldest first.
     pub(super) queue: VecDeque<Job>,
-    /// Live workers: started (or being started) and not yet gone.
+    /// Workers that take jobs: started (or being started) and not leaving.
     pub(super) num_threads: usize,
+    /// Threads started and not yet done with their last bookkeeping, leaving
+    /// ones included; shutdown waits for this to reach zero.
+    pub(super) num_alive: usize,
     /// Parked workers not yet handed a job.
     pub(super) num_idle: usize,
     /// Hand-offs to parked workers that no worker has taken yet.
@@ -174,6 +183,7 @@ impl BlockingPool {
             shared: Mutex::new(Shared {
                 queue: VecDeque::new(),
                 num_threads: 0,
+                num_alive: 0,
                 num_idle: 0,
                 num_notify: 0,
                 shutdown: false,
@@ -338,7 +348,7 @@ impl BlockingPool {
             .flatten()
             .any(|handle| handle.thread().id() == me);
         let waits_for = usize::from(calling_worker);
-        while shared.num_threads > waits_for {
+        while shared.num_alive > waits_for {
             shared = match deadline {
                 Some(deadline) => {
                     let now = Instant::now();
@@ -400,6 +410,7 @@ fn spawn_worker(inner: &Arc<Inner>, shared: &mut Shared) -> std::io::Result<()> 
     }
     let worker_inner = Arc::clone(inner);
     shared.num_threads += 1;
+    shared.num_alive += 1;
     match builder.spawn(move || worker::run(worker_inner, index)) {
         Ok(handle) => {
             shared.workers[index] = Some(handle);
@@ -407,6 +418,7 @@ fn spawn_worker(inner: &Arc<Inner>, shared: &mut Shared) -> std::io::Result<()> 
         }
         Err(error) => {
             shared.num_threads -= 1;
+            shared.num_alive -= 1;
             Err(error)
         }
     }

@@ -11,7 +11,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct BlockingPoolStats {
-    /// Worker threads alive (running a job, parked, or about to exit).
+    /// Worker threads that take jobs (running one or parked). A thread that has
+    /// decided to retire no longer counts, though it may still be finishing
+    /// its stop hook.
     pub threads: usize,
     /// Worker threads parked with nothing to do.
     pub idle_threads: usize,

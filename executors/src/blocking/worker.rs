@@ -10,8 +10,10 @@
 //!    c. the keep-alive ran out: leave if the pool is above `max(min, target)`,
 //!    otherwise stay parked for another round.
 //!    d. otherwise (a spurious wake-up) keep waiting.
-//! 5. Leaving: run the stop hook, then under the lock `num_threads -= 1`, move the
-//!    own join handle to `last_exiting` and join the previous exiting thread.
+//! 5. Leaving: in the critical section that decides to leave, `num_threads -= 1`
+//!    (so submitters no longer count on this worker); then run the stop hook,
+//!    and under the lock `num_alive -= 1`, move the own join handle to
+//!    `last_exiting` and join the previous exiting thread.
 //!
 //! A parked worker checks for a pending hand-off before anything else, so a job
 //! handed to "some parked worker" is always taken, even if the worker that the
@@ -40,7 +42,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize) {
     run_hook(inner.on_thread_stop.as_deref());
     let previous = {
         let mut shared = lock(&inner.shared);
-        shared.num_threads -= 1;
+        shared.num_alive -= 1;
         let own = shared.workers.get_mut(index).and_then(Option::take);
         mem::replace(&mut shared.last_exiting, own)
     };
@@ -51,7 +53,7 @@ pub(super) fn run(inner: Arc<Inner>, index: usize) {
     }
 }
 
-/// Steps 2 to 4: returns when this worker must leave.
+/// Steps 2 to 4: returns when this worker must leave, having left `num_threads`.
 fn serve(inner: &Inner) {
     let mut shared = lock(&inner.shared);
     loop {
@@ -72,10 +74,12 @@ fn serve(inner: &Inner) {
             shared.jobs_completed += 1;
             shared.jobs_panicked += u64::from(panicked);
             if shared.num_threads > shared.max_workers {
+                shared.num_threads -= 1;
                 return;
             }
         }
         if shared.shutdown {
+            shared.num_threads -= 1;
             return;
         }
 
@@ -94,6 +98,7 @@ fn serve(inner: &Inner) {
             }
             if shared.shutdown || shared.num_threads > shared.max_workers {
                 shared.num_idle -= 1;
+                shared.num_threads -= 1;
                 return;
             }
             if TIMED && idle_since.elapsed() >= round {
@@ -101,6 +106,7 @@ fn serve(inner: &Inner) {
                 let target = shared.target(now);
                 if should_retire(shared.num_threads, shared.min_workers, target) {
                     shared.num_idle -= 1;
+                    shared.num_threads -= 1;
                     return;
                 }
                 idle_since = now;
