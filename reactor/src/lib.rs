@@ -9,9 +9,16 @@
 //!   [`Reactor::current`] falls back to a global reactor driven by one
 //!   `veda-reactor` thread.
 //! - [`Async<T>`] turns any fd-backed object into futures; the socket and pipe
-//!   types are thin wrappers over it.
+//!   types are thin wrappers over it: [`net`] (TCP, UDP), [`unix`] (Unix
+//!   domain sockets) and [`pipe`](mod@pipe) (pipe ends for child processes).
 //! - Timers ([`sleep`], [`timeout`], [`interval`]) register on first poll and
 //!   cancel on drop.
+//!
+//! The readiness protocol (why no wake-up is lost when an event races a
+//! syscall) and the timer-interrupt protocol are written up, with the argument
+//! for their correctness, in the crate's
+//! [`README.md`](https://github.com/vedart/vedart/blob/main/reactor/README.md)
+//! next to this file.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod async_io;
