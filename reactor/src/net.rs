@@ -21,7 +21,7 @@
 //! - **Sharing**: the `&self` methods ([`TcpListener::accept`],
 //!   [`UdpSocket::recv_from`], ...) may be awaited by several tasks at once on
 //!   a shared socket. The `AsyncRead` / `AsyncWrite` impls take `&mut self` and
-//!   are meant for one reader and one writer; [`TcpStream::into_split`] gives
+//!   are meant for one reader and one writer; [`TcpStream::split`] gives
 //!   one owned half of each kind so that two tasks can read and write at once.
 
 use std::fmt;
@@ -423,8 +423,8 @@ impl TcpStream {
     ///     let listener = TcpListener::bind("127.0.0.1:0")?;
     ///     let client = TcpStream::connect(listener.local_addr()?).await?;
     ///     let (server, _) = listener.accept().await?;
-    ///     let (mut read, mut write) = server.into_split();
-    ///     let (mut client_read, mut client_write) = client.into_split();
+    ///     let (mut read, mut write) = server.split();
+    ///     let (mut client_read, mut client_write) = client.split();
     ///     client_write.write_all(b"hi").await?;
     ///     let mut buf = [0; 2];
     ///     read.read_exact(&mut buf).await?;
@@ -435,7 +435,7 @@ impl TcpStream {
     /// })
     /// .unwrap();
     /// ```
-    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+    pub fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         let shared = Arc::new(self.inner);
         (
             OwnedReadHalf {
@@ -446,6 +446,11 @@ impl TcpStream {
                 shutdown_on_drop: true,
             },
         )
+    }
+
+    /// The same as [`TcpStream::split`], under tokio's name for it.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.split()
     }
 
     /// Deregisters the stream and returns it as a standard stream, still in
@@ -538,7 +543,7 @@ impl AsyncWrite for TcpStream {
     }
 }
 
-/// The read half of a [`TcpStream`], from [`TcpStream::into_split`].
+/// The read half of a [`TcpStream`], from [`TcpStream::split`].
 pub struct OwnedReadHalf {
     inner: Arc<Async<net::TcpStream>>,
 }
@@ -592,7 +597,7 @@ impl AsyncRead for OwnedReadHalf {
     }
 }
 
-/// The write half of a [`TcpStream`], from [`TcpStream::into_split`].
+/// The write half of a [`TcpStream`], from [`TcpStream::split`].
 ///
 /// Dropping it, or closing it with [`AsyncWrite::poll_close`], shuts down the
 /// write direction of the connection so that the peer reads end-of-file.

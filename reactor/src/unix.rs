@@ -284,9 +284,9 @@ impl UnixStream {
     }
 
     /// Splits the stream into halves that can move to different tasks; see
-    /// [`TcpStream::into_split`](crate::net::TcpStream::into_split). Dropping
-    /// the write half shuts down the write direction.
-    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+    /// [`TcpStream::split`](crate::net::TcpStream::split). Dropping the write
+    /// half shuts down the write direction.
+    pub fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         let shared = Arc::new(self.inner);
         (
             OwnedReadHalf {
@@ -297,6 +297,11 @@ impl UnixStream {
                 shutdown_on_drop: true,
             },
         )
+    }
+
+    /// The same as [`UnixStream::split`], under tokio's name for it.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        self.split()
     }
 
     /// Deregisters the stream and returns it as a standard stream, still in
@@ -384,7 +389,7 @@ impl AsyncWrite for UnixStream {
     }
 }
 
-/// The read half of a [`UnixStream`], from [`UnixStream::into_split`].
+/// The read half of a [`UnixStream`], from [`UnixStream::split`].
 pub struct OwnedReadHalf {
     inner: Arc<Async<net::UnixStream>>,
 }
@@ -417,7 +422,7 @@ impl AsyncRead for OwnedReadHalf {
     }
 }
 
-/// The write half of a [`UnixStream`], from [`UnixStream::into_split`].
+/// The write half of a [`UnixStream`], from [`UnixStream::split`].
 /// Dropping or closing it shuts down the write direction.
 pub struct OwnedWriteHalf {
     inner: Arc<Async<net::UnixStream>>,

@@ -118,7 +118,7 @@ fn split_halves_work_from_two_threads() {
         })
     });
     let stream = within(TcpStream::connect(addr)).unwrap();
-    let (mut read_half, mut write_half) = stream.into_split();
+    let (mut read_half, mut write_half) = stream.split();
     assert_eq!(read_half.peer_addr().unwrap(), addr);
     assert_eq!(write_half.peer_addr().unwrap(), addr);
     let to_send = data.clone();
