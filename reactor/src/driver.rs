@@ -207,7 +207,8 @@ impl Reactor {
     }
 
     /// Closes the reactor: every pending I/O future fails with an error saying so,
-    /// every pending timer is woken, and new registrations are refused.
+    /// every pending timer is woken and completes (nothing is left to time it),
+    /// and new registrations are refused.
     pub fn shutdown(&self) {
         if self.inner.shut_down.swap(true, Ordering::AcqRel) {
             return;

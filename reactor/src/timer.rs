@@ -95,7 +95,9 @@ impl TimerQueue {
 
 /// A future that completes at a deadline. Created by [`sleep`] and [`sleep_until`].
 ///
-/// Dropping it cancels the timer.
+/// Dropping it cancels the timer. It never completes before its deadline while
+/// its reactor runs; once the reactor is [shut down](Reactor::shutdown), it
+/// completes at its next poll.
 #[must_use = "futures do nothing unless polled"]
 pub struct Sleep {
     reactor: Reactor,
@@ -169,7 +171,9 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if this.reactor.now() >= this.deadline {
+        // After shutdown no driver fires timers: completing beats re-arming a
+        // timer that wakes at once, which would spin until the deadline.
+        if this.reactor.now() >= this.deadline || this.reactor.is_shut_down() {
             if let Some(key) = this.key.take() {
                 this.reactor.cancel_timer(key);
             }

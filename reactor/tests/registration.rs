@@ -238,6 +238,17 @@ fn shutdown_fails_pending_io_instead_of_hanging() {
     assert!(reactor.is_shut_down());
     assert!(timer_count.count() > 0, "pending timers are woken");
     assert_eq!(reactor.load(), (0, 0));
+    // A woken timer completes instead of re-arming itself (which would spin
+    // until its deadline), and so does a new one.
+    assert!(poll_with(timer.as_mut(), &timer_waker).is_ready());
+    let mut late = {
+        let _enter = reactor.enter();
+        Box::pin(sleep(Duration::from_secs(3600)))
+    };
+    let (late_count, late_waker) = CountingWaker::new();
+    assert!(poll_with(late.as_mut(), &late_waker).is_ready());
+    assert_eq!(late_count.count(), 0);
+    assert_eq!(reactor.load(), (0, 0));
 
     // Existing objects fail from now on, and new ones are refused.
     let mut buf = [0; 8];
