@@ -2,4 +2,5 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod blocking;
+pub mod process;
 mod sync;

@@ -1,0 +1,453 @@
+//! The futures and handles callers hold: [`Call`], [`CancelHandle`],
+//! [`Context`] and the broadcast future.
+//!
+//! # A call's life
+//!
+//! 1. *Dispatch*: pick the accepting child with the fewest calls in flight
+//!    (or a given child, for a targeted call), register the call there under a
+//!    fresh request id, and write its frame (see `conn`). With no child ready
+//!    (all being started) the call waits in the pool's waiter list.
+//! 2. *Waiting*: the child's driver completes the call's [`CallCell`] with the
+//!    answer or an error, or asks it to go back to 1 (`Retry`) because its
+//!    child was terminated for another call's cancellation.
+//! 3. Dropping the future (or [`CancelHandle::cancel`]) during 2 withdraws the
+//!    frame if it was never written, and otherwise terminates the child, which
+//!    the pool replaces.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use super::conn::{Conn, Registered};
+use super::error::ProcessError;
+use super::pool::{Dispatch, PoolShared};
+use crate::sync::atomic::Ordering;
+use crate::sync::{Mutex, lock};
+
+/// How a call ended, as the driver reports it.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Final: the answer or the error.
+    Done(Result<Vec<u8>, ProcessError>),
+    /// The child was terminated for another call's sake: dispatch again.
+    Retry,
+}
+
+/// The rendezvous between a call future, its cancel handles and a driver.
+pub(crate) struct CallCell {
+    /// Set for calls aimed at one given child (broadcast): they never retry.
+    targeted: bool,
+    inner: Mutex<CellInner>,
+}
+
+struct CellInner {
+    outcome: Option<Outcome>,
+    waker: Option<Waker>,
+    cancelled: bool,
+    /// The child and request id while the call is in flight.
+    running: Option<(Arc<Conn>, u64)>,
+}
+
+impl fmt::Debug for CallCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallCell")
+            .field("targeted", &self.targeted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallCell {
+    fn new(targeted: bool) -> Arc<CallCell> {
+        Arc::new(CallCell {
+            targeted,
+            inner: Mutex::new(CellInner {
+                outcome: None,
+                waker: None,
+                cancelled: false,
+                running: None,
+            }),
+        })
+    }
+
+    pub(crate) fn is_targeted(&self) -> bool {
+        self.targeted
+    }
+
+    /// Delivers the outcome (the first one wins) and wakes the call.
+    pub(crate) fn complete(&self, outcome: Outcome) {
+        let waker = {
+            let mut inner = lock(&self.inner);
+            if inner.outcome.is_some() {
+                return;
+            }
+            inner.outcome = Some(outcome);
+            inner.running = None;
+            inner.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// A call to the pool: resolves to the child's answer. Created by
+/// [`ProcessPool::call`](super::ProcessPool::call).
+///
+/// Dropping it before it resolves cancels the call: if its frame was already
+/// written, the child running it is terminated (SIGTERM, SIGKILL after the grace
+/// period) and replaced, and the other calls in flight on that child are sent
+/// again to another child.
+#[must_use = "a call does nothing unless awaited, and dropping it cancels it"]
+pub struct Call {
+    pool: Arc<PoolShared>,
+    cell: Arc<CallCell>,
+    request: Arc<Vec<u8>>,
+    context: Option<Context>,
+    /// The child a targeted call must run on.
+    target: Option<Arc<Conn>>,
+    /// Key in the pool's waiter list (unique per call).
+    key: u64,
+    stage: Stage,
+}
+
+enum Stage {
+    /// Fails at once with this error (request too large, ...).
+    Failed(ProcessError),
+    Dispatch,
+    Waiting,
+    Done,
+}
+
+impl fmt::Debug for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("request_len", &self.request.len())
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    pub(crate) fn new(
+        pool: Arc<PoolShared>,
+        request: Vec<u8>,
+        context: Option<Context>,
+        target: Option<Arc<Conn>>,
+    ) -> Call {
+        let max = pool.max_frame_size();
+        let stage = if request.len() > max {
+            Stage::Failed(ProcessError::too_large(request.len(), max))
+        } else {
+            Stage::Dispatch
+        };
+        Call {
+            key: pool.next_id(),
+            cell: CallCell::new(target.is_some()),
+            pool,
+            request: Arc::new(request),
+            context,
+            target,
+            stage,
+        }
+    }
+
+    /// A handle that cancels this call from anywhere (another task or thread).
+    /// The call then resolves to a `Cancelled` error.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            pool: self.pool.clone(),
+            cell: self.cell.clone(),
+        }
+    }
+
+    /// One dispatch attempt: `Ready(Ok)` when the call is in flight.
+    fn dispatch(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), ProcessError>> {
+        loop {
+            let conn = match &self.target {
+                Some(conn) => conn.clone(),
+                None => match self.pool.pick(self.key, cx.waker()) {
+                    Dispatch::Conn(conn) => conn,
+                    Dispatch::Wait => return Poll::Pending,
+                    Dispatch::Fail(err) => return Poll::Ready(Err(err)),
+                },
+            };
+            let id = self.pool.next_id();
+            {
+                let mut inner = lock(&self.cell.inner);
+                if inner.cancelled {
+                    return Poll::Ready(Err(ProcessError::cancelled()));
+                }
+                inner.running = Some((conn.clone(), id));
+            }
+            let registered = conn.register(id, &self.cell, self.pool.max_tasks_per_child());
+            if registered == Registered::YesRetired {
+                self.pool.replace(conn.slot, conn.id);
+            }
+            let sent = registered != Registered::No
+                && conn.submit(
+                    id,
+                    &self.request,
+                    self.context
+                        .as_ref()
+                        .map(|context| (context.inner.id, &context.inner.payload)),
+                    &self.pool,
+                );
+            if !sent {
+                conn.unregister(id);
+                lock(&self.cell.inner).running = None;
+                if self.target.is_some() {
+                    return Poll::Ready(Err(ProcessError::worker_died(
+                        conn.pid(),
+                        conn.proc.reaped().flatten(),
+                        Arc::from(Vec::new()),
+                    )));
+                }
+                continue;
+            }
+            // A cancel that ran between setting `running` and registering found
+            // nothing to withdraw: do it now (withdrawing twice is harmless).
+            if lock(&self.cell.inner).cancelled {
+                conn.abandon(id, &self.pool);
+            }
+            return Poll::Ready(Ok(()));
+        }
+    }
+}
+
+impl Future for Call {
+    type Output = Result<Vec<u8>, ProcessError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &this.stage {
+                Stage::Failed(err) => {
+                    let err = err.clone();
+                    this.stage = Stage::Done;
+                    this.pool.stats.calls_failed.fetch_add(1, Ordering::Relaxed);
+                    return Poll::Ready(Err(err));
+                }
+                Stage::Dispatch => match this.dispatch(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) => this.stage = Stage::Waiting,
+                    Poll::Ready(Err(err)) => {
+                        this.stage = Stage::Done;
+                        this.pool.forget_waiter(this.key);
+                        if !err.is_cancelled() {
+                            this.pool.stats.calls_failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Poll::Ready(Err(err));
+                    }
+                },
+                Stage::Waiting => {
+                    let mut inner = lock(&this.cell.inner);
+                    match inner.outcome.take() {
+                        Some(Outcome::Done(result)) => {
+                            drop(inner);
+                            this.stage = Stage::Done;
+                            return Poll::Ready(result);
+                        }
+                        Some(Outcome::Retry) => {
+                            inner.running = None;
+                            drop(inner);
+                            this.stage = Stage::Dispatch;
+                        }
+                        None => {
+                            match &inner.waker {
+                                Some(waker) if waker.will_wake(cx.waker()) => {}
+                                _ => inner.waker = Some(cx.waker().clone()),
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                Stage::Done => panic!("`Call` polled after it completed"),
+            }
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        match self.stage {
+            Stage::Dispatch => self.pool.forget_waiter(self.key),
+            Stage::Waiting => {
+                let running = lock(&self.cell.inner).running.take();
+                if let Some((conn, id)) = running {
+                    conn.abandon(id, &self.pool);
+                }
+            }
+            Stage::Failed(_) | Stage::Done => {}
+        }
+    }
+}
+
+/// Cancels one [`Call`] from anywhere; see [`Call::cancel_handle`].
+#[derive(Clone)]
+pub struct CancelHandle {
+    pool: Arc<PoolShared>,
+    cell: Arc<CallCell>,
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle").finish_non_exhaustive()
+    }
+}
+
+impl CancelHandle {
+    /// Cancels the call: it resolves to a `Cancelled` error, and its child is
+    /// terminated and replaced if the call's frame was already written. Does
+    /// nothing if the call already resolved.
+    pub fn cancel(&self) {
+        let (running, waker) = {
+            let mut inner = lock(&self.cell.inner);
+            if inner.outcome.is_some() || inner.cancelled {
+                return;
+            }
+            inner.cancelled = true;
+            inner.outcome = Some(Outcome::Done(Err(ProcessError::cancelled())));
+            (inner.running.take(), inner.waker.take())
+        };
+        if let Some((conn, id)) = running {
+            conn.abandon(id, &self.pool);
+        }
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// Bytes installed once in each child that runs a call made with them, such as
+/// a pickled function that many calls use. Created by
+/// [`ProcessPool::context`](super::ProcessPool::context).
+///
+/// The pool guarantees that before a call made with
+/// [`ProcessPool::call_with`](super::ProcessPool::call_with) is written to a
+/// child, that child was sent the context's `Control`/`Install` frame, once. A
+/// child started later (a replacement) gets it before its first such call.
+/// When the last clone of the context is dropped, children that have it get a
+/// `Control`/`Release` frame. The request payload must tell the child which
+/// context to use (for example by starting with [`Context::id`]).
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+pub(crate) struct ContextInner {
+    pool: Arc<PoolShared>,
+    id: u64,
+    payload: Arc<Vec<u8>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.inner.id)
+            .field("len", &self.inner.payload.len())
+            .finish()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(pool: Arc<PoolShared>, id: u64, payload: Vec<u8>) -> Context {
+        Context {
+            inner: Arc::new(ContextInner {
+                pool,
+                id,
+                payload: Arc::new(payload),
+            }),
+        }
+    }
+
+    /// The id the child sees in the install frame's id field.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The installed bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.inner.payload
+    }
+
+    pub(crate) fn belongs_to(&self, pool: &Arc<PoolShared>) -> bool {
+        Arc::ptr_eq(&self.inner.pool, pool)
+    }
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        for conn in self.pool.conns() {
+            conn.release_context(self.id);
+        }
+    }
+}
+
+/// One child's answer to a broadcast; see
+/// [`ProcessPool::broadcast`](super::ProcessPool::broadcast).
+#[derive(Debug)]
+pub struct WorkerReply {
+    /// The child that answered.
+    pub pid: u32,
+    /// Its answer.
+    pub result: Result<Vec<u8>, ProcessError>,
+}
+
+/// The future of [`ProcessPool::broadcast`](super::ProcessPool::broadcast).
+#[must_use = "a broadcast does nothing unless awaited"]
+pub struct Broadcast {
+    calls: Vec<(u32, Option<Call>, Option<Result<Vec<u8>, ProcessError>>)>,
+}
+
+impl fmt::Debug for Broadcast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("children", &self.calls.len())
+            .finish()
+    }
+}
+
+impl Broadcast {
+    pub(crate) fn new(calls: Vec<(u32, Call)>) -> Broadcast {
+        Broadcast {
+            calls: calls
+                .into_iter()
+                .map(|(pid, call)| (pid, Some(call), None))
+                .collect(),
+        }
+    }
+}
+
+impl Future for Broadcast {
+    type Output = Vec<WorkerReply>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Vec<WorkerReply>> {
+        let this = self.get_mut();
+        let mut pending = false;
+        for (_, call, result) in &mut this.calls {
+            if let Some(running) = call {
+                match Pin::new(running).poll(cx) {
+                    Poll::Ready(answer) => {
+                        *result = Some(answer);
+                        *call = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            return Poll::Pending;
+        }
+        Poll::Ready(
+            this.calls
+                .drain(..)
+                .map(|(pid, _, result)| WorkerReply {
+                    pid,
+                    result: result.unwrap_or_else(|| Err(ProcessError::cancelled())),
+                })
+                .collect(),
+        )
+    }
+}
