@@ -1,2 +1,159 @@
 //! VedaRT: an async-first parallel runtime.
+//!
+//! Everything that waits is an async task; one reactor (built on mio) wakes
+//! them; a work-stealing scheduler runs them on a pool of worker threads.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let rt = vedart::Runtime::new()?;
+//! let total = rt.block_on(async {
+//!     let tasks: Vec<_> = (1..=100u64)
+//!         .map(|i| vedart::spawn(async move {
+//!             vedart::time::sleep(Duration::from_millis(1)).await;
+//!             i
+//!         }))
+//!         .collect();
+//!     let mut total = 0;
+//!     for task in tasks {
+//!         total += task.await?;
+//!     }
+//!     Ok::<_, vedart::JoinError>(total)
+//! })?;
+//! assert_eq!(total, 5050);
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - [`Runtime`] / [`Builder`] start a runtime; [`Runtime::block_on`] runs a
+//!   future on the calling thread; [`spawn`] starts a task and returns a
+//!   [`JoinHandle`] (awaitable, abortable; a panic becomes a [`JoinError`]).
+//! - [`scope`] / [`try_scope`]: structured concurrency; the first failing
+//!   child cancels its siblings and reaches the parent.
+//! - [`time`], [`net`], [`io`]: timers, sockets and any fd, from the reactor
+//!   crate `vedart-reactor`.
+//! - [`block_on`] and [`spawn`] also work with no runtime in sight: they use
+//!   a global runtime started on first use.
+//!
+//! # Implementation
+//!
+//! Threads a runtime starts:
+//!
+//! - **`veda-worker-{i}`** (a multi-thread runtime: one per core by default,
+//!   see [`Builder::worker_threads`]): each runs the scheduler loop of
+//!   `scheduler/worker.rs`. A worker owns a 256-slot local run queue and a
+//!   LIFO slot; tasks woken from other threads go through a global injector
+//!   queue. An idle worker steals half of a random victim's queue, and then
+//!   sleeps: the first idle worker sleeps *inside* the reactor (`epoll_wait`),
+//!   the others on a condvar, so I/O wakes tasks with no thread hop.
+//! - A **current-thread** runtime starts no thread: the thread in
+//!   [`Runtime::block_on`] runs the tasks and drives the reactor.
+//! - [`block_on`] and [`spawn`] outside a runtime start the global runtime,
+//!   whose workers are also named `veda-worker-{i}`.
+//! - Sockets and timers used outside any runtime are driven by the reactor
+//!   crate's own `veda-reactor` thread.
+//!
+//! Tasks are [`async-task`](https://docs.rs/async-task) allocations: one
+//! allocation per spawn. The sleep / wake protocol of the workers, with a
+//! proof sketch that no task is stranded, is in `src/scheduler/README.md`;
+//! the shutdown protocol is in the `scheduler` module's docs.
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod builder;
+mod join;
+mod runtime;
+mod scheduler;
+mod scope;
+mod sync;
+mod task;
+
+use std::future::Future;
+
+pub use builder::{BuildError, Builder, DEFAULT_THREAD_NAME, WORKER_THREADS_ENV};
+pub use join::{AbortHandle, JoinError, JoinHandle};
+pub use runtime::{EnterGuard, Handle, Runtime};
+pub use scope::{Scope, ScopedJoinHandle, scope, try_scope};
+pub use task::{YieldNow, yield_now};
+
+/// Timers, driven by the runtime's reactor.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let rt = vedart::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let start = Instant::now();
+///     vedart::time::sleep(Duration::from_millis(10)).await;
+///     assert!(start.elapsed() >= Duration::from_millis(10));
+///     let never = std::future::pending::<()>();
+///     assert!(vedart::time::timeout(Duration::from_millis(5), never).await.is_err());
+/// });
+/// ```
+pub mod time {
+    pub use vedart_reactor::{
+        Elapsed, Interval, MissedTickBehavior, Sleep, Timeout, interval, sleep, sleep_until,
+        timeout,
+    };
+}
+
+/// Asynchronous sockets and pipes, registered with the current runtime's reactor.
+pub mod net {
+    pub use vedart_reactor::net::*;
+    pub use vedart_reactor::unix::{UnixDatagram, UnixListener, UnixStream};
+    pub use vedart_reactor::{PipeReader, PipeWriter, pipe, unix};
+}
+
+/// Any non-blocking file descriptor as futures, and the I/O traits.
+pub mod io {
+    pub use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    pub use vedart_reactor::{Async, Direction};
+}
+
+/// Spawns a task on the current runtime (the worker's, or the one whose
+/// `block_on` or [`Handle::enter`] is running on this thread), or, outside any
+/// runtime, on the global runtime.
+///
+/// # Examples
+///
+/// ```
+/// let rt = vedart::Runtime::new().unwrap();
+/// let doubled = rt.block_on(async {
+///     let task = vedart::spawn(async { 21 * 2 });
+///     task.await.unwrap()
+/// });
+/// assert_eq!(doubled, 42);
+///
+/// // Outside any runtime the global one runs it.
+/// let task = vedart::spawn(async { "global" });
+/// assert_eq!(vedart::block_on(task).unwrap(), "global");
+/// ```
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    Handle::with_current(|handle| match handle {
+        Some(handle) => handle.spawn(future),
+        None => runtime::global().spawn(future),
+    })
+}
+
+/// Runs `future` to completion on the calling thread, with the global
+/// runtime (started on first use) running the tasks it spawns.
+///
+/// # Panics
+///
+/// Panics if called on a thread that runs VedaRT tasks: `.await` the future
+/// instead, or spawn it. Re-raises a panic of `future`.
+///
+/// # Examples
+///
+/// ```
+/// let answer = vedart::block_on(async {
+///     vedart::spawn(async { 40 + 2 }).await.unwrap()
+/// });
+/// assert_eq!(answer, 42);
+/// ```
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    runtime::global().block_on(future)
+}

@@ -1,0 +1,373 @@
+//! [`Builder`]: configures and starts a [`Runtime`], and [`BuildError`].
+
+use std::fmt;
+use std::io;
+use std::sync::Arc as StdArc;
+use std::thread;
+
+use vedart_reactor::Reactor;
+
+use crate::runtime::{Handle, Runtime};
+use crate::scheduler::idle::MAX_WORKERS;
+use crate::scheduler::{Flavor, Shared, worker};
+
+/// Environment variable that overrides the default worker count of
+/// multi-thread runtimes (an explicit [`Builder::worker_threads`] wins).
+/// Values are clamped to `1..=32767`; an unparsable value is ignored.
+pub const WORKER_THREADS_ENV: &str = "VEDART_WORKER_THREADS";
+
+/// Default name prefix of worker threads: `veda-worker-0`, `veda-worker-1`, ...
+pub const DEFAULT_THREAD_NAME: &str = "veda-worker";
+
+type Callback = StdArc<dyn Fn() + Send + Sync + 'static>;
+
+/// Configures a [`Runtime`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let started = Arc::new(AtomicUsize::new(0));
+/// let counter = started.clone();
+/// let rt = vedart::Builder::new_multi_thread()
+///     .worker_threads(2)
+///     .thread_name("my-pool")
+///     .on_thread_start(move || {
+///         counter.fetch_add(1, Ordering::SeqCst);
+///     })
+///     .build()
+///     .unwrap();
+/// let name = rt.block_on(vedart::spawn(async {
+///     std::thread::current().name().map(str::to_owned)
+/// }));
+/// assert!(name.unwrap().unwrap().starts_with("my-pool-"));
+/// drop(rt);
+/// assert_eq!(started.load(Ordering::SeqCst), 2);
+/// ```
+pub struct Builder {
+    flavor: Flavor,
+    worker_threads: Option<usize>,
+    thread_name: String,
+    thread_stack_size: Option<usize>,
+    on_thread_start: Option<Callback>,
+    on_thread_stop: Option<Callback>,
+}
+
+impl Builder {
+    /// A runtime with a pool of worker threads that steal work from each other.
+    pub fn new_multi_thread() -> Builder {
+        Builder::with_flavor(Flavor::MultiThread)
+    }
+
+    /// A runtime that starts no threads: every task runs on the thread inside
+    /// [`Runtime::block_on`], which also drives the reactor. Tasks spawned
+    /// while no `block_on` runs wait for the next one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = vedart::Builder::new_current_thread().build().unwrap();
+    /// let here = std::thread::current().id();
+    /// let there = rt.block_on(vedart::spawn(async { std::thread::current().id() }));
+    /// assert_eq!(there.unwrap(), here);
+    /// ```
+    pub fn new_current_thread() -> Builder {
+        Builder::with_flavor(Flavor::CurrentThread)
+    }
+
+    fn with_flavor(flavor: Flavor) -> Builder {
+        Builder {
+            flavor,
+            worker_threads: None,
+            thread_name: DEFAULT_THREAD_NAME.to_owned(),
+            thread_stack_size: None,
+            on_thread_start: None,
+            on_thread_stop: None,
+        }
+    }
+
+    /// Number of worker threads (multi-thread flavour; ignored by the
+    /// current-thread flavour). Defaults to `VEDART_WORKER_THREADS` if set, else
+    /// the number of available cores. Zero is rejected by [`Builder::build`].
+    pub fn worker_threads(&mut self, count: usize) -> &mut Builder {
+        self.worker_threads = Some(count);
+        self
+    }
+
+    /// Name prefix of worker threads; worker `i` is named `{name}-{i}`.
+    /// Defaults to [`DEFAULT_THREAD_NAME`].
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Builder {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Stack size of worker threads, in bytes. Defaults to Rust's default.
+    pub fn thread_stack_size(&mut self, bytes: usize) -> &mut Builder {
+        self.thread_stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs `f` on each worker thread as it starts, before it runs any task.
+    pub fn on_thread_start(&mut self, f: impl Fn() + Send + Sync + 'static) -> &mut Builder {
+        self.on_thread_start = Some(StdArc::new(f));
+        self
+    }
+
+    /// Runs `f` on each worker thread as it stops, after its last task.
+    pub fn on_thread_stop(&mut self, f: impl Fn() + Send + Sync + 'static) -> &mut Builder {
+        self.on_thread_stop = Some(StdArc::new(f));
+        self
+    }
+
+    /// Starts the runtime.
+    ///
+    /// # Errors
+    ///
+    /// An invalid setting ([`BuildError::field`] names it): zero or more than
+    /// 32767 `worker_threads`, a zero `thread_stack_size`, a `thread_name`
+    /// containing a NUL byte. Or the OS refused the reactor or a thread
+    /// ([`BuildError::is_io`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = vedart::Builder::new_multi_thread()
+    ///     .worker_threads(0)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), Some("worker_threads"));
+    /// ```
+    pub fn build(&mut self) -> Result<Runtime, BuildError> {
+        let workers = match self.flavor {
+            Flavor::CurrentThread => {
+                if self.worker_threads == Some(0) {
+                    return Err(BuildError::invalid(
+                        "worker_threads",
+                        "must be at least 1 (got 0)",
+                    ));
+                }
+                1
+            }
+            Flavor::MultiThread => self.multi_thread_workers()?,
+        };
+        if self.thread_stack_size == Some(0) {
+            return Err(BuildError::invalid(
+                "thread_stack_size",
+                "must be more than 0 bytes",
+            ));
+        }
+        if self.thread_name.contains('\0') {
+            return Err(BuildError::invalid(
+                "thread_name",
+                "must not contain a NUL byte",
+            ));
+        }
+        let reactor = Reactor::new().map_err(BuildError::io)?;
+        let (shared, cores) = Shared::new(self.flavor, workers, reactor);
+        let handle = Handle::from_shared(shared.clone());
+        if self.flavor == Flavor::CurrentThread {
+            crate::sync::lock(&shared.core_slot).core = cores.into_iter().next();
+            return Ok(Runtime::from_parts(handle, Vec::new()));
+        }
+        let mut threads = Vec::with_capacity(workers);
+        for (index, core) in cores.into_iter().enumerate() {
+            match self.spawn_worker(&shared, index, core) {
+                Ok(thread) => threads.push(thread),
+                Err(err) => {
+                    // Shut down what started; the runtime's drop joins them.
+                    drop(Runtime::from_parts(handle, threads));
+                    return Err(BuildError::io(err));
+                }
+            }
+        }
+        Ok(Runtime::from_parts(handle, threads))
+    }
+
+    fn multi_thread_workers(&self) -> Result<usize, BuildError> {
+        match self.worker_threads {
+            Some(0) => Err(BuildError::invalid(
+                "worker_threads",
+                "must be at least 1 (got 0)",
+            )),
+            Some(count) if count > MAX_WORKERS => Err(BuildError::invalid(
+                "worker_threads",
+                format!("must be at most {MAX_WORKERS} (got {count})"),
+            )),
+            Some(count) => Ok(count),
+            None => Ok(
+                worker_threads_from_env(std::env::var(WORKER_THREADS_ENV).ok().as_deref())
+                    .unwrap_or_else(default_worker_threads),
+            ),
+        }
+    }
+
+    fn spawn_worker(
+        &self,
+        shared: &crate::sync::Arc<Shared>,
+        index: usize,
+        core: worker::Core,
+    ) -> io::Result<thread::JoinHandle<()>> {
+        let mut builder = thread::Builder::new().name(format!("{}-{index}", self.thread_name));
+        if let Some(bytes) = self.thread_stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        let shared = shared.clone();
+        let on_start = self.on_thread_start.clone();
+        let on_stop = self.on_thread_stop.clone();
+        shared.worker_started();
+        let spawned = builder.spawn({
+            let shared = shared.clone();
+            move || {
+                // Counts the thread out even if a callback panics.
+                struct Exit(crate::sync::Arc<Shared>);
+                impl Drop for Exit {
+                    fn drop(&mut self) {
+                        self.0.worker_exited();
+                    }
+                }
+                let _exit = Exit(shared.clone());
+                if let Some(f) = on_start {
+                    f();
+                }
+                worker::run_worker(shared, index, core);
+                if let Some(f) = on_stop {
+                    f();
+                }
+            }
+        });
+        if spawned.is_err() {
+            shared.worker_exited();
+        }
+        spawned
+    }
+}
+
+/// Parses a worker-count override, clamping it to `1..=32767`.
+fn worker_threads_from_env(value: Option<&str>) -> Option<usize> {
+    let count: usize = value?.trim().parse().ok()?;
+    Some(count.clamp(1, MAX_WORKERS))
+}
+
+fn default_worker_threads() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("flavor", &self.flavor)
+            .field("worker_threads", &self.worker_threads)
+            .field("thread_name", &self.thread_name)
+            .field("thread_stack_size", &self.thread_stack_size)
+            .field("on_thread_start", &self.on_thread_start.is_some())
+            .field("on_thread_stop", &self.on_thread_stop.is_some())
+            .finish()
+    }
+}
+
+/// Why [`Builder::build`] failed: an invalid setting, or the OS refused a
+/// resource.
+pub struct BuildError {
+    kind: ErrorKind,
+}
+
+enum ErrorKind {
+    Invalid { field: &'static str, reason: String },
+    Io(io::Error),
+}
+
+impl BuildError {
+    fn invalid(field: &'static str, reason: impl Into<String>) -> BuildError {
+        BuildError {
+            kind: ErrorKind::Invalid {
+                field,
+                reason: reason.into(),
+            },
+        }
+    }
+
+    fn io(err: io::Error) -> BuildError {
+        BuildError {
+            kind: ErrorKind::Io(err),
+        }
+    }
+
+    /// The builder setting that was invalid, such as `"worker_threads"`.
+    pub fn field(&self) -> Option<&'static str> {
+        match &self.kind {
+            ErrorKind::Invalid { field, .. } => Some(field),
+            ErrorKind::Io(_) => None,
+        }
+    }
+
+    /// Whether a setting was invalid.
+    pub fn is_invalid_config(&self) -> bool {
+        matches!(self.kind, ErrorKind::Invalid { .. })
+    }
+
+    /// Whether the OS refused a resource (an epoll instance, a thread).
+    pub fn is_io(&self) -> bool {
+        matches!(self.kind, ErrorKind::Io(_))
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Invalid { field, reason } => {
+                write!(f, "invalid runtime configuration: `{field}` {reason}")
+            }
+            ErrorKind::Io(err) => write!(f, "cannot start the runtime: {err}"),
+        }
+    }
+}
+
+impl fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Invalid { field, reason } => f
+                .debug_struct("BuildError::Invalid")
+                .field("field", field)
+                .field("reason", reason)
+                .finish(),
+            ErrorKind::Io(err) => f.debug_tuple("BuildError::Io").field(err).finish(),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Invalid { .. } => None,
+            ErrorKind::Io(err) => Some(err),
+        }
+    }
+}
+
+impl From<BuildError> for io::Error {
+    fn from(err: BuildError) -> io::Error {
+        match err.kind {
+            ErrorKind::Io(err) => err,
+            ErrorKind::Invalid { .. } => io::Error::new(io::ErrorKind::InvalidInput, err),
+        }
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_override_parses_and_clamps() {
+        assert_eq!(worker_threads_from_env(None), None);
+        assert_eq!(worker_threads_from_env(Some("4")), Some(4));
+        assert_eq!(worker_threads_from_env(Some(" 8\n")), Some(8));
+        assert_eq!(worker_threads_from_env(Some("0")), Some(1));
+        assert_eq!(worker_threads_from_env(Some("1000000")), Some(MAX_WORKERS));
+        assert_eq!(worker_threads_from_env(Some("-3")), None);
+        assert_eq!(worker_threads_from_env(Some("lots")), None);
+        assert_eq!(worker_threads_from_env(Some("")), None);
+    }
+}

@@ -1,0 +1,353 @@
+//! [`Runtime`], [`Handle`], and the lazily started global runtime.
+//!
+//! A `Runtime` owns the worker threads and shuts everything down when dropped
+//! (see the shutdown protocol in `scheduler`). A [`Handle`] is a cheap,
+//! clonable reference to the same scheduler that any thread may use to spawn
+//! or block on futures; it does not keep the workers running.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use vedart_reactor::Reactor;
+
+use crate::builder::Builder;
+use crate::join::JoinHandle;
+use crate::scheduler::{Flavor, Shared, worker};
+use crate::sync::{Arc, OnceLock};
+
+/// A VedaRT runtime: a work-stealing pool of worker threads (or, for the
+/// current-thread flavour, the thread inside [`Runtime::block_on`]) and the
+/// reactor they drive.
+///
+/// Dropping the runtime cancels every task that has not finished, waits for
+/// each worker to finish the poll it is in, joins the workers and shuts the
+/// reactor down. [`Runtime::shutdown_timeout`] bounds that wait.
+///
+/// # Examples
+///
+/// ```
+/// let rt = vedart::Runtime::new().unwrap();
+/// let sum = rt.block_on(async {
+///     let tasks: Vec<_> = (0..10u64).map(|i| vedart::spawn(async move { i * i })).collect();
+///     let mut sum = 0;
+///     for task in tasks {
+///         sum += task.await.unwrap();
+///     }
+///     sum
+/// });
+/// assert_eq!(sum, 285);
+/// ```
+pub struct Runtime {
+    handle: Handle,
+    /// Worker threads, joined on shutdown. Empty for the current-thread flavour.
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// A multi-thread runtime with one worker per available core (or
+    /// `VEDART_WORKER_THREADS`, see [`Builder::worker_threads`]).
+    ///
+    /// # Errors
+    ///
+    /// Fails if the OS refuses the reactor's epoll instance or a thread.
+    pub fn new() -> std::io::Result<Runtime> {
+        Ok(Builder::new_multi_thread().build()?)
+    }
+
+    pub(crate) fn from_parts(handle: Handle, threads: Vec<thread::JoinHandle<()>>) -> Runtime {
+        Runtime { handle, threads }
+    }
+
+    /// Runs `future` to completion on the calling thread and returns its output.
+    ///
+    /// With the multi-thread flavour the future runs on the caller while
+    /// spawned tasks run on the workers; with the current-thread flavour the
+    /// caller also runs every spawned task and drives the reactor. Inside the
+    /// future, [`crate::spawn`], timers and sockets use this runtime.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called on a thread that runs VedaRT tasks (a worker, or inside
+    /// a current-thread `block_on`): blocking it would stall its tasks. Inside
+    /// async code, `.await` the future instead, or spawn it. Also re-raises a
+    /// panic of `future`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = vedart::Runtime::new().unwrap();
+    /// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+    /// ```
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+
+    /// Spawns a task on this runtime. See [`Handle::spawn`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = vedart::Runtime::new().unwrap();
+    /// let handle = rt.spawn(async { "done" });
+    /// assert_eq!(rt.block_on(handle).unwrap(), "done");
+    /// ```
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
+    }
+
+    /// A handle to this runtime, usable from any thread.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Makes this runtime current on this thread until the guard drops. See
+    /// [`Handle::enter`].
+    pub fn enter(&self) -> EnterGuard {
+        self.handle.enter()
+    }
+
+    /// Shuts down, waiting at most `timeout` for workers to finish the polls
+    /// they are in. Tasks still running then are left to finish their poll on
+    /// their own; every other task is cancelled either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = vedart::Runtime::new().unwrap();
+    /// for _ in 0..1000 {
+    ///     drop(rt.spawn(std::future::pending::<()>()));
+    /// }
+    /// rt.shutdown_timeout(Duration::from_secs(5));
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) {
+        self.shutdown(Some(timeout));
+    }
+
+    /// Shuts down without waiting for the workers: they exit after their
+    /// current poll, on their own.
+    pub fn shutdown_background(mut self) {
+        self.shutdown(Some(Duration::ZERO));
+    }
+
+    fn shutdown(&mut self, timeout: Option<Duration>) {
+        let shared = &self.handle.shared;
+        if !shared.begin_shutdown() {
+            return;
+        }
+        // Dropping the runtime from one of its own tasks: that worker cannot
+        // wait for itself, it exits after this poll.
+        let own_worker = worker::is_worker_of(shared);
+        let deadline = timeout.map(|timeout| {
+            Instant::now()
+                .checked_add(timeout)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+        });
+        let all_exited = shared.wait_for_workers(usize::from(own_worker), deadline);
+        let me = thread::current().id();
+        for thread in self.threads.drain(..) {
+            if all_exited && thread.thread().id() != me {
+                // Exited already: this returns at once. A worker only panics
+                // through a bug or a panicking thread callback; either way
+                // shutdown goes on.
+                let _ = thread.join();
+            }
+        }
+        shared.finish_shutdown();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown(None);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("flavor", &self.handle.shared.flavor)
+            .field("workers", &self.threads.len())
+            .finish()
+    }
+}
+
+/// A reference to a runtime: spawn onto it, or block on it, from any thread.
+///
+/// Cloning is cheap. A handle does not keep the runtime's workers alive: after
+/// the [`Runtime`] is dropped, [`Handle::spawn`] returns handles that resolve to
+/// a cancelled [`JoinError`](crate::JoinError).
+///
+/// # Examples
+///
+/// ```
+/// let rt = vedart::Runtime::new().unwrap();
+/// let handle = rt.handle();
+/// let from_thread = std::thread::spawn(move || handle.spawn(async { 7 }))
+///     .join()
+///     .unwrap();
+/// assert_eq!(rt.block_on(from_thread).unwrap(), 7);
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[cfg(not(feature = "loom"))]
+crate::sync::thread_local! {
+    /// The handle entered on this thread, see [`Handle::enter`].
+    static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+#[cfg(feature = "loom")]
+crate::sync::thread_local! {
+    /// The handle entered on this thread, see [`Handle::enter`].
+    static CURRENT: RefCell<Option<Handle>> = RefCell::new(None);
+}
+
+impl Handle {
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Handle {
+        Handle { shared }
+    }
+
+    /// The runtime this thread is in: a worker's, or the one whose
+    /// `block_on` (or [`Handle::enter`]) is running on this thread.
+    ///
+    /// # Panics
+    ///
+    /// Panics outside a runtime; use [`Handle::try_current`] to check.
+    pub fn current() -> Handle {
+        Handle::try_current().unwrap_or_else(|| {
+            panic!(
+                "vedart::Handle::current() called outside a VedaRT runtime: call it from a \
+                 task, from inside `block_on`, or after `Runtime::enter`"
+            )
+        })
+    }
+
+    /// The runtime this thread is in, if any.
+    pub fn try_current() -> Option<Handle> {
+        Handle::with_current(|handle| handle.cloned())
+    }
+
+    /// Runs `f` with the current handle without cloning it.
+    pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Handle>) -> R) -> R {
+        CURRENT.with(|current| f(current.borrow().as_ref()))
+    }
+
+    /// Spawns a task: `future` starts running on a worker, concurrently with
+    /// the caller, and the returned [`JoinHandle`] yields its output.
+    ///
+    /// Spawning never blocks and never fails: after shutdown the handle
+    /// resolves to a cancelled [`JoinError`](crate::JoinError) at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = vedart::Runtime::new().unwrap();
+    /// let handle = rt.handle();
+    /// let task = handle.spawn(async { 2 + 2 });
+    /// assert_eq!(rt.block_on(task).unwrap(), 4);
+    /// ```
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        crate::task::spawn(&self.shared, future)
+    }
+
+    /// Runs `future` to completion on the calling thread. See
+    /// [`Runtime::block_on`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Runtime::block_on`].
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        worker::assert_not_in_worker();
+        let _enter = self.enter();
+        match self.shared.flavor {
+            Flavor::MultiThread => worker::block_on_thread(future),
+            Flavor::CurrentThread => worker::block_on_current_thread(&self.shared, future),
+        }
+    }
+
+    /// Makes this runtime current on this thread until the guard drops:
+    /// [`crate::spawn`] and [`Handle::current`] use it, and sockets and timers
+    /// created meanwhile register with its reactor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = vedart::Runtime::new().unwrap();
+    /// let _guard = rt.enter();
+    /// let task = vedart::spawn(async { 5 });
+    /// assert_eq!(rt.block_on(task).unwrap(), 5);
+    /// ```
+    pub fn enter(&self) -> EnterGuard {
+        let reactor = self.shared.reactor.enter();
+        let previous = CURRENT.with(|current| current.borrow_mut().replace(self.clone()));
+        EnterGuard {
+            previous,
+            _reactor: reactor,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The reactor this runtime's workers drive.
+    pub fn reactor(&self) -> &Reactor {
+        &self.shared.reactor
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+/// Restores the previously current runtime when dropped. See [`Handle::enter`].
+#[must_use = "the runtime stays current only while the guard lives"]
+pub struct EnterGuard {
+    previous: Option<Handle>,
+    /// Dropped after `previous` is restored (fields drop in order).
+    _reactor: vedart_reactor::EnterGuard,
+    /// Thread-local state: the guard must drop on the thread that made it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        // Drop the replaced handle outside the borrow.
+        let replaced =
+            CURRENT.with(|current| std::mem::replace(&mut *current.borrow_mut(), previous));
+        drop(replaced);
+    }
+}
+
+impl fmt::Debug for EnterGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnterGuard").finish_non_exhaustive()
+    }
+}
+
+/// The process-wide runtime behind [`crate::block_on`], and behind
+/// [`crate::spawn`] outside any runtime. Started on first use, never shut down.
+pub(crate) fn global() -> &'static Runtime {
+    static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+    GLOBAL.get_or_init(|| {
+        Builder::new_multi_thread()
+            .build()
+            .unwrap_or_else(|err| panic!("vedart: cannot start the global runtime: {err}"))
+    })
+}

@@ -1,0 +1,222 @@
+//! Tasks: what [`spawn`](crate::spawn) allocates, and the wrapper around the
+//! user's future.
+//!
+//! A task is one `async-task` allocation holding a [`Header`] (its metadata),
+//! the schedule function (a zero-sized fn item: the scheduler is found through
+//! the header), and the future, later its output. Spawning costs that one
+//! allocation, one registry entry (see `scheduler::registry`) and one queue push.
+//!
+//! The future is wrapped in a [`TaskFuture`] that
+//!
+//! 1. checks the header's abort flag before every poll and, once it is set,
+//!    completes with a cancelled [`JoinError`] instead of polling (async-task
+//!    then drops the user's future);
+//! 2. polls the user's future under `catch_unwind`, so a panic completes the
+//!    task with a [`JoinError`] carrying the payload and never unwinds into a
+//!    worker;
+//! 3. removes the task from the registry when it is dropped, which happens
+//!    exactly once whether the task completed, was aborted, or was cancelled.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_task::WithInfo;
+use pin_project_lite::pin_project;
+
+use crate::join::{JoinError, JoinHandle};
+use crate::scheduler::registry::Slot;
+use crate::scheduler::{self, Shared};
+use crate::sync::Arc;
+use crate::sync::atomic::AtomicBool;
+use crate::sync::atomic::Ordering::{Acquire, SeqCst};
+
+/// A scheduled task, as the queues hold it.
+pub(crate) type Runnable = async_task::Runnable<Header>;
+
+/// Per-task state that is ours rather than async-task's.
+pub(crate) struct Header {
+    /// The runtime the task belongs to; the schedule function finds it here.
+    pub(crate) shared: Arc<Shared>,
+    /// Set once by an abort; read before every poll.
+    aborted: AtomicBool,
+}
+
+impl Header {
+    /// Sets the abort flag. Returns true if this call set it.
+    pub(crate) fn abort(&self) -> bool {
+        !self.aborted.swap(true, SeqCst)
+    }
+
+    /// Whether the task was aborted.
+    ///
+    /// The abort's wake reaches the poller through async-task's own atomics,
+    /// which order the flag store before this load. loom cannot see those
+    /// atomics, so under loom the load is a read-modify-write, which always
+    /// reads the latest value.
+    fn is_aborted(&self) -> bool {
+        #[cfg(not(feature = "loom"))]
+        {
+            self.aborted.load(Acquire)
+        }
+        #[cfg(feature = "loom")]
+        {
+            let _ = Acquire;
+            self.aborted.fetch_or(false, SeqCst)
+        }
+    }
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Header")
+            .field("aborted", &self.aborted.load(Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The future inside every task; see the module docs.
+    struct TaskFuture<'h, F> {
+        header: &'h Header,
+        slot: Slot,
+        #[pin]
+        future: F,
+    }
+
+    impl<'h, F> PinnedDrop for TaskFuture<'h, F> {
+        fn drop(this: Pin<&mut Self>) {
+            this.header.shared.registry.remove(this.slot);
+        }
+    }
+}
+
+impl<F: Future> Future for TaskFuture<'_, F> {
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if this.header.is_aborted() {
+            return Poll::Ready(Err(JoinError::cancelled()));
+        }
+        let future = this.future;
+        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(JoinError::panic(payload))),
+        }
+    }
+}
+
+/// Spawns `future` on the runtime `shared` and schedules it.
+///
+/// After shutdown the task is never registered nor run: the handle resolves
+/// to a cancelled [`JoinError`] at once.
+pub(crate) fn spawn<F>(shared: &Arc<Shared>, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let hint = scheduler::worker::shard_hint(shared);
+    let registered = shared.registry.register(hint, |slot| {
+        let (runnable, task) = build(shared, slot, future);
+        let waker = runnable.waker();
+        ((runnable, task), waker)
+    });
+    match registered {
+        Some((runnable, task)) => {
+            let handle = JoinHandle::new(task, runnable.waker());
+            runnable.schedule();
+            handle
+        }
+        None => {
+            // The runtime shut down: hand back a task that is already cancelled.
+            let (runnable, task) = build(shared, Slot::NONE, std::future::pending::<F::Output>());
+            let handle = JoinHandle::new(task, runnable.waker());
+            drop(runnable);
+            handle
+        }
+    }
+}
+
+fn build<F>(
+    shared: &Arc<Shared>,
+    slot: Slot,
+    future: F,
+) -> (
+    Runnable,
+    async_task::Task<Result<F::Output, JoinError>, Header>,
+)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let header = Header {
+        shared: shared.clone(),
+        aborted: AtomicBool::new(false),
+    };
+    let builder = async_task::Builder::new().metadata(header);
+    // SAFETY: `spawn_unchecked` requires, for what it cannot check itself:
+    // - the future is `Send` (`F: Send`, and `&Header` is `Send` because
+    //   `Header` is `Sync`), so the runnable may run on any thread;
+    // - the future borrows nothing but the metadata, which async-task keeps
+    //   alive for as long as the future exists;
+    // - the schedule function is a `Send + Sync + 'static` fn item;
+    // - the output is `Send` (`F::Output: Send`, `JoinError: Send`).
+    unsafe {
+        builder.spawn_unchecked(
+            move |header: &Header| TaskFuture {
+                header,
+                slot,
+                future,
+            },
+            WithInfo(scheduler::schedule),
+        )
+    }
+}
+
+/// Yields to the scheduler once: the task goes to the back of its worker's
+/// queue, so every other task queued there runs before it is polled again.
+///
+/// Use it in long loops that never await anything else, so that they share
+/// their worker. Outside VedaRT it works with any executor (it wakes itself
+/// and returns `Pending` once).
+///
+/// # Examples
+///
+/// ```
+/// let rt = vedart::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     for _ in 0..3 {
+///         vedart::yield_now().await;
+///     }
+/// });
+/// ```
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future returned by [`yield_now`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        // async-task sees a wake while the task runs and reschedules it after
+        // this poll as "woken while running", which the scheduler sends to
+        // the back of the queue rather than the LIFO slot.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
