@@ -1,0 +1,74 @@
+"""VedaRT: an async-first parallel runtime for Python, with a Rust core.
+
+::
+
+    import vedart as veda
+
+    squares = veda.par_iter(range(1000)).map(lambda x: x * x).collect()
+
+    with veda.scope() as s:
+        a = s.spawn(download, url1)
+        b = s.spawn(download, url2)
+    print(a.result(), b.result())
+
+    async def main():
+        total = await veda.par_iter(paths).map(checksum).sum()
+
+Pipelines (:func:`par_iter`) are lazy until a terminal operation; ``collect``
+returns results in input order. Scopes (:func:`scope`) wait for every child
+and cancel the rest when one fails. Configure the runtime with :class:`Config`
+and :func:`init`, or let the first use start it with defaults.
+"""
+
+from __future__ import annotations
+
+from . import _vedart
+from ._config import Config, ConfigBuilder, SchedulingPolicy
+from ._executors import Executor, Run
+from ._future import Future
+from ._par_iter import ParallelIterator, par_iter
+from ._runtime import Runtime, RuntimeStats, get_runtime, init, shutdown
+from ._scope import Scope, cancelled, scope, spawn
+from .exceptions import (
+    CancelledError,
+    ConfigError,
+    ExecutorError,
+    RuntimeStateError,
+    ScopeClosedError,
+    VedaError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # pipelines
+    "par_iter",
+    "ParallelIterator",
+    # structured concurrency
+    "scope",
+    "Scope",
+    "spawn",
+    "Future",
+    "cancelled",
+    # runtime
+    "Config",
+    "ConfigBuilder",
+    "SchedulingPolicy",
+    "init",
+    "shutdown",
+    "get_runtime",
+    "Runtime",
+    "RuntimeStats",
+    "Executor",
+    "Run",
+    # errors
+    "VedaError",
+    "ConfigError",
+    "RuntimeStateError",
+    "ScopeClosedError",
+    "CancelledError",
+    "ExecutorError",
+]
+
+

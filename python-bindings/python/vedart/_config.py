@@ -1,0 +1,259 @@
+"""Runtime configuration: :class:`Config`, its builder and :class:`SchedulingPolicy`."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from typing import Any, Optional, Union
+
+from .exceptions import ConfigError
+
+__all__ = ["Config", "ConfigBuilder", "SchedulingPolicy"]
+
+#: Upper bound accepted for thread and process counts (matches the Rust pool).
+MAX_WORKERS_LIMIT = 10_000
+
+#: Default adaptation period in milliseconds (see :attr:`Config.adaptive_interval_ms`).
+DEFAULT_ADAPTIVE_INTERVAL_MS = 1000
+
+
+class SchedulingPolicy(enum.Enum):
+    """How VedaRT chooses an executor for work that does not name one."""
+
+    #: Choose per pipeline from what the work is and what it costs (the default).
+    ADAPTIVE = "adaptive"
+    #: Always use the thread executor.
+    THREAD_ONLY = "thread_only"
+    #: Always use the process executor.
+    PROCESS_ONLY = "process_only"
+    #: Always use the async executor.
+    ASYNC_ONLY = "async_only"
+    #: Deterministic, seed-driven scheduling (see ``deterministic_seed``).
+    DETERMINISTIC = "deterministic"
+
+
+def _check_count(field: str, value: Any, *, minimum: int) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(field, f"must be an int or None, got {type(value).__name__}")
+    if value < minimum or value > MAX_WORKERS_LIMIT:
+        raise ConfigError(
+            field, f"must be between {minimum} and {MAX_WORKERS_LIMIT}, got {value}"
+        )
+    return value
+
+
+def _check_bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be a bool, got {type(value).__name__}")
+    return value
+
+
+def _check_policy(value: Any) -> SchedulingPolicy:
+    if isinstance(value, SchedulingPolicy):
+        return value
+    if isinstance(value, str):
+        for policy in SchedulingPolicy:
+            if value.lower() in (policy.value, policy.name.lower()):
+                return policy
+    names = ", ".join(p.name for p in SchedulingPolicy)
+    raise ConfigError("scheduling_policy", f"must be one of {names}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of the VedaRT runtime; pass one to :func:`vedart.init`.
+
+    Every field is validated on construction: an invalid value raises
+    :class:`vedart.ConfigError` (a ``ValueError``) whose message starts with the
+    field's name. ``None`` means "choose for me" and is resolved when the runtime
+    starts (see :meth:`resolved`).
+
+    Examples:
+        >>> import vedart as veda
+        >>> veda.Config(num_threads=4).resolved().max_workers
+        4
+        >>> veda.Config.builder().num_threads(2).chunk_size(64).build().chunk_size
+        64
+    """
+
+    #: Threads of the thread executor; default: the number of CPUs.
+    num_threads: Optional[int] = None
+    #: Worker processes of the process executor; default: the number of CPUs.
+    num_processes: Optional[int] = None
+    #: How executors are chosen.
+    scheduling_policy: Union[SchedulingPolicy, str] = SchedulingPolicy.ADAPTIVE
+    #: Allow the GPU executor when a device is present.
+    enable_gpu: bool = False
+    #: Collect telemetry counters.
+    enable_telemetry: bool = False
+    #: Seed for deterministic scheduling; ``None`` for normal scheduling.
+    deterministic_seed: Optional[int] = None
+    #: Threads kept alive even when idle; default 1.
+    min_workers: Optional[int] = None
+    #: Most threads the pool may run; default ``num_threads``.
+    max_workers: Optional[int] = None
+    #: Items per chunk for every pipeline; ``None`` adapts to measured item cost.
+    chunk_size: Optional[int] = None
+    #: Adaptation period of the pool in milliseconds: idle threads above the
+    #: pool's target size retire after this long.
+    adaptive_interval_ms: int = DEFAULT_ADAPTIVE_INTERVAL_MS
+
+    def __post_init__(self) -> None:
+        _check_count("num_threads", self.num_threads, minimum=1)
+        _check_count("num_processes", self.num_processes, minimum=1)
+        object.__setattr__(self, "scheduling_policy", _check_policy(self.scheduling_policy))
+        _check_bool("enable_gpu", self.enable_gpu)
+        _check_bool("enable_telemetry", self.enable_telemetry)
+        seed = self.deterministic_seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(
+                "deterministic_seed", f"must be an int or None, got {type(seed).__name__}"
+            )
+        if seed is not None and not 0 <= seed < 2**64:
+            raise ConfigError("deterministic_seed", f"must be in [0, 2**64), got {seed}")
+        _check_count("min_workers", self.min_workers, minimum=0)
+        _check_count("max_workers", self.max_workers, minimum=1)
+        chunk = self.chunk_size
+        if chunk is not None:
+            if isinstance(chunk, bool) or not isinstance(chunk, int):
+                raise ConfigError(
+                    "chunk_size", f"must be an int or None, got {type(chunk).__name__}"
+                )
+            if chunk < 1:
+                raise ConfigError("chunk_size", f"must be at least 1, got {chunk}")
+        interval = self.adaptive_interval_ms
+        if isinstance(interval, bool) or not isinstance(interval, int):
+            raise ConfigError(
+                "adaptive_interval_ms", f"must be an int, got {type(interval).__name__}"
+            )
+        if not 1 <= interval <= 3_600_000:
+            raise ConfigError(
+                "adaptive_interval_ms", f"must be between 1 and 3600000, got {interval}"
+            )
+        resolved_max = self._max_workers()
+        resolved_min = self._min_workers(resolved_max)
+        if resolved_min > resolved_max:
+            raise ConfigError(
+                "min_workers",
+                f"must not exceed max_workers ({resolved_max}), got {resolved_min}",
+            )
+        if (
+            self.max_workers is not None
+            and self.num_threads is not None
+            and self.max_workers < self.num_threads
+        ):
+            raise ConfigError(
+                "max_workers",
+                f"must be at least num_threads ({self.num_threads}), got {self.max_workers}",
+            )
+
+    @staticmethod
+    def builder() -> ConfigBuilder:
+        """A :class:`ConfigBuilder` with chainable setters; ``build()`` validates."""
+        return ConfigBuilder()
+
+    def _max_workers(self) -> int:
+        if self.max_workers is not None:
+            return self.max_workers
+        if self.num_threads is not None:
+            return self.num_threads
+        return os.cpu_count() or 1
+
+    def _min_workers(self, max_workers: int) -> int:
+        if self.min_workers is not None:
+            return self.min_workers
+        return min(1, max_workers)
+
+    def resolved(self) -> Config:
+        """This configuration with every ``None`` count replaced by its default."""
+        max_workers = self._max_workers()
+        cpus = os.cpu_count() or 1
+        return dataclasses.replace(
+            self,
+            num_threads=self.num_threads if self.num_threads is not None else max_workers,
+            num_processes=self.num_processes if self.num_processes is not None else cpus,
+            max_workers=max_workers,
+            min_workers=self._min_workers(max_workers),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (the policy as its name)."""
+        fields = dataclasses.asdict(self)
+        fields["scheduling_policy"] = self.scheduling_policy.name  # type: ignore[union-attr]
+        return fields
+
+
+class ConfigBuilder:
+    """Builds a :class:`Config` with chainable setters, one per field.
+
+    Examples:
+        >>> from vedart import Config, SchedulingPolicy
+        >>> cfg = (Config.builder()
+        ...        .num_threads(4)
+        ...        .scheduling_policy(SchedulingPolicy.THREAD_ONLY)
+        ...        .build())
+        >>> cfg.num_threads, cfg.scheduling_policy.name
+        (4, 'THREAD_ONLY')
+    """
+
+    def __init__(self) -> None:
+        self._fields: dict[str, Any] = {}
+
+    def _set(self, name: str, value: Any) -> ConfigBuilder:
+        self._fields[name] = value
+        return self
+
+    def num_threads(self, value: Optional[int]) -> ConfigBuilder:
+        """Sets :attr:`Config.num_threads`."""
+        return self._set("num_threads", value)
+
+    def num_processes(self, value: Optional[int]) -> ConfigBuilder:
+        """Sets :attr:`Config.num_processes`."""
+        return self._set("num_processes", value)
+
+    def scheduling_policy(self, value: Union[SchedulingPolicy, str]) -> ConfigBuilder:
+        """Sets :attr:`Config.scheduling_policy`."""
+        return self._set("scheduling_policy", value)
+
+    def enable_gpu(self, value: bool = True) -> ConfigBuilder:
+        """Sets :attr:`Config.enable_gpu`."""
+        return self._set("enable_gpu", value)
+
+    def enable_telemetry(self, value: bool = True) -> ConfigBuilder:
+        """Sets :attr:`Config.enable_telemetry`."""
+        return self._set("enable_telemetry", value)
+
+    def deterministic_seed(self, value: Optional[int]) -> ConfigBuilder:
+        """Sets :attr:`Config.deterministic_seed`."""
+        return self._set("deterministic_seed", value)
+
+    def min_workers(self, value: Optional[int]) -> ConfigBuilder:
+        """Sets :attr:`Config.min_workers`."""
+        return self._set("min_workers", value)
+
+    def max_workers(self, value: Optional[int]) -> ConfigBuilder:
+        """Sets :attr:`Config.max_workers`."""
+        return self._set("max_workers", value)
+
+    def chunk_size(self, value: Optional[int]) -> ConfigBuilder:
+        """Sets :attr:`Config.chunk_size`."""
+        return self._set("chunk_size", value)
+
+    def adaptive_interval_ms(self, value: int) -> ConfigBuilder:
+        """Sets :attr:`Config.adaptive_interval_ms`."""
+        return self._set("adaptive_interval_ms", value)
+
+    def build(self) -> Config:
+        """Validates the settings and returns the :class:`Config`.
+
+        Raises:
+            ConfigError: a setting is invalid; the message names it.
+        """
+        return Config(**self._fields)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
+        return f"ConfigBuilder({inner})"

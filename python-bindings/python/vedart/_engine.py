@@ -1,0 +1,305 @@
+"""The engine: runs a pipeline's parallel segments chunk by chunk, in order.
+
+How a terminal operation runs (see :func:`partials`):
+
+1. The stages are split into *segments*: runs of per-item stages, fused into
+   one chunk function, separated by sequential stages that the caller applies
+   to the ordered stream (:mod:`vedart._stages`). A ``take`` right after 1:1
+   stages is pushed down to the source, so ``map(f).take(2)`` calls ``f`` twice.
+2. Each segment reads its input lazily from a :class:`Source` (slices of a
+   sequence, or ``islice`` of an iterator) in chunks whose size adapts to the
+   measured cost per item (:class:`ChunkSizer`): probes of one item first, then
+   chunks sized to take about :data:`TARGET_CHUNK_SECONDS`, growing at most
+   4x per step and capped so the tail still spreads over the workers.
+3. At most a window of chunks is in flight (look-ahead bounded by
+   ``2 * workers + 2``), so a 10-million-item generator never sits in memory.
+4. Results are taken in input order; the first error cancels what is
+   outstanding (fail-fast) or, when the consumer may stop early (streaming,
+   ``take``, ``any``/``all``), only what lies after it.
+5. Whatever happens (early stop, error, Ctrl+C), every run started for the
+   operation is cancelled when the operation ends (:class:`Execution`).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from . import _context
+from ._executors import Executor, Run
+from ._stages import (
+    ASYNC_MAP,
+    CHUNK,
+    ENUMERATE,
+    MAP,
+    PER_ITEM,
+    SKIP,
+    TAKE,
+    ZIP,
+    Reducer,
+    Stage,
+    chunked,
+    make_chunk_fn,
+)
+
+#: How long one chunk should take, in seconds: long enough that the per-chunk
+#: cost (a pool hand-off, taking the interpreter once) is noise, short enough
+#: that work spreads evenly and cancellation is prompt.
+TARGET_CHUNK_SECONDS = 0.002
+
+#: The largest adaptive chunk, in items.
+MAX_CHUNK_ITEMS = 1 << 16
+
+#: How much a chunk may grow over the previous one.
+GROWTH_LIMIT = 4
+
+
+class Source:
+    """The input of a parallel segment, read one chunk at a time."""
+
+    def take(self, n: int) -> Optional[Any]:
+        """The next ``n`` items (fewer at the end), or ``None`` when exhausted."""
+        raise NotImplementedError
+
+    def remaining(self) -> Optional[int]:
+        """How many items are left, if known."""
+        return None
+
+    def iterate(self) -> Iterator[Any]:
+        """The remaining items as an iterator (for sequential stages)."""
+        raise NotImplementedError
+
+
+class SeqSource(Source):
+    """A sized, sliceable sequence (list, tuple, range, str, array): chunks are
+    slices, so nothing is copied up front; a range's chunks are ranges."""
+
+    __slots__ = ("seq", "pos", "stop")
+
+    def __init__(self, seq: Any, start: int = 0, stop: Optional[int] = None) -> None:
+        self.seq = seq
+        self.pos = start
+        self.stop = len(seq) if stop is None else stop
+
+    def take(self, n: int) -> Optional[Any]:
+        pos = self.pos
+        if pos >= self.stop:
+            return None
+        end = min(pos + n, self.stop)
+        self.pos = end
+        return self.seq[pos:end]
+
+    def remaining(self) -> Optional[int]:
+        return max(0, self.stop - self.pos)
+
+    def iterate(self) -> Iterator[Any]:
+        if self.pos == 0 and self.stop == len(self.seq):
+            return iter(self.seq)
+        return iter(self.seq[self.pos:self.stop])
+
+    def limit(self, n: int) -> SeqSource:
+        return SeqSource(self.seq, self.pos, min(self.stop, self.pos + n))
+
+    def skip(self, n: int) -> SeqSource:
+        return SeqSource(self.seq, min(self.stop, self.pos + n), self.stop)
+
+
+class IterSource(Source):
+    """Any iterable, read lazily with ``islice``."""
+
+    __slots__ = ("it",)
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.it = iter(items)
+
+    def take(self, n: int) -> Optional[Any]:
+        chunk = list(itertools.islice(self.it, n))
+        return chunk if chunk else None
+
+    def iterate(self) -> Iterator[Any]:
+        return self.it
+
+
+def make_source(items: Any) -> Source:
+    """A :class:`SeqSource` for sliceable sequences, else an :class:`IterSource`."""
+    if isinstance(items, (list, tuple, range, str, bytes)) or (
+        isinstance(items, Sequence) and not isinstance(items, (bytearray, memoryview))
+    ):
+        return SeqSource(items)
+    if hasattr(items, "__array__") and hasattr(items, "shape") and hasattr(items, "__len__"):
+        try:
+            if len(items.shape) >= 1:  # a NumPy-like array: slices are views
+                return SeqSource(items)
+        except TypeError:
+            pass
+    return IterSource(items)
+
+
+class ChunkSizer:
+    """Picks chunk sizes from measured per-item cost (see the module docs)."""
+
+    __slots__ = ("fixed", "workers", "per_item", "last")
+
+    def __init__(self, fixed: Optional[int], workers: int) -> None:
+        self.fixed = fixed
+        self.workers = max(1, workers)
+        self.per_item: Optional[float] = None
+        self.last = 1
+
+    def next(self, remaining: Optional[int]) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        if self.per_item is None:
+            return 1
+        if self.per_item <= 0.0:
+            ideal = MAX_CHUNK_ITEMS
+        else:
+            ideal = int(TARGET_CHUNK_SECONDS / self.per_item)
+        size = max(1, min(ideal, self.last * GROWTH_LIMIT, MAX_CHUNK_ITEMS))
+        if remaining is not None:
+            size = min(size, max(1, math.ceil(remaining / (2 * self.workers))))
+        self.last = size
+        return size
+
+    def observe(self, items: int, seconds: float) -> None:
+        if self.fixed is not None or items <= 0:
+            return
+        cost = seconds / items
+        if self.per_item is None:
+            self.per_item = cost
+        else:
+            self.per_item = 0.5 * self.per_item + 0.5 * cost
+
+
+class Execution:
+    """Everything one terminal operation started; :meth:`close` cancels what is
+    still running, however the operation ends."""
+
+    __slots__ = ("executor", "chunk_size", "runs")
+
+    def __init__(self, executor: Executor, chunk_size: Optional[int]) -> None:
+        self.executor = executor
+        self.chunk_size = chunk_size
+        self.runs: list[Run] = []
+
+    def start(self, mode: str) -> Run:
+        run = self.executor.start(mode)
+        self.runs.append(run)
+        return run
+
+    def close(self) -> None:
+        runs, self.runs = self.runs, []
+        for run in runs:
+            run.cancel()
+
+    def parallel(
+        self, source: Source, chunk_fn: Callable[[Any], Any], mode: str
+    ) -> Iterator[Any]:
+        """``chunk_fn`` of each chunk of ``source``, in order (steps 2 to 4)."""
+        run = self.start(mode)
+        sizer = ChunkSizer(self.chunk_size, self.executor.workers)
+        window = 2 * self.executor.workers + 2
+        hook = _context.chunk_hook.get()
+        inflight: collections.deque[tuple[Any, int]] = collections.deque()
+        exhausted = False
+        index = 0
+        try:
+            while True:
+                while not exhausted and len(inflight) < window:
+                    chunk = source.take(sizer.next(source.remaining()))
+                    if chunk is None:
+                        exhausted = True
+                        break
+                    fn = chunk_fn if hook is None else hook(chunk_fn, index)
+                    inflight.append((run.submit(fn, chunk), len(chunk)))
+                    index += 1
+                if not inflight:
+                    return
+                handle, size = inflight.popleft()
+                value = run.result(handle)
+                sizer.observe(size, handle.elapsed)
+                yield value
+        finally:
+            if inflight:
+                run.cancel()
+
+
+def _pushdown_take(pending: list[Stage], source: Source, n: int) -> Optional[Source]:
+    """``take(n)`` applied before ``pending`` when every pending stage is 1:1."""
+    if any(stage.kind != MAP for stage in pending):
+        return None
+    if isinstance(source, SeqSource):
+        return source.limit(n)
+    return IterSource(itertools.islice(source.iterate(), n))
+
+
+def partials(
+    execution: Execution,
+    items: Any,
+    stages: tuple[Stage, ...],
+    reducer: Reducer,
+    stream_mode: bool = False,
+) -> Iterator[Any]:
+    """The partial results of ``reducer`` over the pipeline, in input order
+    (step 1). With ``stream_mode`` the consumer may stop early, so errors are
+    delivered in order rather than fail-fast."""
+    source: Source = items if isinstance(items, Source) else make_source(items)
+    pending: list[Stage] = []
+    # Whether something after position i may stop consuming before the end.
+    limited_after = [False] * (len(stages) + 1)
+    for i in range(len(stages) - 1, -1, -1):
+        limited_after[i] = limited_after[i + 1] or stages[i].kind in (TAKE, ZIP)
+    final_mode_ordered = stream_mode or not reducer.consumes_all
+
+    for i, stage in enumerate(stages):
+        if stage.kind in PER_ITEM:
+            pending.append(stage)
+            continue
+        if stage.kind == TAKE:
+            pushed = _pushdown_take(pending, source, stage.arg)
+            if pushed is not None:
+                source = pushed
+                continue
+        if pending:
+            mode = "ordered" if (final_mode_ordered or limited_after[i]) else "fail_fast"
+            batches = execution.parallel(source, make_chunk_fn(tuple(pending), list), mode)
+            source = IterSource(itertools.chain.from_iterable(batches))
+            pending = []
+        source = _apply_sequential(stage, source, execution)
+
+    if pending:
+        mode = "ordered" if final_mode_ordered else "fail_fast"
+        return execution.parallel(source, make_chunk_fn(tuple(pending), reducer.chunk), mode)
+    return iter((reducer.chunk(source.iterate()),))
+
+
+def _apply_sequential(stage: Stage, source: Source, execution: Execution) -> Source:
+    kind = stage.kind
+    if kind == TAKE:
+        if isinstance(source, SeqSource):
+            return source.limit(stage.arg)
+        return IterSource(itertools.islice(source.iterate(), stage.arg))
+    if kind == SKIP:
+        if isinstance(source, SeqSource):
+            return source.skip(stage.arg)
+        return IterSource(itertools.islice(source.iterate(), stage.arg, None))
+    if kind == ENUMERATE:
+        return IterSource(enumerate(source.iterate(), stage.arg))
+    if kind == ZIP:
+        return IterSource(zip(source.iterate(), _other_items(stage.arg)))
+    if kind == CHUNK:
+        return IterSource(chunked(source.iterate(), stage.arg))
+    if kind == ASYNC_MAP:
+        from ._async_stage import async_map_items
+
+        fn, concurrency = stage.fn, stage.arg
+        return IterSource(async_map_items(source.iterate(), fn, concurrency))
+    raise AssertionError(f"unknown stage {kind}")  # pragma: no cover
+
+
+def _other_items(other: Any) -> Iterator[Any]:
+    # A ParallelIterator streams its own results (with its own execution).
+    return iter(other)

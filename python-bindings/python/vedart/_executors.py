@@ -1,0 +1,199 @@
+"""Executors: where the chunks of a pipeline run.
+
+An :class:`Executor` starts a :class:`Run` for each parallel segment of a
+pipeline; the engine (:mod:`vedart._engine`) submits chunks to the run and
+collects their results in order. This is the seam later executors plug into
+(the process, async and GPU executors implement the same two classes), and
+:func:`resolve_executor` is the one place where the choice is made.
+
+* :class:`ThreadExecutor` runs chunks on the Rust thread pool. A worker takes
+  the interpreter once per chunk and runs the fused chain item by item; each
+  task runs in a copy of the caller's :mod:`contextvars` context.
+* :class:`SerialExecutor` runs each chunk at once on the calling thread
+  (``executor="serial"``): the reference behaviour, handy for debugging.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from typing import Any, Callable, Optional, Union
+
+from . import _vedart
+from ._config import SchedulingPolicy
+from .exceptions import CancelledError, ExecutorError, _attach_others
+
+__all__ = ["Executor", "Run", "ThreadExecutor", "SerialExecutor", "resolve_executor"]
+
+#: Executor names accepted by ``par_iter(..., executor=...)``.
+EXECUTOR_NAMES = ("auto", "thread", "serial", "process", "async", "gpu")
+
+
+class Run:
+    """One set of chunk tasks submitted by the engine, with one failure policy.
+
+    ``mode`` is ``"fail_fast"`` (the first failure cancels everything and is
+    raised at once) or ``"ordered"`` (a failure cancels only later chunks and is
+    raised when the consumer reaches it).
+    """
+
+    def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
+        """Schedules ``fn(chunk)``; returns a handle with an ``elapsed`` attribute."""
+        raise NotImplementedError
+
+    def result(self, handle: Any) -> Any:
+        """Waits for the chunk and returns ``fn(chunk)``, or raises its error."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Cancels chunks not started; running ones see ``vedart.cancelled()``."""
+        raise NotImplementedError
+
+
+class Executor:
+    """Runs chunk functions somewhere; see the module documentation."""
+
+    #: Name shown by ``explain`` and error notes.
+    name = "executor"
+    #: How many chunks run at once: sizes the look-ahead window.
+    workers = 1
+
+    def start(self, mode: str) -> Run:
+        """Starts a :class:`Run` with failure policy ``mode``."""
+        raise NotImplementedError
+
+
+class _ThreadRun(Run):
+    __slots__ = ("_group", "_ctx")
+
+    def __init__(self, pool: Any, mode: str) -> None:
+        self._group = _vedart.Group(pool, mode)
+        self._ctx = contextvars.copy_context()
+
+    def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
+        return self._group.submit(self._ctx.copy().run, (fn, chunk))
+
+    def result(self, task: Any) -> Any:
+        if not task.done:
+            status = self._group.wait(task)
+            if status == "failed":
+                raise self._first_error()
+            if status == "cancelled":
+                raise CancelledError("the pipeline was cancelled")
+        try:
+            return task.result()
+        except BaseException as exc:
+            error = exc
+        # Raised outside the except block, so the error keeps its own context.
+        others = self._group.errors()
+        self._group.cancel()
+        raise _attach_others(error, others)
+
+    def _first_error(self) -> BaseException:
+        errors = self._group.errors()
+        self._group.cancel()
+        return _attach_others(errors[0], errors[1:])
+
+    def cancel(self) -> None:
+        self._group.cancel()
+
+
+class ThreadExecutor(Executor):
+    """Runs chunks on the runtime's thread pool."""
+
+    name = "thread"
+
+    def __init__(self, runtime: Any) -> None:
+        self._pool = runtime._pool
+        self.workers = runtime.num_workers
+
+    def start(self, mode: str) -> Run:
+        return _ThreadRun(self._pool, mode)
+
+
+class _Done:
+    __slots__ = ("value", "error", "elapsed")
+
+    def __init__(self, value: Any, error: Optional[BaseException], elapsed: float) -> None:
+        self.value = value
+        self.error = error
+        self.elapsed = elapsed
+
+
+class _SerialRun(Run):
+    __slots__ = ("_cancelled", "_failed")
+
+    def __init__(self, mode: str) -> None:
+        self._cancelled = False
+        self._failed = False
+
+    def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
+        if self._cancelled or self._failed:
+            return _Done(None, CancelledError("the pipeline was cancelled"), 0.0)
+        started = time.perf_counter()
+        try:
+            value = fn(chunk)
+        except BaseException as exc:  # delivered in order by result()
+            self._failed = True
+            return _Done(None, exc, time.perf_counter() - started)
+        return _Done(value, None, time.perf_counter() - started)
+
+    def result(self, handle: Any) -> Any:
+        if handle.error is not None:
+            raise handle.error
+        return handle.value
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+
+class SerialExecutor(Executor):
+    """Runs each chunk immediately on the calling thread."""
+
+    name = "serial"
+    workers = 1
+
+    def start(self, mode: str) -> Run:
+        return _SerialRun(mode)
+
+
+_SERIAL = SerialExecutor()
+
+
+def resolve_executor(spec: Union[None, str, Executor], runtime: Any) -> Executor:
+    """Chooses the executor for a pipeline: explicit ``spec`` first, then the
+    runtime's :class:`~vedart.SchedulingPolicy`.
+
+    Today the thread executor serves ``"auto"``/``None`` (ADAPTIVE and
+    THREAD_ONLY); the process, async and GPU executors are not part of this
+    build and are refused with :class:`~vedart.ExecutorError` rather than
+    silently replaced.
+    """
+    if isinstance(spec, Executor):
+        return spec
+    if spec is None or spec == "auto":
+        policy = runtime.config.scheduling_policy
+        if policy in (SchedulingPolicy.ADAPTIVE, SchedulingPolicy.THREAD_ONLY,
+                      SchedulingPolicy.DETERMINISTIC):
+            return ThreadExecutor(runtime)
+        raise ExecutorError(
+            f"scheduling policy {policy.name} needs an executor that this build of "
+            "vedart does not provide; use ADAPTIVE or THREAD_ONLY"
+        )
+    if spec == "thread":
+        return ThreadExecutor(runtime)
+    if spec == "serial":
+        return _SERIAL
+    raise ExecutorError(f"executor {spec!r} is not available in this build of vedart")
+
+
+def check_executor_spec(spec: Any) -> None:
+    """Raises at once for an ``executor=`` value that can never work."""
+    if spec is None or isinstance(spec, Executor):
+        return
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"executor must be a name or a vedart Executor, got {type(spec).__name__}"
+        )
+    if spec not in EXECUTOR_NAMES:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTOR_NAMES)}; got {spec!r}")

@@ -1,0 +1,98 @@
+"""``vedart.Future``: a :class:`concurrent.futures.Future` that can also be awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any, Callable, Generator, Optional, TypeVar
+
+from . import _vedart
+
+__all__ = ["Future"]
+
+T = TypeVar("T")
+
+_base_cancel = concurrent.futures.Future.cancel
+
+
+class Future(concurrent.futures.Future):  # type: ignore[type-arg]
+    """The result of :func:`vedart.spawn` and :meth:`vedart.Scope.spawn`.
+
+    Everything :class:`concurrent.futures.Future` offers works (``result``,
+    ``exception``, ``add_done_callback``, ``concurrent.futures.wait``), and
+    ``await future`` works inside a coroutine without blocking the event loop.
+
+    ``cancel()`` cancels the task if it has not started. A running task cannot be
+    stopped from outside, so ``cancel()`` then returns ``False``, but the task is
+    asked to stop: :func:`vedart.cancelled` turns true inside it (for a coroutine,
+    it receives :class:`asyncio.CancelledError`). Cancelling a coroutine that
+    awaits the future cancels the task the same way.
+
+    Calling ``result()`` from inside another VedaRT task runs the awaited task
+    right there if no thread has started it yet, so waiting never deadlocks the
+    pool.
+    """
+
+    # The Rust task behind the future (thread executor), if any.
+    _veda_task: Any = None
+    # Called to request cancellation of a coroutine-backed future.
+    _veda_cancel: Optional[Callable[[], None]] = None
+
+    def cancel(self) -> bool:
+        """Cancels the task if it has not started and returns ``True``; otherwise
+        asks it to stop and returns ``False`` (see the class documentation)."""
+        task = self._veda_task
+        if task is not None:
+            if not task.cancel():
+                return False
+            return _base_cancel(self)
+        request = self._veda_cancel
+        if request is not None and not self.done():
+            request()
+            return False
+        return _base_cancel(self)
+
+    def _help(self) -> None:
+        task = self._veda_task
+        if task is not None and not self.done() and _vedart.in_task():
+            task.run_inline()
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """The task's return value, waiting up to ``timeout`` seconds.
+
+        Raises:
+            Exception: whatever the task raised.
+            concurrent.futures.CancelledError: the task was cancelled.
+            TimeoutError: ``timeout`` passed first.
+        """
+        self._help()
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        """The exception the task raised, or ``None``; waits like :meth:`result`."""
+        self._help()
+        return super().exception(timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+    __iter__ = __await__
+
+
+def _chain_concurrent(source: concurrent.futures.Future, target: Future) -> None:  # type: ignore[type-arg]
+    """Completes ``target`` when ``source`` completes (any thread)."""
+
+    def done(src: concurrent.futures.Future) -> None:  # type: ignore[type-arg]
+        if src.cancelled():
+            _base_cancel(target)
+            target.set_running_or_notify_cancel()
+            return
+        if not target.set_running_or_notify_cancel() and target.cancelled():
+            return
+        exc = src.exception()
+        if exc is not None:
+            target.set_exception(exc)
+        else:
+            target.set_result(src.result())
+
+    source.add_done_callback(done)

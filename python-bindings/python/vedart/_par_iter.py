@@ -1,0 +1,356 @@
+"""``vedart.par_iter`` and :class:`ParallelIterator`: lazy parallel pipelines."""
+
+from __future__ import annotations
+
+import warnings
+from typing import (
+    Any,
+    AsyncIterator,
+    Callable,
+    Generic,
+    Iterable,
+    Iterator,
+    Optional,
+    TypeVar,
+    Union,
+)
+
+from . import _asyncio
+from ._engine import Execution, partials
+from ._executors import Executor, check_executor_spec, resolve_executor
+from ._runtime import get_runtime
+from ._stages import (
+    ASYNC_MAP,
+    CHUNK,
+    ENUMERATE,
+    FILTER,
+    FLAT_MAP,
+    GPU_MAP,
+    MAP,
+    SKIP,
+    TAKE,
+    ZIP,
+    _MISSING,
+    AnyAll,
+    Collect,
+    Count,
+    Fold,
+    ForEach,
+    MinMax,
+    Reduce,
+    Reducer,
+    Stage,
+    Sum,
+    ToDict,
+)
+
+__all__ = ["par_iter", "ParallelIterator"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_END: Any = object()
+
+
+def _check_callable(name: str, fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name}() expects a callable, got {type(fn).__name__}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _check_iterable(name: str, items: Any) -> None:
+    if isinstance(items, ParallelIterator):
+        return
+    try:
+        iter(items)
+    except TypeError:
+        raise TypeError(
+            f"{name} expects an iterable, got {type(items).__name__}"
+        ) from None
+
+
+_gpu_warned = False
+
+
+def _warn_gpu_fallback() -> None:
+    global _gpu_warned
+    if not _gpu_warned:
+        _gpu_warned = True
+        warnings.warn(
+            "vedart: no GPU executor in this build; gpu_map runs on the CPU thread executor",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def par_iter(
+    iterable: Iterable[T],
+    chunk_size: Optional[int] = None,
+    *,
+    executor: Union[None, str, Executor] = None,
+) -> ParallelIterator[T]:
+    """A lazy parallel pipeline over ``iterable``; nothing runs until a terminal
+    operation (``collect``, ``sum``, iteration, ...).
+
+    Args:
+        iterable: any iterable. Lists, tuples, ranges and arrays are sliced into
+            chunks; other iterables (generators) are read lazily with bounded
+            look-ahead.
+        chunk_size: items per chunk; default adapts to the measured cost per
+            item so that a chunk takes a few milliseconds.
+        executor: ``"thread"``, ``"serial"``, ``"auto"``/``None`` (chosen by the
+            runtime's scheduling policy) or an :class:`vedart.Executor`.
+
+    Raises:
+        TypeError: ``iterable`` is not iterable.
+        ValueError: ``chunk_size`` < 1 or an unknown executor name.
+
+    Examples:
+        >>> import vedart as veda
+        >>> veda.par_iter(range(10)).map(lambda x: x * x).filter(lambda x: x % 2).collect()
+        [1, 9, 25, 49, 81]
+    """
+    _check_iterable("par_iter()", iterable)
+    if chunk_size is not None:
+        _check_int("chunk_size", chunk_size, 1)
+    check_executor_spec(executor)
+    return ParallelIterator(iterable, (), chunk_size, executor)
+
+
+class ParallelIterator(Generic[T]):
+    """A lazy pipeline: stages return a new pipeline; terminal operations run it.
+
+    Stages apply in the order written. ``collect()`` always returns results in
+    input order. On a thread whose asyncio event loop is running, terminal
+    operations return an awaitable instead of blocking
+    (``await veda.par_iter(xs).map(f).collect()``); iteration works with both
+    ``for`` and ``async for``.
+
+    Errors raised by your functions reach the caller with their original type,
+    message and traceback; the first one cancels the work still outstanding.
+    """
+
+    __slots__ = ("_source", "_stages", "_chunk_size", "_executor")
+
+    def __init__(
+        self,
+        source: Any,
+        stages: tuple[Stage, ...],
+        chunk_size: Optional[int],
+        executor: Union[None, str, Executor],
+    ) -> None:
+        self._source = source
+        self._stages = stages
+        self._chunk_size = chunk_size
+        self._executor = executor
+
+    def _then(self, stage: Stage) -> ParallelIterator[Any]:
+        return ParallelIterator(
+            self._source, self._stages + (stage,), self._chunk_size, self._executor
+        )
+
+    # -- stages ---------------------------------------------------------------
+
+    def map(self, fn: Callable[[T], U]) -> ParallelIterator[U]:
+        """Applies ``fn`` to every item."""
+        _check_callable("map", fn)
+        return self._then(Stage(MAP, fn))
+
+    def filter(self, pred: Callable[[T], Any]) -> ParallelIterator[T]:
+        """Keeps the items for which ``pred`` is true, in order."""
+        _check_callable("filter", pred)
+        return self._then(Stage(FILTER, pred))
+
+    def flat_map(self, fn: Callable[[T], Iterable[U]]) -> ParallelIterator[U]:
+        """Replaces every item by the items of the iterable ``fn(item)``."""
+        _check_callable("flat_map", fn)
+        return self._then(Stage(FLAT_MAP, fn))
+
+    def enumerate(self, start: int = 0) -> ParallelIterator[tuple[int, T]]:
+        """Pairs each item with its position: ``(start + i, item)``."""
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise TypeError(f"start must be an int, got {type(start).__name__}")
+        return self._then(Stage(ENUMERATE, arg=start))
+
+    def zip(self, other: Iterable[U]) -> ParallelIterator[tuple[T, U]]:
+        """Pairs items with those of ``other`` (an iterable or a pipeline),
+        stopping at the shorter."""
+        _check_iterable("zip()", other)
+        return self._then(Stage(ZIP, arg=other))
+
+    def take(self, n: int) -> ParallelIterator[T]:
+        """The first ``n`` items; work past them is not scheduled (or is cancelled)."""
+        return self._then(Stage(TAKE, arg=_check_int("n", n, 0)))
+
+    def skip(self, n: int) -> ParallelIterator[T]:
+        """All but the first ``n`` items."""
+        return self._then(Stage(SKIP, arg=_check_int("n", n, 0)))
+
+    def chunk(self, size: int) -> ParallelIterator[list[T]]:
+        """Groups consecutive items into lists of ``size`` (the last may be shorter)."""
+        return self._then(Stage(CHUNK, arg=_check_int("size", size, 1)))
+
+    def async_map(
+        self, fn: Callable[[T], Any], *, concurrency: Optional[int] = None
+    ) -> ParallelIterator[Any]:
+        """Awaits ``fn(item)`` for every item, at most ``concurrency`` at once
+        (default 64), results in input order.
+
+        Coroutines run on the caller's event loop when the pipeline is awaited,
+        and on VedaRT's background loop when it is run from synchronous code. A
+        plain (non-``async``) callable runs in the thread pool like ``map``.
+        """
+        _check_callable("async_map", fn)
+        if concurrency is not None:
+            _check_int("concurrency", concurrency, 1)
+        if not _asyncio.is_coroutine_function(fn):
+            return self._then(Stage(MAP, fn))
+        return self._then(Stage(ASYNC_MAP, fn, concurrency))
+
+    def gpu_map(self, fn: Callable[[T], U]) -> ParallelIterator[U]:
+        """Applies ``fn`` on the GPU executor when there is one; in this build it
+        runs on the CPU thread executor and warns once per process."""
+        _check_callable("gpu_map", fn)
+        _warn_gpu_fallback()
+        return self._then(Stage(GPU_MAP, fn))
+
+    # -- terminal operations --------------------------------------------------
+
+    def _run(self, reducer: Reducer) -> Any:
+        """Runs the pipeline to completion on this thread."""
+        runtime = get_runtime()
+        executor = resolve_executor(self._executor, runtime)
+        chunk_size = self._chunk_size or runtime.config.chunk_size
+        execution = Execution(executor, chunk_size)
+        try:
+            return reducer.combine(partials(execution, self._source, self._stages, reducer))
+        finally:
+            execution.close()
+
+    def _terminal(self, reducer: Reducer) -> Any:
+        if _asyncio.running_loop() is None:
+            return self._run(reducer)
+        return _asyncio.run_blocking(self._run, reducer)
+
+    def collect(self) -> list[T]:
+        """All results, in input order."""
+        return self._terminal(Collect())  # type: ignore[no-any-return]
+
+    def sum(self, start: Any = 0) -> Any:
+        """``start + x0 + x1 + ...``; works for any type supporting ``+``."""
+        return self._terminal(Sum(start))
+
+    def count(self) -> int:
+        """The number of items."""
+        return self._terminal(Count())  # type: ignore[no-any-return]
+
+    def min(self, *, key: Optional[Callable[[T], Any]] = None, default: Any = None) -> Any:
+        """The smallest item (the first of equals), or ``default`` when empty."""
+        if key is not None:
+            _check_callable("min", key)
+        return self._terminal(MinMax(min, key, default))
+
+    def max(self, *, key: Optional[Callable[[T], Any]] = None, default: Any = None) -> Any:
+        """The largest item (the first of equals), or ``default`` when empty."""
+        if key is not None:
+            _check_callable("max", key)
+        return self._terminal(MinMax(max, key, default))
+
+    def reduce(self, op: Callable[[Any, Any], Any], initial: Any = _MISSING) -> Any:
+        """Combines the items with the associative ``op``; ``initial`` (if given)
+        comes first. ``None`` when empty without ``initial``."""
+        _check_callable("reduce", op)
+        return self._terminal(Reduce(op, initial))
+
+    def fold(
+        self,
+        identity: Any,
+        op: Callable[[Any, T], Any],
+        combine: Optional[Callable[[Any, Any], Any]] = None,
+    ) -> Any:
+        """Folds each chunk from a fresh ``identity`` with ``op(acc, item)``, then
+        merges the per-chunk results with ``combine`` (default ``op``).
+
+        ``identity`` may be a zero-argument callable (called per chunk: use it for
+        mutable accumulators like ``list``) or a value (shallow-copied per chunk).
+        """
+        _check_callable("fold", op)
+        if combine is not None:
+            _check_callable("fold", combine)
+        return self._terminal(Fold(identity, op, combine))
+
+    def any(self, pred: Optional[Callable[[T], Any]] = None) -> bool:
+        """Whether some item (or ``pred(item)``) is true; stops once one is."""
+        if pred is not None:
+            _check_callable("any", pred)
+        return self._terminal(AnyAll(True, pred))  # type: ignore[no-any-return]
+
+    def all(self, pred: Optional[Callable[[T], Any]] = None) -> bool:
+        """Whether every item (or ``pred(item)``) is true; stops once one is not."""
+        if pred is not None:
+            _check_callable("all", pred)
+        return self._terminal(AnyAll(False, pred))  # type: ignore[no-any-return]
+
+    def for_each(self, fn: Callable[[T], Any]) -> None:
+        """Calls ``fn`` on every item for its side effects."""
+        _check_callable("for_each", fn)
+        return self._terminal(ForEach(fn))  # type: ignore[no-any-return]
+
+    def to_dict(
+        self, key: Callable[[T], Any], value: Optional[Callable[[T], Any]] = None
+    ) -> dict[Any, Any]:
+        """``{key(x): value(x)}`` (``value`` defaults to the item); on equal keys
+        the later item wins."""
+        _check_callable("to_dict", key)
+        if value is not None:
+            _check_callable("to_dict", value)
+        return self._terminal(ToDict(key, value))  # type: ignore[no-any-return]
+
+    # -- streaming ------------------------------------------------------------
+
+    def _batches(self) -> Iterator[list[Any]]:
+        runtime = get_runtime()
+        executor = resolve_executor(self._executor, runtime)
+        chunk_size = self._chunk_size or runtime.config.chunk_size
+        execution = Execution(executor, chunk_size)
+        try:
+            yield from partials(
+                execution, self._source, self._stages, Collect(), stream_mode=True
+            )
+        finally:
+            execution.close()
+
+    def __iter__(self) -> Iterator[T]:
+        """Yields results in input order as they are ready, reading the input
+        lazily with bounded look-ahead."""
+        for batch in self._batches():
+            yield from batch
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        """``async for``: like iteration, without blocking the event loop."""
+        batches = self._batches()
+        try:
+            while True:
+                batch = await _asyncio.run_blocking(next, batches, _END)
+                if batch is _END:
+                    return
+                for item in batch:
+                    yield item
+        finally:
+            await _asyncio.run_blocking(batches.close)
+
+    def __repr__(self) -> str:
+        source = self._source
+        try:
+            described = f"{type(source).__name__}[{len(source)}]"
+        except TypeError:
+            described = type(source).__name__
+        stages = ".".join(repr(s) for s in self._stages)
+        return f"par_iter({described}){'.' + stages if stages else ''}"

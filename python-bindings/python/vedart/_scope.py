@@ -1,0 +1,349 @@
+"""Structured concurrency: :func:`scope`, :class:`Scope` and :func:`spawn`.
+
+A scope follows trio's rules:
+
+1. ``with veda.scope() as s`` (or ``async with``) opens it; ``s.spawn(fn, ...)``
+   starts a child and returns a :class:`~vedart.Future`. Plain callables run on
+   the thread pool; coroutine functions run on the event loop (the scope's loop
+   under ``async with``, VedaRT's background loop otherwise).
+2. Leaving the block waits for every child, also when the block raised.
+3. If the block raises or a child fails, the scope is cancelled: children not
+   yet started never run, running ones are asked to stop
+   (:func:`vedart.cancelled` turns true inside them; coroutines receive
+   :class:`asyncio.CancelledError`), and nested work they started is cancelled
+   with them.
+4. The first error is raised when the block ends, with the other errors
+   attached (``err.veda_other_errors`` and a note); if the block itself raised,
+   its exception propagates with the children's errors attached.
+5. Once the block has ended, ``spawn`` raises :class:`~vedart.ScopeClosedError`.
+
+While waiting, a thread that is itself a VedaRT task runs the scope's queued
+children inline, so scopes nested in scope tasks cannot deadlock the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+import time
+from types import TracebackType
+from typing import Any, Callable, Optional
+
+from . import _asyncio, _vedart
+from ._future import Future, _base_cancel, _chain_concurrent
+from ._runtime import get_runtime
+from .exceptions import ScopeClosedError, _attach_others
+
+__all__ = ["Scope", "scope", "spawn", "cancelled"]
+
+
+def cancelled() -> bool:
+    """Whether the VedaRT task running on this thread has been asked to stop.
+
+    True inside a task whose scope, pipeline or caller was cancelled (a sibling
+    failed, the ``with`` block raised, Ctrl+C, the awaiting coroutine was
+    cancelled); always ``False`` outside VedaRT tasks. Long-running functions
+    should check it now and then and return early.
+    """
+    return bool(_vedart.cancelled())
+
+
+def _link_asyncio_task(task: asyncio.Task, fut: Future, loop: asyncio.AbstractEventLoop) -> None:  # type: ignore[type-arg]
+    def done(t: asyncio.Task) -> None:  # type: ignore[type-arg]
+        if t.cancelled():
+            _base_cancel(fut)
+            fut.set_running_or_notify_cancel()
+            return
+        fut.set_running_or_notify_cancel()
+        exc = t.exception()
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(t.result())
+
+    task.add_done_callback(done)
+
+    def request_cancel() -> None:
+        if _asyncio.running_loop() is loop:
+            task.cancel()
+        else:
+            loop.call_soon_threadsafe(task.cancel)
+
+    fut._veda_cancel = request_cancel
+
+
+def _start(
+    group: Any,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    loop: Optional[asyncio.AbstractEventLoop],
+    fut: Future,
+) -> bool:
+    """Starts ``fn(*args, **kwargs)`` completing ``fut``; returns whether it is a
+    coroutine child."""
+    if _asyncio.is_coroutine_function(fn):
+        coro = fn(*args, **kwargs)
+        here = _asyncio.running_loop()
+        if loop is None:
+            loop = here
+        if loop is not None and here is loop:
+            _link_asyncio_task(loop.create_task(coro), fut, loop)
+        else:
+            cf = _asyncio.submit_coroutine(coro, loop)
+            _chain_concurrent(cf, fut)
+            fut._veda_cancel = cf.cancel
+        return True
+    ctx = contextvars.copy_context()
+    fut._veda_task = group.submit(ctx.run, (fn, *args), kwargs or None, fut)
+    return False
+
+
+def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """Runs ``fn(*args, **kwargs)`` outside any scope and returns its
+    :class:`~vedart.Future` (``await``-able).
+
+    Plain callables run on the thread pool; coroutine functions run on the
+    running event loop of this thread, or on VedaRT's background loop.
+
+    Examples:
+        >>> import vedart as veda
+        >>> veda.spawn(pow, 2, 10).result()
+        1024
+    """
+    if not callable(fn):
+        raise TypeError(f"spawn() expects a callable, got {type(fn).__name__}")
+    fut = Future()
+    _start(get_runtime()._root, fn, args, kwargs, None, fut)
+    return fut
+
+
+class Scope:
+    """A structured-concurrency scope; create it with :func:`vedart.scope`.
+
+    See the module documentation for the rules.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._group: Any = None
+        self._futures: list[Future] = []
+        self._coroutine_children: list[Future] = []
+        self._errors: list[BaseException] = []
+        self._state = "new"
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    # -- opening --------------------------------------------------------------
+
+    def _open(self, loop: Optional[asyncio.AbstractEventLoop]) -> Scope:
+        with self._lock:
+            if self._state != "new":
+                raise ScopeClosedError("a scope can be entered only once")
+            self._group = _vedart.Group(get_runtime()._pool, "fail_fast")
+            self._loop = loop
+            self._state = "open"
+        return self
+
+    def __enter__(self) -> Scope:
+        return self._open(None)
+
+    async def __aenter__(self) -> Scope:
+        return self._open(asyncio.get_running_loop())
+
+    # -- children -------------------------------------------------------------
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Starts ``fn(*args, **kwargs)`` as a child of the scope and returns its
+        :class:`~vedart.Future`.
+
+        Raises:
+            ScopeClosedError: the scope is not open (its block has ended).
+            TypeError: ``fn`` is not callable.
+        """
+        if not callable(fn):
+            raise TypeError(f"spawn() expects a callable, got {type(fn).__name__}")
+        fut = Future()
+        fut.add_done_callback(self._child_done)
+        with self._lock:
+            if self._state != "open":
+                raise ScopeClosedError("cannot spawn on a closed scope")
+            if _start(self._group, fn, args, kwargs, self._loop, fut):
+                self._coroutine_children.append(fut)
+                if self._group.cancelled:
+                    fut.cancel()
+            self._futures.append(fut)
+        return fut
+
+    def _child_done(self, fut: concurrent.futures.Future) -> None:  # type: ignore[type-arg]
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            return
+        with self._lock:
+            self._errors.append(exc)
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Cancels the scope: children not started never run, running ones are
+        asked to stop. The block still waits for them when it ends."""
+        with self._lock:
+            group = self._group
+            children = list(self._coroutine_children)
+        if group is not None:
+            group.cancel()
+        for child in children:
+            if not child.done():
+                child.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the scope (or the task it runs in) has been cancelled."""
+        group = self._group
+        return group is not None and bool(group.cancelled)
+
+    # -- waiting --------------------------------------------------------------
+
+    def _pending(self) -> list[Future]:
+        with self._lock:
+            return [f for f in self._futures if not f.done()]
+
+    def _wait_sync(self, timeout: Optional[float]) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._group.wait_all(left):
+                return False
+            pending = self._pending()
+            if not pending and self._group.pending == 0:
+                return True
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _wait_interruptibly(pending, left)
+            if deadline is not None and time.monotonic() >= deadline and self._pending():
+                return False
+
+    async def _wait_async(self, timeout: Optional[float]) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pending = self._pending()
+            if not pending and self._group.pending == 0:
+                return True
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if left == 0.0:
+                return False
+            wrapped = [asyncio.wrap_future(f) for f in pending]
+            if not wrapped:  # tasks finishing right now: give them a moment
+                await asyncio.sleep(0.001)
+                continue
+            await asyncio.wait(wrapped, timeout=left)
+
+    def _results(self) -> list[Any]:
+        with self._lock:
+            errors = list(self._errors)
+            futures = list(self._futures)
+        if errors:
+            raise _attach_others(errors[0], errors[1:])
+        return [f.result() for f in futures]
+
+    def wait_all(self, timeout: Optional[float] = None) -> Any:
+        """Waits for every child spawned so far and returns their results in
+        spawn order. On a thread with a running event loop, returns an awaitable.
+
+        Raises:
+            Exception: the first error of a failed child, the others attached.
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        if _asyncio.running_loop() is not None:
+            return self._wait_all_async(timeout)
+        if not self._wait_sync(timeout):
+            raise TimeoutError(f"scope children still running after {timeout} s")
+        return self._results()
+
+    async def _wait_all_async(self, timeout: Optional[float]) -> list[Any]:
+        if not await self._wait_async(timeout):
+            raise TimeoutError(f"scope children still running after {timeout} s")
+        return self._results()
+
+    # -- closing --------------------------------------------------------------
+
+    def _finish(self, body_error: Optional[BaseException]) -> None:
+        with self._lock:
+            self._state = "closed"
+            errors = list(self._errors)
+        if body_error is not None:
+            if errors:
+                _attach_others(body_error, errors)
+            return
+        if errors:
+            raise _attach_others(errors[0], errors[1:])
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if exc is not None:
+            self.cancel()
+        try:
+            self._wait_sync(None)
+        except BaseException as interrupt:
+            # Interrupted while waiting (Ctrl+C): cancel the children and wait
+            # for them once more; a second interrupt abandons the wait.
+            self.cancel()
+            try:
+                self._wait_sync(None)
+            finally:
+                self._finish(interrupt)
+            raise
+        self._finish(exc)
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if exc is not None:
+            self.cancel()
+        interrupted: Optional[BaseException] = None
+        while True:
+            try:
+                await self._wait_async(None)
+                break
+            except asyncio.CancelledError as cancel:
+                # The task hosting the scope was cancelled: cancel the children
+                # and keep waiting for them, then propagate.
+                self.cancel()
+                interrupted = interrupted or cancel
+        self._finish(exc if exc is not None else interrupted)
+        if interrupted is not None and exc is None:
+            raise interrupted
+
+    def __repr__(self) -> str:
+        return (
+            f"<vedart.Scope {self._state} children={len(self._futures)} "
+            f"errors={len(self._errors)}>"
+        )
+
+
+def _wait_interruptibly(futures: list[Future], timeout: Optional[float]) -> None:
+    if futures:
+        concurrent.futures.wait(futures, timeout=timeout)
+
+
+def scope() -> Scope:
+    """A new :class:`Scope`, for ``with`` or ``async with``.
+
+    Examples:
+        >>> import vedart as veda
+        >>> with veda.scope() as s:
+        ...     a = s.spawn(sum, [1, 2, 3])
+        ...     b = s.spawn(max, [4, 5])
+        ...     results = s.wait_all()
+        >>> results
+        [6, 5]
+    """
+    return Scope()

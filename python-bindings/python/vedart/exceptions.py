@@ -1,0 +1,91 @@
+"""The exceptions VedaRT raises.
+
+Every exception that VedaRT itself raises derives from :class:`VedaError`.
+Exceptions raised by *your* functions inside a pipeline or a task reach you
+unchanged: same type, same message, with the traceback of the frame that raised
+them and a note saying where they ran.
+
+The Rust extension raises these classes too (it looks them up here), so this
+module is the single definition of the hierarchy.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+__all__ = [
+    "VedaError",
+    "ConfigError",
+    "RuntimeStateError",
+    "ScopeClosedError",
+    "CancelledError",
+    "ExecutorError",
+]
+
+
+class VedaError(Exception):
+    """Base class of every error raised by VedaRT itself."""
+
+
+class ConfigError(VedaError, ValueError):
+    """An invalid :class:`vedart.Config` value; the message names the field.
+
+    Also a :class:`ValueError`, so ``except ValueError`` catches it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        #: The name of the offending field, e.g. ``"num_threads"``.
+        self.field = field
+
+
+class RuntimeStateError(VedaError):
+    """The runtime is in the wrong state for the call: :func:`vedart.init` when a
+    runtime is already running, or work submitted to a runtime that was shut down
+    through a stale handle."""
+
+
+class ScopeClosedError(VedaError):
+    """:meth:`vedart.Scope.spawn` on a scope whose ``with`` block has ended."""
+
+
+class CancelledError(VedaError, concurrent.futures.CancelledError):
+    """The work was cancelled: a sibling failed, the scope exited with an
+    error, the caller was interrupted, or the awaiting coroutine was cancelled.
+
+    Also a :class:`concurrent.futures.CancelledError`.
+    """
+
+
+class ExecutorError(VedaError):
+    """The requested executor does not exist or is not available here."""
+
+
+def _attach_note(exc: BaseException, note: str) -> None:
+    """Adds ``note`` to ``exc``: ``add_note`` on Python 3.11+, else appended to
+    ``__notes__`` (which tools such as pytest display on older versions too)."""
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+        return
+    try:
+        notes = exc.__dict__.setdefault("__notes__", [])
+        notes.append(note)
+    except (AttributeError, TypeError):  # pragma: no cover - exotic exception types
+        pass
+
+
+def _attach_others(first: BaseException, others: list[BaseException]) -> BaseException:
+    """Attaches the errors that happened after ``first`` to it, as the list
+    ``first.veda_other_errors`` plus a one-line note naming them."""
+    others = [e for e in others if e is not first]
+    if not others:
+        return first
+    try:
+        first.veda_other_errors = others  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # pragma: no cover - exotic exception types
+        pass
+    names = ", ".join(f"{type(e).__name__}({e})" for e in others[:5])
+    more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+    _attach_note(first, f"vedart: {len(others)} more task(s) failed: {names}{more}")
+    return first

@@ -1,0 +1,195 @@
+//! The asyncio bridge: pyo3-async-runtimes' generic runtime, implemented for VedaRT.
+//!
+//! [`VedaRt`] lets `pyo3_async_runtimes::generic::future_into_py` turn a Rust
+//! future into an asyncio awaitable. Its futures run as tasks of VedaRT's
+//! global runtime (`vedart::spawn`, threads `veda-worker-{i}`); the closures the
+//! library runs to complete the asyncio future (they take the interpreter) run
+//! on a small blocking pool of their own (`veda-bridge-{i}`), never on a worker.
+//!
+//! pyo3-async-runtimes drops the handles `spawn` returns; VedaRT's
+//! `JoinHandle` detaches on drop, so the tasks keep running.
+//!
+//! [`Task.wait_async`](crate::task::PyTask) is the one user of the bridge: it
+//! awaits the end of a task. If the awaiting asyncio task is cancelled, the
+//! library drops the Rust future, and dropping it cancels the VedaRT task:
+//! a queued task never runs, a running one sees `veda.cancelled()`, and so do
+//! the groups it created (their chunks and children).
+//!
+//! Task locals (the event loop and contextvars of the awaiting coroutine) are
+//! kept per future and installed in a thread-local for the duration of each
+//! poll, which is what `ContextExt` asks for.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3_async_runtimes::TaskLocals;
+use pyo3_async_runtimes::generic::{ContextExt, JoinError as BridgeJoinErrorTrait, Runtime};
+use vedart_executors::blocking::BlockingPool;
+
+use crate::sync::Arc;
+use crate::task::TaskInner;
+
+/// Threads of the bridge's blocking pool at most: completing an asyncio future
+/// is short (one `call_soon_threadsafe`).
+const BRIDGE_MAX_THREADS: usize = 4;
+
+/// The marker type that implements pyo3-async-runtimes' runtime traits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VedaRt;
+
+/// A VedaRT `JoinError` as pyo3-async-runtimes sees it.
+#[derive(Debug)]
+pub(crate) struct BridgeJoinError(vedart::JoinError);
+
+impl BridgeJoinErrorTrait for BridgeJoinError {
+    fn is_panic(&self) -> bool {
+        self.0.is_panic()
+    }
+
+    fn into_panic(self) -> Box<dyn std::any::Any + Send + 'static> {
+        self.0.into_panic()
+    }
+}
+
+/// A task handle whose output pyo3-async-runtimes understands.
+pub(crate) struct BridgeJoinHandle(
+    Pin<Box<dyn Future<Output = Result<(), BridgeJoinError>> + Send>>,
+);
+
+impl Future for BridgeJoinHandle {
+    type Output = Result<(), BridgeJoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+fn bridge_pool() -> &'static BlockingPool {
+    static POOL: OnceLock<BlockingPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        BlockingPool::builder()
+            .max_workers(BRIDGE_MAX_THREADS)
+            .keep_alive(Duration::from_secs(10))
+            .thread_name(|i| format!("veda-bridge-{i}"))
+            .on_thread_start(crate::tstate::pin_current_thread)
+            .on_thread_stop(crate::tstate::unpin_current_thread)
+            .build()
+            .unwrap_or_else(|error| unreachable!("constant bounds are valid: {error}"))
+    })
+}
+
+impl Runtime for VedaRt {
+    type JoinError = BridgeJoinError;
+    type JoinHandle = BridgeJoinHandle;
+
+    fn spawn<F>(fut: F) -> Self::JoinHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handle = vedart::spawn(fut);
+        BridgeJoinHandle(Box::pin(
+            async move { handle.await.map_err(BridgeJoinError) },
+        ))
+    }
+
+    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let (done_tx, done_rx) = futures::channel::oneshot::channel::<()>();
+        let job = move || {
+            f();
+            let _ = done_tx.send(());
+        };
+        if let Err(rejected) = bridge_pool().execute(job) {
+            // The pool never shuts down; a refusal means no thread could start.
+            // Run the job here rather than lose the asyncio completion.
+            (rejected.into_job())();
+        }
+        BridgeJoinHandle(Box::pin(async move {
+            // A dropped sender means the closure panicked; the pool contained it.
+            let _ = done_rx.await;
+            Ok(())
+        }))
+    }
+}
+
+thread_local! {
+    static TASK_LOCALS: RefCell<Option<TaskLocals>> = const { RefCell::new(None) };
+}
+
+/// Installs `locals` in [`TASK_LOCALS`] around every poll of the inner future.
+struct WithLocals<F> {
+    locals: TaskLocals,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for WithLocals<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let previous = TASK_LOCALS.with(|slot| slot.borrow_mut().replace(self.locals.clone()));
+        let result = self.future.as_mut().poll(cx);
+        TASK_LOCALS.with(|slot| *slot.borrow_mut() = previous);
+        result
+    }
+}
+
+impl ContextExt for VedaRt {
+    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        Box::pin(WithLocals {
+            locals,
+            future: Box::pin(fut),
+        })
+    }
+
+    fn get_task_locals() -> Option<TaskLocals> {
+        TASK_LOCALS.with(|slot| slot.borrow().clone())
+    }
+}
+
+/// Resolves when a task finishes; dropped early (the awaiting asyncio task was
+/// cancelled), it cancels the task.
+struct TaskFinished {
+    task: Arc<TaskInner>,
+}
+
+impl Future for TaskFinished {
+    type Output = PyResult<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<PyResult<()>> {
+        self.task.poll_finished(cx).map(Ok)
+    }
+}
+
+impl Drop for TaskFinished {
+    fn drop(&mut self) {
+        if self.task.is_finished() {
+            return;
+        }
+        let task = &self.task;
+        if Python::try_attach(|py| {
+            task.cancel(Some(py));
+        })
+        .is_none()
+        {
+            task.cancel(None);
+        }
+    }
+}
+
+/// An asyncio awaitable that resolves to `None` when `task` finishes.
+pub(crate) fn task_finished<'py>(
+    py: Python<'py>,
+    task: Arc<TaskInner>,
+) -> PyResult<Bound<'py, PyAny>> {
+    pyo3_async_runtimes::generic::future_into_py::<VedaRt, _, ()>(py, TaskFinished { task })
+}
