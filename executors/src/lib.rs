@@ -2,5 +2,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod blocking;
+pub mod gpu;
 pub mod process;
 mod sync;

@@ -12,7 +12,7 @@
 //! This is the shape of tokio's blocking pool: on an idle pool, `execute` costs
 //! one lock, one push and one `notify_one`, and wakes exactly one thread.
 //!
-//! Sizing follows Little's Law ([`estimator`](self::estimator)): the target
+//! Sizing follows Little's Law (module `estimator`, see [`RATE_WINDOW`]): the target
 //! size is the arrival rate times the mean service time, both exponentially
 //! weighted, rounded and clamped to `[min_workers, max_workers]`. Growth is on
 //! demand; the target decides retirement: an idle thread whose keep-alive runs
