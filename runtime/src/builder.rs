@@ -39,7 +39,7 @@ type Callback = StdArc<dyn Fn() + Send + Sync + 'static>;
 ///     })
 ///     .build()
 ///     .unwrap();
-/// let name = rt.block_on(vedart::spawn(async {
+/// let name = rt.block_on(rt.spawn(async {
 ///     std::thread::current().name().map(str::to_owned)
 /// }));
 /// assert!(name.unwrap().unwrap().starts_with("my-pool-"));
@@ -70,7 +70,7 @@ impl Builder {
     /// ```
     /// let rt = vedart::Builder::new_current_thread().build().unwrap();
     /// let here = std::thread::current().id();
-    /// let there = rt.block_on(vedart::spawn(async { std::thread::current().id() }));
+    /// let there = rt.block_on(rt.spawn(async { std::thread::current().id() }));
     /// assert_eq!(there.unwrap(), here);
     /// ```
     pub fn new_current_thread() -> Builder {

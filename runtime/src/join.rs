@@ -206,7 +206,7 @@ impl fmt::Debug for AbortHandle {
 /// ```
 /// let rt = vedart::Runtime::new().unwrap();
 /// let err = rt
-///     .block_on(vedart::spawn(async { panic!("boom") }))
+///     .block_on(rt.spawn(async { panic!("boom") }))
 ///     .unwrap_err();
 /// assert!(err.is_panic());
 /// assert_eq!(err.panic_message(), Some("boom"));

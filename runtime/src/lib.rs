@@ -31,8 +31,8 @@
 //!   child cancels its siblings and reaches the parent.
 //! - [`time`], [`net`], [`io`]: timers, sockets and any fd, from the reactor
 //!   crate `vedart-reactor`.
-//! - [`block_on`] and [`spawn`] also work with no runtime in sight: they use
-//!   a global runtime started on first use.
+//! - [`block_on`] works with no runtime in sight: it uses a global runtime,
+//!   started on first use, which also runs what the future spawns.
 //!
 //! # Implementation
 //!
@@ -47,8 +47,8 @@
 //!   the others on a condvar, so I/O wakes tasks with no thread hop.
 //! - A **current-thread** runtime starts no thread: the thread in
 //!   [`Runtime::block_on`] runs the tasks and drives the reactor.
-//! - [`block_on`] and [`spawn`] outside a runtime start the global runtime,
-//!   whose workers are also named `veda-worker-{i}`.
+//! - [`block_on`] starts the global runtime on first use; its workers are
+//!   also named `veda-worker-{i}`.
 //! - Sockets and timers used outside any runtime are driven by the reactor
 //!   crate's own `veda-reactor` thread.
 //!
@@ -109,9 +109,15 @@ pub mod io {
     pub use vedart_reactor::{Async, Direction};
 }
 
-/// Spawns a task on the current runtime (the worker's, or the one whose
-/// `block_on` or [`Handle::enter`] is running on this thread), or, outside any
-/// runtime, on the global runtime.
+/// Spawns a task on the current runtime: the one whose worker runs this
+/// code, or whose `block_on` (or [`Handle::enter`]) is running on this thread.
+///
+/// # Panics
+///
+/// Panics outside a runtime. Spawning from elsewhere takes a handle:
+/// [`Runtime::spawn`] or [`Handle::spawn`]. Note that in
+/// `rt.block_on(vedart::spawn(f))` the call to `spawn` happens *before*
+/// `block_on` enters the runtime; write `rt.block_on(rt.spawn(f))`.
 ///
 /// # Examples
 ///
@@ -122,10 +128,6 @@ pub mod io {
 ///     task.await.unwrap()
 /// });
 /// assert_eq!(doubled, 42);
-///
-/// // Outside any runtime the global one runs it.
-/// let task = vedart::spawn(async { "global" });
-/// assert_eq!(vedart::block_on(task).unwrap(), "global");
 /// ```
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
@@ -134,7 +136,10 @@ where
 {
     Handle::with_current(|handle| match handle {
         Some(handle) => handle.spawn(future),
-        None => runtime::global().spawn(future),
+        None => panic!(
+            "vedart::spawn called outside a VedaRT runtime: call it from a task or inside \
+             `block_on`, or spawn through `Runtime::spawn` / `Handle::spawn`"
+        ),
     })
 }
 

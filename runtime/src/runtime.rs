@@ -341,8 +341,9 @@ impl fmt::Debug for EnterGuard {
     }
 }
 
-/// The process-wide runtime behind [`crate::block_on`], and behind
-/// [`crate::spawn`] outside any runtime. Started on first use, never shut down.
+/// The process-wide runtime behind [`crate::block_on`] (and behind a
+/// [`crate::scope`] polled outside any runtime). Started on first use, never
+/// shut down.
 pub(crate) fn global() -> &'static Runtime {
     static GLOBAL: OnceLock<Runtime> = OnceLock::new();
     GLOBAL.get_or_init(|| {

@@ -268,12 +268,12 @@ impl<E: Send + 'static> Scope<E> {
         // Spawn with the lock released: spawning after shutdown drops the
         // child at once, and its drop takes the lock.
         let child = Child {
+            future,
             guard: ChildGuard {
                 inner: self.inner.clone(),
                 key,
                 id,
             },
-            future,
             check,
         };
         let task = self.inner.handle.spawn(child);
@@ -379,9 +379,11 @@ pin_project! {
     where
         F: Future,
     {
-        guard: ChildGuard<E>,
+        // Declared first so that it is dropped first: the scope counts the
+        // child out (in `guard`) only after its future is gone.
         #[pin]
         future: F,
+        guard: ChildGuard<E>,
         check: fn(F::Output) -> Result<T, E>,
     }
 }

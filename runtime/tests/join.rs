@@ -37,7 +37,7 @@ fn wait_until(what: &str, condition: impl Fn() -> bool) {
 fn a_panicking_task_reports_its_message_and_the_runtime_keeps_going() {
     let rt = rt();
     let err = rt
-        .block_on(vedart::spawn(async {
+        .block_on(rt.spawn(async {
             panic!("task exploded: {}", 42);
         }))
         .expect_err("the task panicked");
@@ -59,7 +59,7 @@ fn a_panicking_task_reports_its_message_and_the_runtime_keeps_going() {
 fn panic_payload_round_trips() {
     let rt = rt();
     let err = rt
-        .block_on(vedart::spawn(async {
+        .block_on(rt.spawn(async {
             std::panic::panic_any(17u32);
         }))
         .expect_err("panicked");

@@ -49,7 +49,7 @@ fn hundred_thousand_tasks_spawned_from_inside_a_task() {
     // Spawned from a worker: exercises the LIFO slot, the local queue's
     // overflow into the injector, and stealing.
     let rt = multi(4);
-    let done = rt.block_on(vedart::spawn(async {
+    let done = rt.block_on(rt.spawn(async {
         let count = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..100_000)
             .map(|_| {
@@ -152,7 +152,7 @@ fn current_thread_runs_tasks_spawned_before_block_on() {
 fn workers_are_named_and_handle_current_works_inside_tasks() {
     let rt = multi(2);
     let (name, has_handle) = rt
-        .block_on(vedart::spawn(async {
+        .block_on(rt.spawn(async {
             (
                 std::thread::current().name().map(str::to_owned),
                 Handle::try_current().is_some(),
@@ -166,10 +166,18 @@ fn workers_are_named_and_handle_current_works_inside_tasks() {
 }
 
 #[test]
-fn free_spawn_outside_any_runtime_uses_the_global_runtime() {
-    let task = vedart::spawn(async { std::thread::current().name().map(str::to_owned) });
-    let name = vedart::block_on(task).expect("task").expect("named");
+fn free_block_on_runs_spawned_tasks_on_the_global_runtime() {
+    let name = vedart::block_on(async {
+        vedart::spawn(async { std::thread::current().name().map(str::to_owned) }).await
+    });
+    let name = name.expect("task").expect("named");
     assert!(name.starts_with("veda-worker-"), "{name}");
+}
+
+#[test]
+#[should_panic(expected = "outside a VedaRT runtime")]
+fn free_spawn_outside_a_runtime_panics_with_advice() {
+    drop(vedart::spawn(async {}));
 }
 
 /// A task that yields forever must not starve the others on its worker, nor

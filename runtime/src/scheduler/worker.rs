@@ -35,9 +35,12 @@
 //!
 //! [`try_schedule_local`] is the fast path of `scheduler::schedule`: a task
 //! woken on one of its own runtime's worker threads goes to that worker's LIFO
-//! slot, or to the back of its queue if it was woken while running (a yield).
-//! Pushing to the queue wakes another worker (it might steal), except while
-//! the worker is parking: it will run those tasks itself in a moment.
+//! slot, or to the back of its queue if it was woken while running (a yield),
+//! if the LIFO chain is capped, or if the reactor woke it (readiness and
+//! timers then run in the order the reactor reported them: timers by
+//! deadline). Pushing to the queue wakes another worker (it might steal),
+//! except while the worker is parking: it will run those tasks itself in a
+//! moment, and wakes a helper afterwards if it has more than one.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
