@@ -20,7 +20,6 @@ and cancel the rest when one fails. Configure the runtime with :class:`Config`
 and :func:`init`, or let the first use start it with defaults.
 """
 
-from __future__ import annotations
 
 from . import _vedart
 from ._config import Config, ConfigBuilder, SchedulingPolicy

@@ -270,9 +270,10 @@ def partials(
             pending = []
         source = _apply_sequential(stage, source, execution)
 
-    if pending:
+    if pending or reducer.calls_user_code:
         mode = "ordered" if final_mode_ordered else "fail_fast"
         return execution.parallel(source, make_chunk_fn(tuple(pending), reducer.chunk), mode)
+    # Nothing of the user's runs any more: reduce right here.
     return iter((reducer.chunk(source.iterate()),))
 
 
@@ -296,6 +297,7 @@ def _apply_sequential(stage: Stage, source: Source, execution: Execution) -> Sou
         from ._async_stage import async_map_items
 
         fn, concurrency = stage.fn, stage.arg
+        assert fn is not None
         return IterSource(async_map_items(source.iterate(), fn, concurrency))
     raise AssertionError(f"unknown stage {kind}")  # pragma: no cover
 

@@ -67,7 +67,7 @@ class _ThreadRun(Run):
     __slots__ = ("_group", "_ctx")
 
     def __init__(self, pool: Any, mode: str) -> None:
-        self._group = _vedart.Group(pool, mode)
+        self._group = _vedart.Group(pool, mode)  # type: ignore[arg-type]
         self._ctx = contextvars.copy_context()
 
     def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
@@ -84,6 +84,9 @@ class _ThreadRun(Run):
             return task.result()
         except BaseException as exc:
             error = exc
+        if task.state == "cancelled" and self._group.failed:
+            # Cancelled because another chunk failed first: that error wins.
+            raise self._first_error()
         # Raised outside the except block, so the error keeps its own context.
         others = self._group.errors()
         self._group.cancel()

@@ -36,7 +36,7 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
     # The Rust task behind the future (thread executor), if any.
     _veda_task: Any = None
     # Called to request cancellation of a coroutine-backed future.
-    _veda_cancel: Optional[Callable[[], None]] = None
+    _veda_cancel: Optional[Callable[[], Any]] = None
 
     def cancel(self) -> bool:
         """Cancels the task if it has not started and returns ``True``; otherwise

@@ -7,6 +7,7 @@ from typing import (
     Any,
     AsyncIterator,
     Callable,
+    Generator,
     Generic,
     Iterable,
     Iterator,
@@ -315,7 +316,7 @@ class ParallelIterator(Generic[T]):
 
     # -- streaming ------------------------------------------------------------
 
-    def _batches(self) -> Iterator[list[Any]]:
+    def _batches(self) -> Generator[list[Any], None, None]:
         runtime = get_runtime()
         executor = resolve_executor(self._executor, runtime)
         chunk_size = self._chunk_size or runtime.config.chunk_size

@@ -134,6 +134,8 @@ class Scope:
         self._errors: list[BaseException] = []
         self._state = "new"
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        # Coroutines waiting in ``async with``/``wait_all``: woken on each child's end.
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     # -- opening --------------------------------------------------------------
 
@@ -177,6 +179,13 @@ class Scope:
         return fut
 
     def _child_done(self, fut: concurrent.futures.Future) -> None:  # type: ignore[type-arg]
+        with self._lock:
+            waiters = list(self._async_waiters)
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
         if fut.cancelled():
             return
         exc = fut.exception()
@@ -226,18 +235,27 @@ class Scope:
 
     async def _wait_async(self, timeout: Optional[float]) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            pending = self._pending()
-            if not pending and self._group.pending == 0:
-                return True
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if left == 0.0:
-                return False
-            wrapped = [asyncio.wrap_future(f) for f in pending]
-            if not wrapped:  # tasks finishing right now: give them a moment
-                await asyncio.sleep(0.001)
-                continue
-            await asyncio.wait(wrapped, timeout=left)
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._async_waiters.append(waiter)
+        try:
+            while True:
+                waiter[1].clear()
+                if not self._pending() and self._group.pending == 0:
+                    return True
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                try:
+                    # Woken by every child's end; the short cap covers a child
+                    # that finished between the check and the wait.
+                    cap = 0.05 if left is None else min(left, 0.05)
+                    await asyncio.wait_for(waiter[1].wait(), cap)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            with self._lock:
+                self._async_waiters.remove(waiter)
 
     def _results(self) -> list[Any]:
         with self._lock:

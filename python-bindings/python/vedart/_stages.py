@@ -69,7 +69,7 @@ def chain_items(stages: tuple[Stage, ...]) -> Callable[[Iterable[Any]], Iterable
     """The fused per-item chain of ``stages`` as one function of an iterable."""
     if not stages:
         return iter
-    steps = []
+    steps: list[tuple[Any, Any]] = []
     for stage in stages:
         if stage.kind in (MAP, GPU_MAP):
             steps.append((map, stage.fn))
@@ -164,6 +164,10 @@ class Reducer:
     #: anywhere fails it at once); ``False`` for short-circuiting operations.
     consumes_all = True
 
+    #: Whether ``chunk`` calls the user's functions, so that it is worth running
+    #: in the workers even when the pipeline has no per-item stage.
+    calls_user_code = False
+
     def chunk(self, items: Iterable[Any]) -> Any:
         raise NotImplementedError
 
@@ -174,7 +178,7 @@ class Reducer:
 class Collect(Reducer):
     """``collect()``: every item, in input order."""
 
-    chunk = staticmethod(list)  # type: ignore[assignment]
+    chunk = staticmethod(list)  # type: ignore[assignment,var-annotated]
 
     def combine(self, partials: Iterator[list[Any]]) -> list[Any]:
         out: list[Any] = []
@@ -233,6 +237,7 @@ class MinMax(Reducer):
         self.pick = pick
         self.key = key
         self.default = default
+        self.calls_user_code = key is not None
 
     def chunk(self, items: Iterable[Any]) -> Any:
         return self.pick(items, key=self.key, default=_MISSING)
@@ -246,6 +251,8 @@ class MinMax(Reducer):
 
 class Reduce(Reducer):
     """``reduce(op, initial)``."""
+
+    calls_user_code = True
 
     def __init__(self, op: Callable[[Any, Any], Any], initial: Any) -> None:
         self.op = op
@@ -280,6 +287,7 @@ class Fold(Reducer):
         self.identity = identity
         self.op = op
         self.merge = merge if merge is not None else op
+        self.calls_user_code = True
 
     def fresh(self) -> Any:
         if callable(self.identity):
@@ -305,6 +313,7 @@ class AnyAll(Reducer):
     def __init__(self, want: bool, pred: Optional[Callable[[Any], Any]]) -> None:
         self.want = want  # True for any(), False for all()
         self.pred = pred
+        self.calls_user_code = pred is not None
 
     def chunk(self, items: Iterable[Any]) -> bool:
         it = items if self.pred is None else map(self.pred, items)
@@ -324,6 +333,8 @@ def _consume(items: Iterable[Any]) -> None:
 class ForEach(Reducer):
     """``for_each(f)``: calls ``f`` on every item for its effect."""
 
+    calls_user_code = True
+
     def __init__(self, fn: Callable[[Any], Any]) -> None:
         self.fn = fn
 
@@ -336,6 +347,8 @@ class ForEach(Reducer):
 
 class ToDict(Reducer):
     """``to_dict(key, value)``: ``{key(x): value(x)}``, later items winning."""
+
+    calls_user_code = True
 
     def __init__(self, key: Callable[[Any], Any], value: Optional[Callable[[Any], Any]]) -> None:
         self.key = key
