@@ -612,6 +612,14 @@ fn custom_thread_names_and_stack_size() {
 }
 
 #[test]
+fn pool_handles_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<BlockingPool>();
+    send_sync::<vedart_executors::blocking::RejectedJob>();
+    send_sync::<vedart_executors::blocking::BlockingPoolError>();
+}
+
+#[test]
 fn debug_shows_stats() {
     let pool = BlockingPool::builder().max_workers(2).build().unwrap();
     let text = format!("{pool:?}");

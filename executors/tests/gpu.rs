@@ -200,6 +200,22 @@ fn nul_bytes_are_invalid_arguments() {
 }
 
 #[test]
+fn handles_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Device>();
+    send_sync::<Stream>();
+    send_sync::<DeviceBuffer<f32>>();
+    send_sync::<HostBuffer<u8>>();
+    send_sync::<gpu::Kernel>();
+    send_sync::<gpu::Module>();
+    send_sync::<gpu::GpuError>();
+    // Futures are spawned onto the runtime's worker threads.
+    send::<gpu::GpuFuture<Vec<f32>>>();
+    send::<gpu::GpuFuture<DeviceBuffer<i64>>>();
+}
+
+#[test]
 fn launch_config_covers_every_element() {
     assert_eq!(LaunchConfig::for_elements(0).grid_dim, (1, 1, 1));
     assert_eq!(LaunchConfig::for_elements(1).grid_dim, (1, 1, 1));

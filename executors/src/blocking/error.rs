@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::sync::unmodelled::Mutex;
+
 /// A boxed job, as the pool stores and hands back.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -69,21 +71,23 @@ impl std::error::Error for BlockingPoolError {}
 /// [`BlockingPool::execute`]: super::BlockingPool::execute
 /// [`BlockingPool::shutdown`]: super::BlockingPool::shutdown
 pub struct RejectedJob {
-    job: Job,
+    /// Behind a mutex only so that the error is `Sync` (as `Box<dyn Error +
+    /// Send + Sync>` wants); it is taken by value, never locked concurrently.
+    job: Mutex<Job>,
     spawn_error: Option<io::Error>,
 }
 
 impl RejectedJob {
     pub(crate) fn shutdown(job: Job) -> Self {
         Self {
-            job,
+            job: Mutex::new(job),
             spawn_error: None,
         }
     }
 
     pub(crate) fn spawn_failed(job: Job, error: io::Error) -> Self {
         Self {
-            job,
+            job: Mutex::new(job),
             spawn_error: Some(error),
         }
     }
@@ -101,6 +105,8 @@ impl RejectedJob {
     /// Takes the job back, for the caller to run or drop.
     pub fn into_job(self) -> Job {
         self.job
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -229,7 +229,7 @@ fn alloc_pinned<T: Element>(
     }
     let fits = len
         .checked_mul(std::mem::size_of::<T>())
-        .is_some_and(|bytes| bytes <= isize::MAX as usize);
+        .is_some_and(|bytes| bytes < isize::MAX as usize);
     if !fits {
         return Err(GpuError::invalid_argument(format!(
             "a host buffer of {len} elements does not fit in memory"

@@ -65,8 +65,18 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// A [`GpuError`] if the allocation fails (for example out of memory).
+    /// A [`GpuError`] if the allocation fails (for example out of memory), or
+    /// [`GpuErrorKind::InvalidArgument`](super::GpuErrorKind::InvalidArgument)
+    /// if its size in bytes overflows.
     pub fn alloc_zeros<T: Element>(&self, len: usize) -> Result<DeviceBuffer<T>, GpuError> {
+        let fits = len
+            .checked_mul(std::mem::size_of::<T>())
+            .is_some_and(|bytes| bytes < isize::MAX as usize);
+        if !fits {
+            return Err(GpuError::invalid_argument(format!(
+                "a device buffer of {len} elements does not fit in memory"
+            )));
+        }
         let slice = if len == 0 {
             None
         } else {
