@@ -1,10 +1,12 @@
 //! The asyncio bridge: pyo3-async-runtimes' generic runtime, implemented for VedaRT.
 //!
 //! [`VedaRt`] lets `pyo3_async_runtimes::generic::future_into_py` turn a Rust
-//! future into an asyncio awaitable. Its futures run as tasks of VedaRT's
-//! global runtime (`vedart::spawn`, threads `veda-worker-{i}`); the closures the
-//! library runs to complete the asyncio future (they take the interpreter) run
-//! on a small blocking pool of their own (`veda-bridge-{i}`), never on a worker.
+//! future into an asyncio awaitable. Its futures run as tasks of a VedaRT
+//! runtime owned by the bridge (one worker, `veda-worker-0`: the tasks only
+//! wait for wake-ups); the closures the library runs to complete the asyncio
+//! future (they take the interpreter) run on a small blocking pool of their own
+//! (`veda-bridge-{i}`), never on the worker. Both start on first use, and again
+//! in a child process after `fork` (whose copies of the threads do not exist).
 //!
 //! pyo3-async-runtimes drops the handles `spawn` returns; VedaRT's
 //! `JoinHandle` detaches on drop, so the tasks keep running.
@@ -22,7 +24,6 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ use pyo3_async_runtimes::TaskLocals;
 use pyo3_async_runtimes::generic::{ContextExt, JoinError as BridgeJoinErrorTrait, Runtime};
 use vedart_executors::blocking::BlockingPool;
 
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex, lock};
 use crate::task::TaskInner;
 
 /// Threads of the bridge's blocking pool at most: completing an asyncio future
@@ -69,18 +70,51 @@ impl Future for BridgeJoinHandle {
     }
 }
 
-fn bridge_pool() -> &'static BlockingPool {
-    static POOL: OnceLock<BlockingPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        BlockingPool::builder()
-            .max_workers(BRIDGE_MAX_THREADS)
-            .keep_alive(Duration::from_secs(10))
-            .thread_name(|i| format!("veda-bridge-{i}"))
-            .on_thread_start(crate::tstate::pin_current_thread)
-            .on_thread_stop(crate::tstate::unpin_current_thread)
+/// The bridge's runtime handle and blocking pool, with the process that made
+/// them: a forked child makes its own.
+struct Bridge {
+    pid: u32,
+    runtime: vedart::Handle,
+    pool: BlockingPool,
+}
+
+fn bridge() -> (vedart::Handle, BlockingPool) {
+    static BRIDGE: Mutex<Option<Bridge>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = lock(&BRIDGE);
+    if let Some(bridge) = slot.as_ref().filter(|bridge| bridge.pid == pid) {
+        return (bridge.runtime.clone(), bridge.pool.clone());
+    }
+    // A parent's bridge copied by fork has no threads here: forget it, dropping
+    // it would try to stop them.
+    if let Some(inherited) = slot.take() {
+        std::mem::forget(inherited);
+    }
+    // The runtime is never shut down: leaked on purpose, it lives as long as the
+    // process.
+    let runtime: &'static vedart::Runtime = Box::leak(Box::new(
+        vedart::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("veda-worker")
             .build()
-            .unwrap_or_else(|error| unreachable!("constant bounds are valid: {error}"))
-    })
+            .unwrap_or_else(|error| panic!("vedart: cannot start the asyncio bridge: {error}")),
+    ));
+    let pool = BlockingPool::builder()
+        .max_workers(BRIDGE_MAX_THREADS)
+        .keep_alive(Duration::from_secs(10))
+        .thread_name(|i| format!("veda-bridge-{i}"))
+        .on_thread_start(crate::tstate::pin_current_thread)
+        .on_thread_stop(crate::tstate::unpin_current_thread)
+        .build()
+        .unwrap_or_else(|error| unreachable!("constant bounds are valid: {error}"));
+    let bridge = Bridge {
+        pid,
+        runtime: runtime.handle(),
+        pool,
+    };
+    let parts = (bridge.runtime.clone(), bridge.pool.clone());
+    *slot = Some(bridge);
+    parts
 }
 
 impl Runtime for VedaRt {
@@ -91,7 +125,7 @@ impl Runtime for VedaRt {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let handle = vedart::spawn(fut);
+        let handle = bridge().0.spawn(fut);
         BridgeJoinHandle(Box::pin(
             async move { handle.await.map_err(BridgeJoinError) },
         ))
@@ -106,7 +140,7 @@ impl Runtime for VedaRt {
             f();
             let _ = done_tx.send(());
         };
-        if let Err(rejected) = bridge_pool().execute(job) {
+        if let Err(rejected) = bridge().1.execute(job) {
             // The pool never shuts down; a refusal means no thread could start.
             // Run the job here rather than lose the asyncio completion.
             (rejected.into_job())();

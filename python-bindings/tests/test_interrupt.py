@@ -133,14 +133,19 @@ def test_a_forked_child_starts_a_fresh_runtime():
         pytest.skip("no fork")
     result = run_python(
         """
-        import os, warnings
+        import asyncio, os, warnings
         import vedart as veda
+
+        async def awaited():
+            return await veda.par_iter(range(100)).map(lambda x: x * 2).sum()
 
         warnings.simplefilter("ignore", DeprecationWarning)
         assert veda.par_iter(range(100)).sum() == 4950
+        assert asyncio.run(awaited()) == 9900  # the asyncio bridge is running
         pid = os.fork()
         if pid == 0:
             ok = veda.par_iter(range(100)).map(lambda x: x * 2).sum() == 9900
+            ok = ok and asyncio.run(asyncio.wait_for(awaited(), 30)) == 9900
             os._exit(0 if ok else 1)
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status))
