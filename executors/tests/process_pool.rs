@@ -19,7 +19,10 @@ fn builder() -> ProcessPoolBuilder {
 }
 
 fn pool(workers: usize) -> ProcessPool {
-    builder().workers(workers).build().expect("the test worker starts")
+    builder()
+        .workers(workers)
+        .build()
+        .expect("the test worker starts")
 }
 
 /// Runs a future to completion, failing the test instead of hanging.
@@ -101,9 +104,8 @@ fn pipelined_calls_to_one_child_all_get_their_own_answer() {
 #[test]
 fn concurrent_calls_go_to_the_least_loaded_child() {
     let pool = pool(2);
-    let (a, b) = run(async {
-        futures::join!(call(&pool, "sleep-pid 200"), call(&pool, "sleep-pid 200"))
-    });
+    let (a, b) =
+        run(async { futures::join!(call(&pool, "sleep-pid 200"), call(&pool, "sleep-pid 200")) });
     assert_ne!(a.unwrap(), b.unwrap(), "both calls went to one child");
 }
 
@@ -348,7 +350,9 @@ fn dropping_a_call_whose_frame_was_never_written_keeps_the_child() {
         // one cannot have been written when it is dropped.
         let mut sleeper = pool.call(b"sleep 300".to_vec());
         assert!(futures::poll!(&mut sleeper).is_pending());
-        let mut queued: Vec<_> = (0..4).map(|_| pool.call(big.clone().into_bytes())).collect();
+        let mut queued: Vec<_> = (0..4)
+            .map(|_| pool.call(big.clone().into_bytes()))
+            .collect();
         for call in &mut queued {
             assert!(futures::poll!(call).is_pending());
         }
@@ -394,7 +398,10 @@ fn a_panicking_owner_leaves_no_children() {
     });
     assert!(owner.join().is_err());
     for pid in rx.recv().unwrap() {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "child {pid} survived");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "child {pid} survived"
+        );
     }
 }
 
@@ -421,7 +428,10 @@ fn an_idle_child_that_dies_is_replaced() {
     let pool = pool(1);
     let pid = pool.pids()[0];
     kill(pid, libc::SIGKILL);
-    assert!(wait_until(|| pool.pids().first().is_some_and(|p| *p != pid)));
+    assert!(wait_until(|| pool
+        .pids()
+        .first()
+        .is_some_and(|p| *p != pid)));
     assert!(reaped(pid));
     assert_eq!(run(call(&pool, "echo replaced")).unwrap(), "replaced");
 }
@@ -441,7 +451,10 @@ fn a_dead_childs_own_children_are_killed_with_it() {
     let grandchild: u32 = run(call(&pool, "grandchild")).unwrap().parse().unwrap();
     assert!(!dead(grandchild));
     kill(worker, libc::SIGKILL);
-    assert!(wait_until(|| dead(grandchild)), "the grandchild outlived its parent");
+    assert!(
+        wait_until(|| dead(grandchild)),
+        "the grandchild outlived its parent"
+    );
 }
 
 #[test]
@@ -522,13 +535,19 @@ fn a_context_is_installed_once_per_child_and_released_on_drop() {
     // A replacement child gets the context before its first call with it.
     let victim = pool.pids()[0];
     kill(victim, libc::SIGKILL);
-    assert!(wait_until(|| !pool.pids().contains(&victim) && pool.pids().len() == 2));
+    assert!(wait_until(
+        || !pool.pids().contains(&victim) && pool.pids().len() == 2
+    ));
     run(async {
         let answers = futures::future::join_all(
             (0..20).map(|_| pool.call_with(&context, request.clone().into_bytes())),
         )
         .await;
-        assert!(answers.into_iter().all(|a| a.unwrap() == b"pickled function"));
+        assert!(
+            answers
+                .into_iter()
+                .all(|a| a.unwrap() == b"pickled function")
+        );
     });
     drop(context);
     run(async {
@@ -588,16 +607,19 @@ fn a_custom_spawner_drives_the_children() {
     };
     let pool = builder().workers(2).spawner(spawner).build().unwrap();
     run(async {
-        let answers =
-            futures::future::join_all((0..100).map(|i| pool.call(format!("echo {i}").into_bytes())))
-                .await;
+        let answers = futures::future::join_all(
+            (0..100).map(|i| pool.call(format!("echo {i}").into_bytes())),
+        )
+        .await;
         for (i, answer) in answers.into_iter().enumerate() {
             assert_eq!(text(answer.unwrap()), i.to_string());
         }
     });
     let pid = pool.pids()[0];
     kill(pid, libc::SIGKILL);
-    assert!(wait_until(|| pool.pids().len() == 2 && !pool.pids().contains(&pid)));
+    assert!(wait_until(
+        || pool.pids().len() == 2 && !pool.pids().contains(&pid)
+    ));
 }
 
 #[test]
@@ -628,7 +650,13 @@ fn pdeathsig_helper() {
 #[test]
 fn parent_death_kills_children() {
     let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "pdeathsig_helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "pdeathsig_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("VEDART_PDEATHSIG_HELPER", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

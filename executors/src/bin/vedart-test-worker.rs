@@ -68,18 +68,20 @@ fn main() {
         }
         match FrameKind::from_byte(header[12]) {
             Some(FrameKind::Request) => handle(id, &payload, &mut output, &contexts),
-            Some(FrameKind::Control) => match payload.first().copied().and_then(ControlOp::from_byte) {
-                Some(ControlOp::Install) => {
-                    contexts.insert(id, payload[1..].to_vec());
+            Some(FrameKind::Control) => {
+                match payload.first().copied().and_then(ControlOp::from_byte) {
+                    Some(ControlOp::Install) => {
+                        contexts.insert(id, payload[1..].to_vec());
+                    }
+                    Some(ControlOp::Release) => {
+                        contexts.remove(&id);
+                    }
+                    None => {
+                        eprintln!("unknown control op");
+                        std::process::exit(2);
+                    }
                 }
-                Some(ControlOp::Release) => {
-                    contexts.remove(&id);
-                }
-                None => {
-                    eprintln!("unknown control op");
-                    std::process::exit(2);
-                }
-            },
+            }
             _ => {
                 eprintln!("unexpected frame kind {}", header[12]);
                 std::process::exit(2);
@@ -98,7 +100,12 @@ fn reply(out: &mut impl Write, id: u64, kind: FrameKind, payload: &[u8]) {
     let _ = out.write_all(payload);
 }
 
-fn handle(id: u64, payload: &[u8], out: &mut BufWriter<io::StdoutLock<'_>>, contexts: &HashMap<u64, Vec<u8>>) {
+fn handle(
+    id: u64,
+    payload: &[u8],
+    out: &mut BufWriter<io::StdoutLock<'_>>,
+    contexts: &HashMap<u64, Vec<u8>>,
+) {
     let text = String::from_utf8_lossy(payload);
     let (command, arg) = text.split_once(' ').unwrap_or((&text, ""));
     match command {
@@ -112,13 +119,23 @@ fn handle(id: u64, payload: &[u8], out: &mut BufWriter<io::StdoutLock<'_>>, cont
         "sleep-pid" => {
             let _ = out.flush();
             std::thread::sleep(Duration::from_millis(arg.trim().parse().unwrap_or(0)));
-            reply(out, id, FrameKind::Response, std::process::id().to_string().as_bytes());
+            reply(
+                out,
+                id,
+                FrameKind::Response,
+                std::process::id().to_string().as_bytes(),
+            );
         }
         "big" => {
             let n: usize = arg.trim().parse().unwrap_or(0);
             reply(out, id, FrameKind::Response, &vec![b'x'; n]);
         }
-        "pid" => reply(out, id, FrameKind::Response, std::process::id().to_string().as_bytes()),
+        "pid" => reply(
+            out,
+            id,
+            FrameKind::Response,
+            std::process::id().to_string().as_bytes(),
+        ),
         "env" => match std::env::var(arg.trim()) {
             Ok(value) => reply(out, id, FrameKind::Response, value.as_bytes()),
             Err(_) => reply(out, id, FrameKind::Error, b"unset"),
@@ -128,15 +145,27 @@ fn handle(id: u64, payload: &[u8], out: &mut BufWriter<io::StdoutLock<'_>>, cont
             reply(out, id, FrameKind::Response, args.join(",").as_bytes());
         }
         "cwd" => {
-            let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+            let cwd = std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             reply(out, id, FrameKind::Response, cwd.as_bytes());
         }
         "error" => reply(out, id, FrameKind::Error, arg.as_bytes()),
-        "ctx" => match arg.trim().parse::<u64>().ok().and_then(|key| contexts.get(&key)) {
+        "ctx" => match arg
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|key| contexts.get(&key))
+        {
             Some(bytes) => reply(out, id, FrameKind::Response, bytes),
             None => reply(out, id, FrameKind::Error, b"missing"),
         },
-        "ctx-count" => reply(out, id, FrameKind::Response, contexts.len().to_string().as_bytes()),
+        "ctx-count" => reply(
+            out,
+            id,
+            FrameKind::Response,
+            contexts.len().to_string().as_bytes(),
+        ),
         "exit" => {
             let _ = out.flush();
             std::process::exit(arg.trim().parse().unwrap_or(1));
@@ -175,7 +204,12 @@ fn handle(id: u64, payload: &[u8], out: &mut BufWriter<io::StdoutLock<'_>>, cont
             let _ = out.write_all(&header);
             let _ = out.flush();
         }
-        "bad-id" => reply(out, id.wrapping_add(1_000_000), FrameKind::Response, b"who?"),
+        "bad-id" => reply(
+            out,
+            id.wrapping_add(1_000_000),
+            FrameKind::Response,
+            b"who?",
+        ),
         "ignore-term" => {
             // SAFETY: SIG_IGN for SIGTERM installs no handler code.
             unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
@@ -196,10 +230,20 @@ fn handle(id: u64, payload: &[u8], out: &mut BufWriter<io::StdoutLock<'_>>, cont
                 .stderr(std::process::Stdio::null())
                 .spawn();
             match child {
-                Ok(child) => reply(out, id, FrameKind::Response, child.id().to_string().as_bytes()),
+                Ok(child) => reply(
+                    out,
+                    id,
+                    FrameKind::Response,
+                    child.id().to_string().as_bytes(),
+                ),
                 Err(err) => reply(out, id, FrameKind::Error, err.to_string().as_bytes()),
             }
         }
-        other => reply(out, id, FrameKind::Error, format!("unknown command {other:?}").as_bytes()),
+        other => reply(
+            out,
+            id,
+            FrameKind::Error,
+            format!("unknown command {other:?}").as_bytes(),
+        ),
     }
 }

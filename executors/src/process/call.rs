@@ -99,6 +99,10 @@ impl CallCell {
 /// written, the child running it is terminated (SIGTERM, SIGKILL after the grace
 /// period) and replaced, and the other calls in flight on that child are sent
 /// again to another child.
+///
+/// # Panics
+///
+/// Polling it again after it returned `Ready` panics.
 #[must_use = "a call does nothing unless awaited, and dropping it cancels it"]
 pub struct Call {
     pool: Arc<PoolShared>,
@@ -398,8 +402,12 @@ pub struct WorkerReply {
 /// The future of [`ProcessPool::broadcast`](super::ProcessPool::broadcast).
 #[must_use = "a broadcast does nothing unless awaited"]
 pub struct Broadcast {
-    calls: Vec<(u32, Option<Call>, Option<Result<Vec<u8>, ProcessError>>)>,
+    calls: Vec<Targeted>,
 }
+
+/// One child's part of a broadcast: its pid, its call until it resolves, then
+/// its answer.
+type Targeted = (u32, Option<Call>, Option<Result<Vec<u8>, ProcessError>>);
 
 impl fmt::Debug for Broadcast {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

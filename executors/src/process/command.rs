@@ -165,9 +165,21 @@ impl Command {
         let proc = Arc::new(ProcHandle::new(child.id(), false));
         let pipes = (|| {
             Ok::<_, io::Error>((
-                child.stdin.take().map(PipeWriter::from_child_stdin).transpose()?,
-                child.stdout.take().map(PipeReader::from_child_stdout).transpose()?,
-                child.stderr.take().map(PipeReader::from_child_stderr).transpose()?,
+                child
+                    .stdin
+                    .take()
+                    .map(PipeWriter::from_child_stdin)
+                    .transpose()?,
+                child
+                    .stdout
+                    .take()
+                    .map(PipeReader::from_child_stdout)
+                    .transpose()?,
+                child
+                    .stderr
+                    .take()
+                    .map(PipeReader::from_child_stderr)
+                    .transpose()?,
             ))
         })();
         match pipes {
@@ -308,7 +320,8 @@ impl Child {
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         drop(self.stdin.take());
         let Child { proc, watcher, .. } = self;
-        let watcher = watcher.get_or_insert_with(|| ExitWatcher::new(proc.clone(), &Reactor::current()));
+        let watcher =
+            watcher.get_or_insert_with(|| ExitWatcher::new(proc.clone(), &Reactor::current()));
         match poll_fn(|cx| watcher.poll_exit(cx, true)).await {
             Some(status) => Ok(status),
             None => Err(status_lost()),
@@ -335,7 +348,8 @@ impl Child {
                 io::Result::Ok(buf)
             }
         };
-        let (stdout, stderr) = futures::try_join!(read_all(&mut stdout_pipe), read_all(&mut stderr_pipe))?;
+        let (stdout, stderr) =
+            futures::try_join!(read_all(&mut stdout_pipe), read_all(&mut stderr_pipe))?;
         let status = self.wait().await?;
         Ok(Output {
             status,

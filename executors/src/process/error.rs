@@ -103,7 +103,11 @@ impl ProcessError {
         }
     }
 
-    pub(crate) fn protocol(pid: u32, detail: impl Into<Arc<str>>, frame: Option<FrameError>) -> Self {
+    pub(crate) fn protocol(
+        pid: u32,
+        detail: impl Into<Arc<str>>,
+        frame: Option<FrameError>,
+    ) -> Self {
         ProcessError {
             repr: Repr::Protocol {
                 pid,
@@ -177,9 +181,9 @@ impl ProcessError {
     /// The pid of the child concerned (`WorkerDied`, `Protocol`, `Remote`).
     pub fn pid(&self) -> Option<u32> {
         match &self.repr {
-            Repr::WorkerDied { pid, .. } | Repr::Protocol { pid, .. } | Repr::Remote { pid, .. } => {
-                Some(*pid)
-            }
+            Repr::WorkerDied { pid, .. }
+            | Repr::Protocol { pid, .. }
+            | Repr::Remote { pid, .. } => Some(*pid),
             _ => None,
         }
     }
@@ -266,7 +270,9 @@ impl fmt::Debug for ProcessError {
                 .field("stderr", stderr),
             Repr::Protocol { pid, detail, .. } => d.field("pid", pid).field("detail", detail),
             Repr::Spawn(err) => d.field("source", err),
-            Repr::Remote { pid, payload } => d.field("pid", pid).field("payload_len", &payload.len()),
+            Repr::Remote { pid, payload } => {
+                d.field("pid", pid).field("payload_len", &payload.len())
+            }
             Repr::TooLarge { len, max } => d.field("len", len).field("max", max),
             Repr::Cancelled | Repr::PoolClosed => &mut d,
         };

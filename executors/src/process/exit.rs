@@ -116,3 +116,44 @@ impl ExitWatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fallback for kernels without `pidfd_open`: polling `waitpid`.
+    #[test]
+    #[allow(clippy::zombie_processes, reason = "the child is reaped through ProcHandle")]
+    fn the_polling_fallback_sees_the_exit() {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.05; exit 4"])
+            .spawn()
+            .expect("sh starts");
+        let proc = Arc::new(ProcHandle::new(child.id(), false));
+        let reactor = Reactor::current();
+        let mut watcher = ExitWatcher::new(proc, &reactor);
+        watcher.pidfd = None;
+        let reaped =
+            futures::executor::block_on(futures::future::poll_fn(|cx| watcher.poll_exit(cx, true)));
+        assert_eq!(reaped.and_then(|status| status.code()), Some(4));
+    }
+
+    #[test]
+    #[allow(clippy::zombie_processes, reason = "the child is reaped through ProcHandle")]
+    fn without_an_expected_exit_the_fallback_arms_nothing() {
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep starts");
+        let proc = Arc::new(ProcHandle::new(child.id(), false));
+        let mut watcher = ExitWatcher::new(proc.clone(), &Reactor::current());
+        watcher.pidfd = None;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(watcher.poll_exit(&mut cx, false).is_pending());
+        assert!(watcher.timer.is_none());
+        proc.signal(libc::SIGKILL);
+        assert!(proc.reap_blocking().is_some());
+        // Dropping std's handle does not wait, so it cannot race our reaping.
+        drop(child);
+    }
+}

@@ -223,7 +223,11 @@ impl fmt::Display for FrameError {
                 self.declared_len, self.max
             ),
             FrameErrorKind::UnknownKind => {
-                write!(f, "frame header has unknown kind byte {:#04x}", self.kind_byte)
+                write!(
+                    f,
+                    "frame header has unknown kind byte {:#04x}",
+                    self.kind_byte
+                )
             }
             FrameErrorKind::Truncated => write!(
                 f,

@@ -18,9 +18,8 @@
 //!   `waitpid` polling fallback (`exit`); signalling and reaping share one lock
 //!   so a signal can never reach a recycled pid (`sys`).
 //!
-//! The wire format and the protocol a worker must follow are specified in
-//! [`README.md`](https://github.com/vedart/vedart/blob/main/executors/src/process/README.md)
-//! beside this file; the codec is [`frame`].
+//! The wire format and the rules a worker must follow are in [`protocol`]
+//! (`README.md` beside this file); the codec is [`frame`].
 //!
 //! # Examples
 //!
@@ -41,20 +40,27 @@
 //! ```
 
 mod background;
+mod builder;
 mod call;
 mod command;
 mod conn;
+mod driver;
 mod error;
 mod exit;
 pub mod frame;
 mod pool;
+#[doc = include_str!("README.md")]
+pub mod protocol {}
+mod stats;
 mod stderr;
 mod sys;
+mod writer;
 
+pub use builder::ProcessPoolBuilder;
 pub use call::{Broadcast, Call, CancelHandle, Context, WorkerReply};
 pub use command::{Child, Command, Output};
 pub use error::{ProcessError, ProcessErrorKind};
 pub use pool::{
-    BoxFuture, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_FRAME_SIZE, PoolStats, ProcessPool,
-    ProcessPoolBuilder, Shutdown, Spawner, WorkerState, WorkerStats,
+    BoxFuture, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_FRAME_SIZE, ProcessPool, Shutdown, Spawner,
 };
+pub use stats::{PoolStats, WorkerState, WorkerStats};

@@ -34,7 +34,6 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -43,10 +42,12 @@ use std::time::{Duration, Instant};
 use vedart_reactor::Reactor;
 
 use super::background;
+use super::builder::{ProcessPoolBuilder, Settings};
 use super::call::{Broadcast, Call, Context};
-use super::conn::{Conn, ConnDriver, End, Phase};
+use super::conn::{Conn, End, Phase};
+use super::driver::ConnDriver;
 use super::error::ProcessError;
-use super::frame::MAX_ENCODABLE_PAYLOAD;
+use super::stats::{Counters, PoolStats, WorkerState, WorkerStats};
 use super::sys::{RawChild, SpawnConfig, spawn_pool_child_async, spawn_pool_child_blocking};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Mutex, lock};
@@ -66,17 +67,6 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// Runs the pool's background futures (one per child) to completion. The
 /// runtime passes its own; see [`ProcessPoolBuilder::spawner`].
 pub type Spawner = Arc<dyn Fn(BoxFuture) + Send + Sync + 'static>;
-
-/// Counters of a pool; see [`ProcessPool::stats`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) spawned: AtomicU64,
-    pub(crate) respawns: AtomicU64,
-    pub(crate) bytes_sent: AtomicU64,
-    pub(crate) bytes_received: AtomicU64,
-    pub(crate) calls_ok: AtomicU64,
-    pub(crate) calls_failed: AtomicU64,
-}
 
 /// State shared by the pool handle, its calls and its drivers.
 pub(crate) struct PoolShared {
@@ -226,7 +216,8 @@ impl PoolShared {
                 return;
             }
             match state.slots.get_mut(slot) {
-                Some(entry) if matches!(&entry.state, SlotState::Live(conn) if conn.id == conn_id) => {
+                Some(entry) if matches!(&entry.state, SlotState::Live(conn) if conn.id == conn_id) =>
+                {
                     entry.state = SlotState::Spawning;
                     true
                 }
@@ -292,7 +283,9 @@ impl PoolShared {
             }
             let result = match spawn_pool_child_async(pool.config.clone()).await {
                 Ok(result) => result,
-                Err(_) => Err(io::Error::other("the veda-process-spawn thread dropped the request")),
+                Err(_) => Err(io::Error::other(
+                    "the veda-process-spawn thread dropped the request",
+                )),
             };
             if let Some(driver) = pool.install(slot, result, true) {
                 driver.await;
@@ -309,10 +302,17 @@ impl PoolShared {
         respawn: bool,
     ) -> Option<ConnDriver> {
         let started = result.and_then(|raw| Conn::new(raw, self.next_id(), slot, self));
+        // A child that arrives after the pool closed is dropped (its driver's
+        // drop kills and reaps it) only after the lock is released: the
+        // driver's drop takes the lock again.
+        let mut rejected = None;
         let (driver, waiters) = {
             let mut state = lock(&self.state);
             let driver = match started {
-                Ok(_) if state.closed => None,
+                Ok(started) if state.closed => {
+                    rejected = Some(started);
+                    None
+                }
                 Ok((conn, driver)) => {
                     self.stats.spawned.fetch_add(1, Ordering::Relaxed);
                     if respawn {
@@ -334,6 +334,7 @@ impl PoolShared {
             let waiters: Vec<Waker> = state.waiters.values().cloned().collect();
             (driver, waiters)
         };
+        drop(rejected);
         for waker in waiters {
             waker.wake();
         }
@@ -346,9 +347,8 @@ impl PoolShared {
             let mut state = lock(&self.state);
             state.closed = true;
             for slot in &mut state.slots {
-                slot.state = SlotState::Failed(Arc::new(io::Error::other(
-                    "the process pool is shut down",
-                )));
+                slot.state =
+                    SlotState::Failed(Arc::new(io::Error::other("the process pool is shut down")));
             }
             let waiters: Vec<Waker> = state.waiters.drain().map(|(_, waker)| waker).collect();
             (state.conns.clone(), waiters)
@@ -438,22 +438,7 @@ impl fmt::Debug for ProcessPool {
 impl ProcessPool {
     /// Starts configuring a pool whose children run `program`.
     pub fn builder(program: impl AsRef<OsStr>) -> ProcessPoolBuilder {
-        ProcessPoolBuilder {
-            config: SpawnConfig {
-                program: program.as_ref().to_owned(),
-                args: Vec::new(),
-                env: Vec::new(),
-                env_clear: false,
-                current_dir: None,
-            },
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            max_tasks_per_child: None,
-            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
-            grace_period: DEFAULT_GRACE_PERIOD,
-            forward_stderr: false,
-            spawner: None,
-            reactor: None,
-        }
+        ProcessPoolBuilder::new(program)
     }
 
     /// Sends `request` to the least-loaded child and resolves to its answer.
@@ -601,6 +586,70 @@ impl ProcessPool {
             shared: self.shared.clone(),
         }
     }
+
+    /// Starts every child of a new pool; see [`ProcessPoolBuilder::build`].
+    pub(crate) fn start(settings: Settings) -> Result<ProcessPool, ProcessError> {
+        let spawn_error = |err: io::Error| ProcessError::spawn(Arc::new(err));
+        let (spawner, reactor): (Spawner, Reactor) = match (settings.spawner, settings.reactor) {
+            (Some(spawner), reactor) => (spawner, reactor.unwrap_or_else(Reactor::current)),
+            (None, reactor) => {
+                let default_reactor = background::reactor().map_err(spawn_error)?;
+                let spawner: Spawner = Arc::new(|future| {
+                    if let Err(err) = background::spawn(future) {
+                        eprintln!("vedart: cannot run a process-pool task: {err}");
+                    }
+                });
+                (spawner, reactor.unwrap_or(default_reactor))
+            }
+        };
+        let shared = Arc::new(PoolShared {
+            config: Arc::new(settings.config),
+            workers: settings.workers,
+            max_tasks_per_child: settings.max_tasks_per_child,
+            max_frame_size: settings.max_frame_size,
+            grace_period: settings.grace_period,
+            forward_stderr: settings.forward_stderr,
+            spawner,
+            reactor,
+            next_id: AtomicU64::new(1),
+            stats: Counters::default(),
+            state: Mutex::new(PoolState {
+                closed: false,
+                slots: (0..settings.workers)
+                    .map(|_| Slot {
+                        state: SlotState::Spawning,
+                        failures: 0,
+                    })
+                    .collect(),
+                conns: Vec::new(),
+                waiters: HashMap::new(),
+                shutdown_waiters: Vec::new(),
+            }),
+        });
+        // From here on, dropping `pool` kills whatever was started.
+        let pool = ProcessPool {
+            shared: shared.clone(),
+        };
+        for slot in 0..settings.workers {
+            let raw = spawn_pool_child_blocking(shared.config.clone()).map_err(spawn_error)?;
+            match shared.install(slot, Ok(raw), false) {
+                Some(driver) => (shared.spawner)(Box::pin(driver)),
+                None => {
+                    let err = lock(&shared.state)
+                        .slots
+                        .get(slot)
+                        .and_then(|s| match &s.state {
+                            SlotState::Failed(err) => Some(err.clone()),
+                            _ => None,
+                        });
+                    return Err(ProcessError::spawn(err.unwrap_or_else(|| {
+                        Arc::new(io::Error::other("the worker process could not be set up"))
+                    })));
+                }
+            }
+        }
+        Ok(pool)
+    }
 }
 
 impl Drop for ProcessPool {
@@ -629,261 +678,13 @@ impl Future for Shutdown {
         if state.conns.is_empty() {
             return Poll::Ready(());
         }
-        if !state.shutdown_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+        if !state
+            .shutdown_waiters
+            .iter()
+            .any(|w| w.will_wake(cx.waker()))
+        {
             state.shutdown_waiters.push(cx.waker().clone());
         }
         Poll::Pending
-    }
-}
-
-/// What one child is doing; see [`WorkerStats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WorkerState {
-    /// Accepting calls.
-    Live,
-    /// Finishing its last calls before it exits (`max_tasks_per_child`, shutdown).
-    Retiring,
-    /// Being terminated (cancellation, protocol error, pool drop).
-    Terminating,
-}
-
-/// One child in a [`PoolStats`] snapshot.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct WorkerStats {
-    /// The child's pid.
-    pub pid: u32,
-    /// What it is doing.
-    pub state: WorkerState,
-    /// Calls sent to it and not answered yet.
-    pub in_flight: usize,
-    /// Requests sent to it over its life.
-    pub tasks_sent: u64,
-    /// Requests it answered.
-    pub completed: u64,
-    /// Time since it was started.
-    pub uptime: Duration,
-}
-
-/// A snapshot of a pool; see [`ProcessPool::stats`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct PoolStats {
-    /// Every child not yet reaped, including retiring and terminating ones.
-    pub workers: Vec<WorkerStats>,
-    /// Children started over the pool's life.
-    pub spawned: u64,
-    /// Children started to replace others (after death, retirement, cancellation).
-    pub respawns: u64,
-    /// Bytes written to the children's stdin (frames, headers included).
-    pub bytes_sent: u64,
-    /// Bytes read from the children's stdout.
-    pub bytes_received: u64,
-    /// Calls answered with a response frame.
-    pub calls_ok: u64,
-    /// Calls that ended in an error (remote errors included, cancellations not).
-    pub calls_failed: u64,
-}
-
-/// Configures and starts a [`ProcessPool`]; see [`ProcessPool::builder`].
-pub struct ProcessPoolBuilder {
-    config: SpawnConfig,
-    workers: usize,
-    max_tasks_per_child: Option<u64>,
-    max_frame_size: usize,
-    grace_period: Duration,
-    forward_stderr: bool,
-    spawner: Option<Spawner>,
-    reactor: Option<Reactor>,
-}
-
-impl fmt::Debug for ProcessPoolBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessPoolBuilder")
-            .field("config", &self.config)
-            .field("workers", &self.workers)
-            .field("max_tasks_per_child", &self.max_tasks_per_child)
-            .field("max_frame_size", &self.max_frame_size)
-            .field("grace_period", &self.grace_period)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ProcessPoolBuilder {
-    /// Adds an argument to the children's command line.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.config.args.push(arg.as_ref().to_owned());
-        self
-    }
-
-    /// Adds arguments to the children's command line.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        self.config
-            .args
-            .extend(args.into_iter().map(|arg| arg.as_ref().to_owned()));
-        self
-    }
-
-    /// Sets an environment variable for the children.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.config
-            .env
-            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
-        self
-    }
-
-    /// Sets several environment variables for the children.
-    pub fn envs<I, K, V>(mut self, vars: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<OsStr>,
-        V: AsRef<OsStr>,
-    {
-        for (key, value) in vars {
-            self = self.env(key, value);
-        }
-        self
-    }
-
-    /// Removes an environment variable from the children's environment.
-    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
-        self.config.env.push((key.as_ref().to_owned(), None));
-        self
-    }
-
-    /// Starts the children with an empty environment plus what is set after this.
-    pub fn env_clear(mut self) -> Self {
-        self.config.env_clear = true;
-        self.config.env.clear();
-        self
-    }
-
-    /// Sets the children's working directory.
-    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
-        self.config.current_dir = Some(dir.as_ref().to_owned());
-        self
-    }
-
-    /// Number of children (at least 1). Default: the number of CPUs.
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers.max(1);
-        self
-    }
-
-    /// Replaces a child after it was sent this many requests (at least 1).
-    /// Default: never.
-    pub fn max_tasks_per_child(mut self, tasks: u64) -> Self {
-        self.max_tasks_per_child = Some(tasks.max(1));
-        self
-    }
-
-    /// Maximum payload of a frame in either direction, clamped to
-    /// `1..=u32::MAX`. A larger request fails with `TooLarge`; a larger answer is
-    /// a protocol error. Default: [`DEFAULT_MAX_FRAME_SIZE`].
-    pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.max_frame_size = bytes.clamp(1, MAX_ENCODABLE_PAYLOAD);
-        self
-    }
-
-    /// Time between SIGTERM and SIGKILL when a child is terminated. Default:
-    /// [`DEFAULT_GRACE_PERIOD`].
-    pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.grace_period = grace;
-        self
-    }
-
-    /// Also copies everything the children write to stderr to this process's
-    /// stderr (the last lines are kept for `WorkerDied` errors either way).
-    /// Default: off.
-    pub fn forward_stderr(mut self, forward: bool) -> Self {
-        self.forward_stderr = forward;
-        self
-    }
-
-    /// Runs the pool's per-child futures with `spawner` instead of the
-    /// `veda-process` background thread. The futures must be run until they
-    /// complete (they end when their child is reaped).
-    pub fn spawner(mut self, spawner: impl Fn(BoxFuture) + Send + Sync + 'static) -> Self {
-        self.spawner = Some(Arc::new(spawner));
-        self
-    }
-
-    /// Registers the children's pipes with `reactor`. Default: the background
-    /// thread's reactor, or [`Reactor::current`] when a spawner is set.
-    pub fn reactor(mut self, reactor: Reactor) -> Self {
-        self.reactor = Some(reactor);
-        self
-    }
-
-    /// Starts every child and returns the pool. Blocks for the fork+exec of
-    /// each child (about a millisecond each), not for their initialisation.
-    ///
-    /// # Errors
-    ///
-    /// A `Spawn` error if a child cannot be started (the program does not
-    /// exist, ...) or the background driver cannot be started.
-    pub fn build(self) -> Result<ProcessPool, ProcessError> {
-        let spawn_error = |err: io::Error| ProcessError::spawn(Arc::new(err));
-        let (spawner, reactor): (Spawner, Reactor) = match (self.spawner, self.reactor) {
-            (Some(spawner), reactor) => (spawner, reactor.unwrap_or_else(Reactor::current)),
-            (None, reactor) => {
-                let default_reactor = background::reactor().map_err(spawn_error)?;
-                let spawner: Spawner = Arc::new(|future| {
-                    if let Err(err) = background::spawn(future) {
-                        eprintln!("vedart: cannot run a process-pool task: {err}");
-                    }
-                });
-                (spawner, reactor.unwrap_or(default_reactor))
-            }
-        };
-        let shared = Arc::new(PoolShared {
-            config: Arc::new(self.config),
-            workers: self.workers,
-            max_tasks_per_child: self.max_tasks_per_child,
-            max_frame_size: self.max_frame_size,
-            grace_period: self.grace_period,
-            forward_stderr: self.forward_stderr,
-            spawner,
-            reactor,
-            next_id: AtomicU64::new(1),
-            stats: Counters::default(),
-            state: Mutex::new(PoolState {
-                closed: false,
-                slots: (0..self.workers)
-                    .map(|_| Slot {
-                        state: SlotState::Spawning,
-                        failures: 0,
-                    })
-                    .collect(),
-                conns: Vec::new(),
-                waiters: HashMap::new(),
-                shutdown_waiters: Vec::new(),
-            }),
-        });
-        // From here on, dropping `pool` kills whatever was started.
-        let pool = ProcessPool {
-            shared: shared.clone(),
-        };
-        for slot in 0..self.workers {
-            let raw = spawn_pool_child_blocking(shared.config.clone()).map_err(spawn_error)?;
-            match shared.install(slot, Ok(raw), false) {
-                Some(driver) => (shared.spawner)(Box::pin(driver)),
-                None => {
-                    let err = lock(&shared.state).slots.get(slot).and_then(|s| match &s.state {
-                        SlotState::Failed(err) => Some(err.clone()),
-                        _ => None,
-                    });
-                    return Err(ProcessError::spawn(err.unwrap_or_else(|| {
-                        Arc::new(io::Error::other("the worker process could not be set up"))
-                    })));
-                }
-            }
-        }
-        Ok(pool)
     }
 }

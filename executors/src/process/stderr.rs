@@ -35,7 +35,8 @@ impl StderrTail {
             if line.len() > room {
                 self.truncated = true;
             }
-            self.partial.extend_from_slice(&line[..line.len().min(room)]);
+            self.partial
+                .extend_from_slice(&line[..line.len().min(room)]);
             if complete {
                 self.finish_line();
             }

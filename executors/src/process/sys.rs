@@ -27,6 +27,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -183,6 +184,20 @@ pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Creates a pipe, `(read end, write end)`, both close-on-exec so that no other
+/// child inherits them by accident.
+fn pipe() -> io::Result<(File, File)> {
+    let mut fds: [libc::c_int; 2] = [-1; 2];
+    // SAFETY: `fds` is a valid, writable array of two ints, as pipe2 requires.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded: both fds are open and owned by nobody else, and
+    // each is wrapped exactly once.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((File::from(read), File::from(write)))
+}
+
 /// What a pool child is started from; kept so that replacements can be started.
 #[derive(Debug, Clone)]
 pub(crate) struct SpawnConfig {
@@ -204,14 +219,14 @@ pub(crate) struct RawChild {
 /// The pieces of a [`RawChild`].
 pub(crate) struct ChildParts {
     pub(crate) proc: std::sync::Arc<ProcHandle>,
-    pub(crate) stdin: std::io::PipeWriter,
+    pub(crate) stdin: File,
     /// A second read end of the child's stdin, never read. While the parent
     /// holds it, writing to a dead child's stdin cannot fail with `EPIPE` (nor
     /// raise `SIGPIPE`): it fills the pipe and reports `WouldBlock`, and death is
     /// detected on stdout and the pidfd instead.
-    pub(crate) stdin_keepalive: std::io::PipeReader,
-    pub(crate) stdout: std::io::PipeReader,
-    pub(crate) stderr: std::io::PipeReader,
+    pub(crate) stdin_keepalive: File,
+    pub(crate) stdout: File,
+    pub(crate) stderr: File,
 }
 
 impl RawChild {
@@ -228,7 +243,9 @@ impl RawChild {
 
 impl fmt::Debug for RawChild {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawChild").field("pid", &self.pid()).finish()
+        f.debug_struct("RawChild")
+            .field("pid", &self.pid())
+            .finish()
     }
 }
 
@@ -244,10 +261,10 @@ impl Drop for RawChild {
 /// Forks and execs one pool child (on the calling thread: call through
 /// [`spawn_thread`]).
 fn spawn_pool_child(config: &SpawnConfig) -> io::Result<RawChild> {
-    let (child_stdin, stdin) = std::io::pipe()?;
+    let (child_stdin, stdin) = pipe()?;
     let stdin_keepalive = child_stdin.try_clone()?;
-    let (stdout, child_stdout) = std::io::pipe()?;
-    let (stderr, child_stderr) = std::io::pipe()?;
+    let (stdout, child_stdout) = pipe()?;
+    let (stderr, child_stderr) = pipe()?;
 
     let mut command = Command::new(&config.program);
     command.args(&config.args);
@@ -357,7 +374,9 @@ pub(crate) fn spawn_pool_child_async(
 }
 
 /// Starts a pool child on the spawn thread and waits for it (blocking).
-pub(crate) fn spawn_pool_child_blocking(config: std::sync::Arc<SpawnConfig>) -> io::Result<RawChild> {
+pub(crate) fn spawn_pool_child_blocking(
+    config: std::sync::Arc<SpawnConfig>,
+) -> io::Result<RawChild> {
     let (tx, rx) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _ = tx.send(spawn_pool_child(&config));
