@@ -28,7 +28,7 @@
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 use pyo3::prelude::*;
@@ -444,6 +444,33 @@ impl PyTask {
             .group()
             .wait_task(py, &self.inner, deadline, false)
             .map(|status| status == crate::group::WaitStatus::Finished)
+    }
+
+    /// Waits at most `seconds` (a few microseconds) for the task to finish,
+    /// spinning with the interpreter released; returns whether it finished.
+    ///
+    /// `await future` uses it to pick up a short task's result without an
+    /// event-loop round trip.
+    fn wait_spin(&self, py: Python<'_>, seconds: f64) -> bool {
+        if self.inner.is_finished() {
+            return true;
+        }
+        let Ok(budget) = Duration::try_from_secs_f64(seconds) else {
+            return false;
+        };
+        let inner = &self.inner;
+        py.detach(|| {
+            let deadline = Instant::now() + budget;
+            loop {
+                if inner.is_finished() {
+                    return true;
+                }
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::hint::spin_loop();
+            }
+        })
     }
 
     /// An asyncio awaitable that resolves to `None` when the task has finished,
