@@ -81,3 +81,27 @@ pub(crate) fn deadline_from_timeout(timeout: Option<f64>) -> PyResult<Option<Ins
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_become_deadlines() {
+        assert_eq!(deadline_from_timeout(None).ok(), Some(None));
+        let soon = deadline_from_timeout(Some(0.5))
+            .ok()
+            .flatten()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        assert!(soon.is_some_and(|left| left <= Duration::from_millis(500)));
+        assert!(deadline_from_timeout(Some(-1.0)).is_err());
+        assert!(deadline_from_timeout(Some(f64::NAN)).is_err());
+        // Beyond the clock's range: no limit rather than an error.
+        assert_eq!(deadline_from_timeout(Some(1e300)).ok(), Some(None));
+    }
+
+    #[test]
+    fn signal_checks_are_frequent_enough_for_ctrl_c() {
+        assert!(SIGNAL_CHECK_INTERVAL <= Duration::from_millis(100));
+    }
+}

@@ -231,6 +231,12 @@ impl GroupInner {
 
     /// Records a failed task (called once per failure, with its exception).
     pub(crate) fn record_failure(&self, py: Python<'_>, index: u64, error: PyErr) {
+        self.failed.store(true, Ordering::Release);
+        if self.mode == FailureMode::Independent {
+            // Nobody reads an independent group's failures (each task's future
+            // carries its own); keeping them would grow without bound.
+            return;
+        }
         self.lock_state()
             .failures
             .push(error.into_value(py).into_any());
@@ -506,5 +512,29 @@ impl PyGroup {
             self.inner.failed.load(Ordering::Acquire),
             self.inner.is_cancelled()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_modes_round_trip_through_their_names() {
+        for mode in [
+            FailureMode::FailFast,
+            FailureMode::Ordered,
+            FailureMode::Independent,
+        ] {
+            assert_eq!(FailureMode::parse(mode.name()).ok(), Some(mode));
+        }
+    }
+
+    #[test]
+    fn wait_status_names_are_what_python_compares_against() {
+        assert_eq!(WaitStatus::Finished.name(), "finished");
+        assert_eq!(WaitStatus::Failed.name(), "failed");
+        assert_eq!(WaitStatus::Cancelled.name(), "cancelled");
+        assert_eq!(WaitStatus::TimedOut.name(), "timeout");
     }
 }

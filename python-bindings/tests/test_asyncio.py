@@ -207,3 +207,33 @@ def test_async_map_errors_propagate():
             await veda.par_iter(range(20)).async_map(bad).collect()
 
     run(main())
+
+
+def test_cancelling_an_async_for_consumer_stops_the_stream():
+    started = 0
+    lock = threading.Lock()
+
+    def slow(x):
+        nonlocal started
+        with lock:
+            started += 1
+        time.sleep(0.01)
+        return x
+
+    async def consume():
+        async for _ in veda.par_iter(range(10_000), chunk_size=1).map(slow):
+            pass
+
+    async def main():
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    time.sleep(0.2)
+    settled = started
+    time.sleep(0.3)
+    assert started == settled  # nothing new starts once the consumer is gone
+    assert started < 10_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import (
     Any,
@@ -337,15 +338,27 @@ class ParallelIterator(Generic[T]):
     async def __aiter__(self) -> AsyncIterator[T]:
         """``async for``: like iteration, without blocking the event loop."""
         batches = self._batches()
+        # A step cancelled from the loop may still be running on its thread
+        # when the generator is closed: the lock makes the close wait for it.
+        steps = threading.Lock()
+
+        def step() -> Any:
+            with steps:
+                return next(batches, _END)
+
+        def close() -> None:
+            with steps:
+                batches.close()
+
         try:
             while True:
-                batch = await _asyncio.run_blocking(next, batches, _END)
+                batch = await _asyncio.run_blocking(step)
                 if batch is _END:
                     return
                 for item in batch:
                     yield item
         finally:
-            await _asyncio.run_blocking(batches.close)
+            await _asyncio.run_blocking(close)
 
     def __repr__(self) -> str:
         source = self._source
