@@ -66,6 +66,10 @@ mod scope;
 mod sync;
 mod task;
 
+#[cfg(feature = "loom")]
+#[doc(hidden)]
+pub mod __loom;
+
 use std::future::Future;
 
 pub use builder::{BuildError, Builder, DEFAULT_THREAD_NAME, WORKER_THREADS_ENV};

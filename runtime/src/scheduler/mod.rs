@@ -69,6 +69,13 @@ pub(crate) enum Flavor {
     CurrentThread,
 }
 
+/// What idle workers block in.
+#[cfg(not(feature = "loom"))]
+pub(crate) type ParkDriver = Reactor;
+/// What idle workers block in.
+#[cfg(feature = "loom")]
+pub(crate) type ParkDriver = park::MockDriver;
+
 /// What the workers of one runtime, its handles and its tasks share.
 pub(crate) struct Shared {
     pub(crate) flavor: Flavor,
@@ -82,6 +89,10 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// The I/O and timer driver that idle workers block in.
     pub(crate) reactor: Reactor,
+    /// Under loom, idle workers block in this instead: loom cannot run a
+    /// thread that blocks in `epoll_wait`.
+    #[cfg(feature = "loom")]
+    mock_driver: park::MockDriver,
     /// Set by step 1 of shutdown.
     shutdown: AtomicBool,
     /// Current-thread flavour: the one core, while no `block_on` holds it, and
@@ -133,12 +144,26 @@ impl Shared {
             idle: Idle::new(workers),
             registry: Registry::new(workers),
             reactor,
+            #[cfg(feature = "loom")]
+            mock_driver: park::MockDriver::new(),
             shutdown: AtomicBool::new(false),
             core_slot: Mutex::new(CoreSlot::default()),
             live_workers: Mutex::new(0),
             workers_exited: Condvar::new(),
         });
         (shared, cores)
+    }
+
+    /// What idle workers block in: the reactor (a mock under loom).
+    pub(crate) fn driver(&self) -> &ParkDriver {
+        #[cfg(not(feature = "loom"))]
+        {
+            &self.reactor
+        }
+        #[cfg(feature = "loom")]
+        {
+            &self.mock_driver
+        }
     }
 
     /// Whether shutdown has begun.
@@ -160,11 +185,11 @@ impl Shared {
         match self.flavor {
             Flavor::MultiThread => {
                 if let Some(index) = self.idle.worker_to_notify(true) {
-                    self.remotes[index].parker.unpark(&self.reactor);
+                    self.remotes[index].parker.unpark(self.driver());
                 }
             }
             // The one core runs on whichever thread is in `block_on`.
-            Flavor::CurrentThread => self.remotes[0].parker.unpark(&self.reactor),
+            Flavor::CurrentThread => self.remotes[0].parker.unpark(self.driver()),
         }
     }
 
@@ -172,7 +197,7 @@ impl Shared {
     pub(crate) fn notify_parked_local(&self) {
         if self.flavor == Flavor::MultiThread {
             if let Some(index) = self.idle.worker_to_notify(false) {
-                self.remotes[index].parker.unpark(&self.reactor);
+                self.remotes[index].parker.unpark(self.driver());
             }
         }
     }
@@ -194,7 +219,7 @@ impl Shared {
         }
         self.injector.close();
         for remote in self.remotes.iter() {
-            remote.parker.unpark(&self.reactor);
+            remote.parker.unpark(self.driver());
         }
         true
     }

@@ -237,3 +237,77 @@ impl fmt::Debug for Parker {
         f.debug_struct("Parker").field("state", &state).finish()
     }
 }
+
+/// A driver for loom models: blocks until unparked, and nothing else.
+#[cfg(feature = "loom")]
+pub(crate) struct MockDriver {
+    /// The driver lock.
+    locked: crate::sync::atomic::AtomicBool,
+    /// A pending `unpark`, like the reactor's readable eventfd.
+    notified: Mutex<bool>,
+    condvar: Condvar,
+}
+
+#[cfg(feature = "loom")]
+impl MockDriver {
+    pub(crate) fn new() -> MockDriver {
+        MockDriver {
+            locked: crate::sync::atomic::AtomicBool::new(false),
+            notified: Mutex::new(false),
+            condvar: Condvar::new(),
+        }
+    }
+}
+
+#[cfg(feature = "loom")]
+impl fmt::Debug for MockDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockDriver").finish_non_exhaustive()
+    }
+}
+
+/// The lock on a [`MockDriver`].
+#[cfg(feature = "loom")]
+pub(crate) struct MockGuard<'a>(&'a MockDriver);
+
+#[cfg(feature = "loom")]
+impl Driver for MockDriver {
+    type Guard<'a> = MockGuard<'a>;
+
+    fn try_lock(&self) -> Option<MockGuard<'_>> {
+        use crate::sync::atomic::Ordering::{Acquire, Relaxed};
+        self.locked
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .ok()
+            .map(|_| MockGuard(self))
+    }
+
+    fn unpark(&self) {
+        *lock(&self.notified) = true;
+        self.condvar.notify_all();
+    }
+}
+
+#[cfg(feature = "loom")]
+impl DriverTurn for MockGuard<'_> {
+    fn park(&mut self) {
+        let mut notified = lock(&self.0.notified);
+        while !*notified {
+            notified = wait(&self.0.condvar, notified);
+        }
+        *notified = false;
+    }
+
+    fn poll(&mut self) {
+        *lock(&self.0.notified) = false;
+    }
+}
+
+#[cfg(feature = "loom")]
+impl Drop for MockGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .locked
+            .store(false, crate::sync::atomic::Ordering::Release);
+    }
+}

@@ -55,7 +55,7 @@ use std::thread::{self, Thread};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg32;
 
-use super::park::DriverTurn;
+use super::park::{Driver, DriverTurn};
 use super::queue::{LOCAL_QUEUE_CAPACITY, Local};
 use super::{Flavor, Shared};
 use crate::sync::atomic::AtomicBool;
@@ -148,20 +148,20 @@ impl Core {
 
     /// Step 3.
     fn steal_work(&mut self, shared: &Shared, index: usize) -> Option<Runnable> {
+        // Even a lone worker becomes a searcher: parking as the last searcher
+        // is what makes it look at the injector once more (idle, rule 5).
+        if !self.transition_to_searching(shared) {
+            return None;
+        }
         let workers = shared.remotes.len();
-        if workers > 1 {
-            if !self.transition_to_searching(shared) {
-                return None;
+        let start = self.rng.next_u32() as usize % workers;
+        for offset in 0..workers {
+            let victim = (start + offset) % workers;
+            if victim == index {
+                continue;
             }
-            let start = self.rng.next_u32() as usize % workers;
-            for offset in 0..workers {
-                let victim = (start + offset) % workers;
-                if victim == index {
-                    continue;
-                }
-                if let Some(task) = shared.remotes[victim].steal.steal_into(&mut self.queue) {
-                    return Some(task);
-                }
+            if let Some(task) = shared.remotes[victim].steal.steal_into(&mut self.queue) {
+                return Some(task);
             }
         }
         shared.injector.pop()
@@ -383,7 +383,7 @@ impl Context {
 
     /// Step 1.
     fn maintenance(&self) {
-        if let Some(mut driver) = self.shared.reactor.try_lock_driver() {
+        if let Some(mut driver) = self.shared.driver().try_lock() {
             self.core.borrow_mut().in_driver = true;
             driver.poll();
             self.core.borrow_mut().in_driver = false;
@@ -427,7 +427,7 @@ impl Context {
         if self.transition_to_parked() {
             loop {
                 self.set_parking(true);
-                parker.park(&self.shared.reactor);
+                parker.park(self.shared.driver());
                 self.set_parking(false);
                 let mut core = self.core.borrow_mut();
                 if self.shared.is_shutdown() {
@@ -525,7 +525,7 @@ impl Context {
                 // Shutdown step 2 for this core; then only `future` runs.
                 self.drain();
                 if !main.woken.load(SeqCst) {
-                    parker.park(&self.shared.reactor);
+                    parker.park(self.shared.driver());
                 }
                 continue;
             }
@@ -557,7 +557,7 @@ impl Context {
                 // after our last look leaves the parker notified, so this
                 // returns at once in that case.
                 self.set_parking(true);
-                parker.park(&self.shared.reactor);
+                parker.park(self.shared.driver());
                 self.set_parking(false);
             }
         }
@@ -566,6 +566,9 @@ impl Context {
 
 /// Body of a multi-thread worker thread: runs tasks until shutdown.
 pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, core: Core) {
+    // Under loom the reactor crate's thread-local (std's, shared by loom's
+    // threads) must stay untouched; the models spawn through handles.
+    #[cfg(not(feature = "loom"))]
     let _handle = crate::runtime::Handle::from_shared(shared.clone()).enter();
     let cx = Context {
         shared,
@@ -594,7 +597,7 @@ impl Wake for MainWaker {
 
     fn wake_by_ref(self: &StdArc<Self>) {
         self.woken.store(true, SeqCst);
-        self.shared.remotes[0].parker.unpark(&self.shared.reactor);
+        self.shared.remotes[0].parker.unpark(self.shared.driver());
         self.thread.unpark();
     }
 }
