@@ -168,16 +168,15 @@ def resolve_executor(spec: Union[None, str, Executor], runtime: Any) -> Executor
     runtime's :class:`~vedart.SchedulingPolicy`.
 
     Today the thread executor serves ``"auto"``/``None`` (ADAPTIVE and
-    THREAD_ONLY); the process, async and GPU executors are not part of this
-    build and are refused with :class:`~vedart.ExecutorError` rather than
-    silently replaced.
+    THREAD_ONLY); the process, async and GPU executors and deterministic
+    scheduling are not part of this build and are refused with
+    :class:`~vedart.ExecutorError` rather than silently replaced.
     """
     if isinstance(spec, Executor):
         return spec
     if spec is None or spec == "auto":
         policy = runtime.config.scheduling_policy
-        if policy in (SchedulingPolicy.ADAPTIVE, SchedulingPolicy.THREAD_ONLY,
-                      SchedulingPolicy.DETERMINISTIC):
+        if policy in (SchedulingPolicy.ADAPTIVE, SchedulingPolicy.THREAD_ONLY):
             return ThreadExecutor(runtime)
         raise ExecutorError(
             f"scheduling policy {policy.name} needs an executor that this build of "

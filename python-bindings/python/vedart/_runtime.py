@@ -18,6 +18,7 @@ import atexit
 import dataclasses
 import os
 import threading
+import warnings
 from typing import Any, Optional
 
 from . import _vedart
@@ -155,7 +156,14 @@ def init(config: Optional[Config] = None) -> Runtime:
                 "vedart is already initialized; call vedart.shutdown() before init() again"
             )
         _current = Runtime(config)
-        return _current
+    if config.deterministic_seed is not None:
+        warnings.warn(
+            "vedart: deterministic scheduling is not part of this build; "
+            "Config.deterministic_seed is recorded but not applied",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return _current
 
 
 def get_runtime() -> Runtime:
