@@ -237,9 +237,10 @@ impl GroupInner {
             // carries its own); keeping them would grow without bound.
             return;
         }
-        self.lock_state()
-            .failures
-            .push(error.into_value(py).into_any());
+        // Build the exception object before taking the lock: never run Python
+        // code under it.
+        let value = error.into_value(py).into_any();
+        self.lock_state().failures.push(value);
         self.first_failed.fetch_min(index, Ordering::AcqRel);
         self.failed.store(true, Ordering::Release);
         if self.mode == FailureMode::FailFast {

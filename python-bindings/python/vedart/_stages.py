@@ -131,14 +131,13 @@ def make_chunk_fn(
     return run_chunk
 
 
+_NOTE_PREFIX = "vedart: raised in worker thread"
+
+
 def _annotate(exc: BaseException) -> None:
     """Notes where ``exc`` was raised and trims VedaRT frames off its traceback."""
-    if getattr(exc, "_veda_annotated", False):
-        return
-    try:
-        exc._veda_annotated = True  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):  # pragma: no cover - exotic exception types
-        return
+    if any(str(note).startswith(_NOTE_PREFIX) for note in getattr(exc, "__notes__", ())):
+        return  # already annotated by an inner pipeline
     tb = exc.__traceback__
     while tb is not None and os.path.dirname(
         os.path.abspath(tb.tb_frame.f_code.co_filename)
@@ -147,7 +146,7 @@ def _annotate(exc: BaseException) -> None:
     if tb is not None:
         exc.__traceback__ = tb
     worker = threading.current_thread().name
-    _attach_note(exc, f"vedart: raised in worker thread {worker!r} (thread executor)")
+    _attach_note(exc, f"{_NOTE_PREFIX} {worker!r} (thread executor)")
 
 
 # ---------------------------------------------------------------------------
