@@ -189,3 +189,28 @@ fn abort_of_an_idle_task_cancels_it() {
         rt.finish_shutdown();
     });
 }
+
+#[test]
+fn a_first_wait_racing_shutdown_is_cancelled_exactly_once() {
+    // The task registers as idle on its first `Pending` while shutdown closes
+    // and drains the registry: either shutdown finds and cancels it, or it
+    // finds the registry closed and cancels itself. Never neither, never both.
+    loom::model(|| {
+        let rt = Arc::new(Runtime::new(1));
+        let probe = Probe::new();
+        let handle = rt.spawn(TwoPolls(probe.clone()));
+        let runner = {
+            let rt = rt.clone();
+            thread::spawn(move || rt.run_one_injected())
+        };
+        rt.begin_shutdown();
+        rt.finish_shutdown();
+        runner.join().expect("runner");
+        assert!(
+            loom::future::block_on(handle)
+                .expect_err("cancelled")
+                .is_cancelled()
+        );
+        assert_eq!(probe.drops.load(Ordering::SeqCst), 1);
+    });
+}

@@ -4,7 +4,7 @@
 //! A task is one `async-task` allocation holding a [`Header`] (its metadata),
 //! the schedule function (a zero-sized fn item: the scheduler is found through
 //! the header), and the future, later its output. Spawning costs that one
-//! allocation, one registry entry (see `scheduler::registry`) and one queue push.
+//! allocation and one queue push; no lock.
 //!
 //! The future is wrapped in a [`TaskFuture`] that
 //!
@@ -14,7 +14,10 @@
 //! 2. polls the user's future under `catch_unwind`, so a panic completes the
 //!    task with a [`JoinError`] carrying the payload and never unwinds into a
 //!    worker;
-//! 3. removes the task from the registry when it is dropped, which happens
+//! 3. registers the task with the runtime's registry the first time it returns
+//!    `Pending` (see `scheduler::registry`), or completes it as cancelled if
+//!    shutdown already closed the registry;
+//! 4. removes the task from the registry when it is dropped, which happens
 //!    exactly once whether the task completed, was aborted, or was cancelled.
 
 use std::fmt;
@@ -104,7 +107,18 @@ impl<F: Future> Future for TaskFuture<'_, F> {
         let future = this.future;
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Pending) => {
+                if *this.slot == Slot::NONE {
+                    let shared = &this.header.shared;
+                    let hint = scheduler::worker::shard_hint(shared);
+                    match shared.registry.register(hint, cx.waker()) {
+                        Some(slot) => *this.slot = slot,
+                        // Shutdown began: nobody would ever cancel this task.
+                        None => return Poll::Ready(Err(JoinError::cancelled())),
+                    }
+                }
+                Poll::Pending
+            }
             Err(payload) => Poll::Ready(Err(JoinError::panic(payload))),
         }
     }
@@ -112,38 +126,26 @@ impl<F: Future> Future for TaskFuture<'_, F> {
 
 /// Spawns `future` on the runtime `shared` and schedules it.
 ///
-/// After shutdown the task is never registered nor run: the handle resolves
-/// to a cancelled [`JoinError`] at once.
+/// After shutdown the task is never run: the handle resolves to a cancelled
+/// [`JoinError`] at once.
 pub(crate) fn spawn<F>(shared: &Arc<Shared>, future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let hint = scheduler::worker::shard_hint(shared);
-    let registered = shared.registry.register(hint, |slot| {
-        let (runnable, task) = build(shared, slot, future);
-        let waker = runnable.waker();
-        ((runnable, task), waker)
-    });
-    match registered {
-        Some((runnable, task)) => {
-            let handle = JoinHandle::new(task, runnable.waker());
-            runnable.schedule();
-            handle
-        }
-        None => {
-            // The runtime shut down: hand back a task that is already cancelled.
-            let (runnable, task) = build(shared, Slot::NONE, std::future::pending::<F::Output>());
-            let handle = JoinHandle::new(task, runnable.waker());
-            drop(runnable);
-            handle
-        }
+    let (runnable, task) = build(shared, future);
+    let handle = JoinHandle::new(task, runnable.waker());
+    if shared.is_shutdown() {
+        // Dropping the runnable cancels the task.
+        drop(runnable);
+    } else {
+        runnable.schedule();
     }
+    handle
 }
 
 fn build<F>(
     shared: &Arc<Shared>,
-    slot: Slot,
     future: F,
 ) -> (
     Runnable,
@@ -169,7 +171,7 @@ where
         builder.spawn_unchecked(
             move |header: &Header| TaskFuture {
                 header,
-                slot,
+                slot: Slot::NONE,
                 future,
             },
             WithInfo(scheduler::schedule),

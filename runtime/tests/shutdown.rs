@@ -217,3 +217,34 @@ fn a_task_waiting_on_a_channel_is_dropped_and_releases_it() {
     // The task is gone: waking its (dropped) receiver is a no-op.
     assert!(tx.send(()).is_err());
 }
+
+#[test]
+fn a_task_that_first_waits_after_shutdown_is_cancelled() {
+    // Running (blocked in its first poll) while the runtime shuts down, it is
+    // in no queue and not yet registered as idle: its first `Pending` must
+    // cancel it rather than leave it waiting forever.
+    let rt = rt(1);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let guard = DropCount(dropped.clone());
+    let handle = rt.spawn(async move {
+        let _guard = guard;
+        started_tx.send(()).expect("test alive");
+        let _ = release_rx.recv_timeout(Duration::from_secs(30));
+        std::future::pending::<()>().await;
+    });
+    started_rx.recv().expect("task started");
+    rt.shutdown_timeout(Duration::from_millis(20));
+    release_tx.send(()).expect("task still blocked");
+    let err = futures::executor::block_on(handle).expect_err("cancelled");
+    assert!(err.is_cancelled());
+    let start = Instant::now();
+    while dropped.load(Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "future never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

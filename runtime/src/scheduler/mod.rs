@@ -7,7 +7,7 @@
 //! - [`idle`]: which workers sleep or search, so that a push wakes at most one;
 //! - [`park`]: putting one worker to sleep on the reactor or a condvar;
 //! - [`worker`]: the worker loop, the current-thread loop and `block_on`;
-//! - [`registry`]: every live task, so shutdown can cancel idle ones.
+//! - [`registry`]: every idle task, so shutdown can cancel them.
 //!
 //! The sleep / wake protocol that these implement together, with a proof
 //! sketch that no task is stranded, is in `README.md` beside this file.
@@ -23,9 +23,10 @@
 //!    its LIFO slot and local queue, and exits; the runtime's owner waits for
 //!    them (up to `shutdown_timeout`).
 //! 3. [`Shared::finish_shutdown`] drops what is left in the injector, closes the
-//!    registry and wakes every live task (each is dropped as it is scheduled),
-//!    and shuts the reactor down, which wakes (and so drops) every task
-//!    waiting on I/O or a timer.
+//!    registry and wakes every task that ever waited (each is dropped as it is
+//!    scheduled; one that was running completes as cancelled at its next
+//!    `Pending`), and shuts the reactor down, which wakes (and so drops) every
+//!    task waiting on I/O or a timer.
 //!
 //! A task never outlives these steps by running again; a [`JoinHandle`]
 //! awaiting one resolves to a cancelled `JoinError`.
@@ -85,7 +86,7 @@ pub(crate) struct Shared {
     pub(crate) remotes: Box<[Remote]>,
     /// Sleeping and searching workers (multi-thread flavour).
     pub(crate) idle: Idle,
-    /// Every live task, for shutdown.
+    /// Every idle task, for shutdown.
     pub(crate) registry: Registry,
     /// The I/O and timer driver that idle workers block in.
     pub(crate) reactor: Reactor,

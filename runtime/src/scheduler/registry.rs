@@ -1,18 +1,25 @@
-//! Every live task of a runtime, so that shutdown can cancel the idle ones.
+//! Every idle task of a runtime, so that shutdown can cancel them.
 //!
 //! A task that waits on something no other task or driver will ever complete
 //! (say two tasks each awaiting a channel the other holds) sits in no queue and
 //! in no reactor table. Dropping the runtime must still drop its future, so
 //! that the resources it holds are released. The registry keeps one [`Waker`]
-//! per live task; shutdown closes it and wakes them all, and a task woken
-//! after shutdown is dropped instead of run (see `scheduler::Shared::schedule`).
+//! per task that has ever returned `Pending`; shutdown closes it and wakes them
+//! all, and a task woken after shutdown is dropped instead of run (see
+//! `scheduler::Shared::schedule_remote`).
+//!
+//! Tasks that complete in their first poll (most short tasks) never touch it:
+//! until a task returns `Pending` it is always in a queue or running, and
+//! shutdown drains the queues.
 //!
 //! # Protocol
 //!
-//! 1. Spawn locks a shard, refuses if the shard is closed, reserves a key,
-//!    creates the task with that key, stores its waker and unlocks.
+//! 1. The first time a task's future returns `Pending`, its wrapper locks a
+//!    shard; if the shard is closed the task completes as cancelled instead
+//!    (shutdown already began). Otherwise it stores the task's waker and keeps
+//!    the key.
 //! 2. When the task's future is dropped (it completed, was aborted, or was
-//!    cancelled) its wrapper removes the key.
+//!    cancelled) its wrapper removes the key, if it has one.
 //! 3. Shutdown closes each shard and takes its wakers under the lock, then
 //!    wakes them with no lock held (a waker may drop a future whose drop
 //!    removes its own key, taking the same lock).
@@ -20,8 +27,8 @@
 //! A key is reused only after removal, and nothing is inserted after a shard
 //! closes, so step 2 never removes another task's entry.
 //!
-//! Shards (one per worker, rounded up to a power of two) keep spawns on
-//! different workers off each other's locks.
+//! Shards (one per worker, rounded up to a power of two) keep registrations
+//! on different workers off each other's locks.
 
 use std::fmt;
 use std::task::Waker;
@@ -36,7 +43,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// A slot for a task that was never registered (spawned after shutdown).
+    /// The slot of a task that is not registered.
     pub(crate) const NONE: Slot = Slot {
         shard: u32::MAX,
         key: u32::MAX,
@@ -77,15 +84,9 @@ impl Registry {
         }
     }
 
-    /// Step 1: registers the task that `create` builds, in the shard picked by
-    /// `hint`. `create` gets the task's slot and returns the task and its
-    /// waker. Returns `None` without calling `create` once the registry is
-    /// closed.
-    pub(crate) fn register<R>(
-        &self,
-        hint: usize,
-        create: impl FnOnce(Slot) -> (R, Waker),
-    ) -> Option<R> {
+    /// Step 1: stores a task's waker in the shard picked by `hint`. Returns
+    /// `None` once the registry is closed.
+    pub(crate) fn register(&self, hint: usize, waker: &Waker) -> Option<Slot> {
         let index = hint & (self.shards.len() - 1);
         let mut shard = lock(&self.shards[index].0);
         if shard.closed {
@@ -94,20 +95,20 @@ impl Registry {
         let key = shard.next_free;
         let slot = Slot {
             shard: index as u32,
-            key: u32::try_from(key).expect("more than 4 billion live tasks in one shard"),
+            key: u32::try_from(key).expect("more than 4 billion idle tasks in one shard"),
         };
-        let (task, waker) = create(slot);
+        let entry = Entry::Occupied(waker.clone());
         if key == shard.entries.len() {
-            shard.entries.push(Entry::Occupied(waker));
+            shard.entries.push(entry);
             shard.next_free = key + 1;
         } else {
-            match std::mem::replace(&mut shard.entries[key], Entry::Occupied(waker)) {
+            match std::mem::replace(&mut shard.entries[key], entry) {
                 Entry::Vacant(next) => shard.next_free = next,
                 Entry::Occupied(_) => unreachable!("registry free list points at a live entry"),
             }
         }
         shard.live += 1;
-        Some(task)
+        Some(slot)
     }
 
     /// Step 2: forgets a task whose future was dropped.
@@ -168,20 +169,14 @@ mod tests {
     #[test]
     fn keys_are_reused_after_removal_and_not_before() {
         let registry = Registry::new(1);
-        let a = registry
-            .register(0, |slot| (slot, Waker::noop().clone()))
-            .unwrap();
-        let b = registry
-            .register(0, |slot| (slot, Waker::noop().clone()))
-            .unwrap();
+        let a = registry.register(0, Waker::noop()).unwrap();
+        let b = registry.register(0, Waker::noop()).unwrap();
         assert_ne!(a, b);
         registry.remove(a);
         // Removing twice is harmless.
         registry.remove(a);
         assert_eq!(registry.len(), 1);
-        let c = registry
-            .register(0, |slot| (slot, Waker::noop().clone()))
-            .unwrap();
+        let c = registry.register(0, Waker::noop()).unwrap();
         assert_eq!(c, a);
         assert_eq!(registry.len(), 2);
     }
@@ -190,17 +185,11 @@ mod tests {
     fn closing_drains_and_refuses() {
         let registry = Registry::new(3);
         for hint in 0..10 {
-            registry
-                .register(hint, |slot| (slot, Waker::noop().clone()))
-                .unwrap();
+            registry.register(hint, Waker::noop()).unwrap();
         }
         assert_eq!(registry.close_and_drain().len(), 10);
         assert_eq!(registry.len(), 0);
-        assert!(
-            registry
-                .register(0, |slot| (slot, Waker::noop().clone()))
-                .is_none()
-        );
+        assert!(registry.register(0, Waker::noop()).is_none());
         // A task dropped after the drain finds nothing to remove.
         registry.remove(Slot { shard: 0, key: 0 });
     }

@@ -279,7 +279,7 @@ pub(crate) fn try_schedule_local(task: Runnable, is_yield: bool) -> Result<(), R
     })
 }
 
-/// Which registry shard a spawn on this thread should use.
+/// Which registry shard a task registering on this thread should use.
 pub(crate) fn shard_hint(shared: &Shared) -> usize {
     #[cfg(not(feature = "loom"))]
     crate::sync::thread_local! {
