@@ -680,3 +680,46 @@ fn parent_death_kills_children() {
         assert!(wait_until(|| dead(pid)), "child {pid} outlived its parent");
     }
 }
+
+/// Python's multiprocessing forks the parent, pool object included: the copy
+/// must neither use nor tear down the real parent's children.
+#[test]
+fn a_forked_copy_of_the_parent_leaves_the_pool_alone() {
+    let pool = pool(2);
+    let pids = pool.pids();
+    // SAFETY: the child only runs code that takes no lock a vanished thread
+    // could hold (a call that fails at once, a drop that returns at once) and
+    // leaves with `_exit`.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork failed");
+    if child == 0 {
+        let call = block_on(pool.call(b"echo from the fork".to_vec()));
+        let closed = matches!(call, Err(ref err) if err.kind() == ProcessErrorKind::PoolClosed);
+        drop(pool);
+        // SAFETY: _exit ends the forked copy without running destructors.
+        unsafe { libc::_exit(if closed { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    let finished = wait_until(|| {
+        // SAFETY: polls the child forked above, writing into a valid int.
+        unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) == child }
+    });
+    if !finished {
+        // A copy that touched the pool's locks or pipes hangs: fail, do not hang.
+        kill(child as u32, libc::SIGKILL);
+        // SAFETY: reaps the child forked above.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        panic!("the forked copy hung using the pool");
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}"
+    );
+    assert_eq!(
+        pool.pids(),
+        pids,
+        "the fork's drop touched the parent's children"
+    );
+    assert!(pids.iter().all(|pid| !dead(*pid)));
+    assert_eq!(run(call(&pool, "echo parent")).unwrap(), "parent");
+}

@@ -141,7 +141,10 @@ impl Call {
         target: Option<Arc<Conn>>,
     ) -> Call {
         let max = pool.max_frame_size();
-        let stage = if request.len() > max {
+        let stage = if !pool.is_owner() {
+            // A `fork()` copy of the pool's process: see `PoolShared::owner`.
+            Stage::Failed(ProcessError::pool_closed())
+        } else if request.len() > max {
             Stage::Failed(ProcessError::too_large(request.len(), max))
         } else {
             Stage::Dispatch

@@ -361,7 +361,8 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if self.proc.reaped().is_some() {
+        // Not ours to kill or reap in a `fork()` copy of the parent.
+        if !self.proc.is_owner() || self.proc.reaped().is_some() {
             return;
         }
         if self.kill_on_drop {

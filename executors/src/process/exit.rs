@@ -123,7 +123,10 @@ mod tests {
 
     /// The fallback for kernels without `pidfd_open`: polling `waitpid`.
     #[test]
-    #[allow(clippy::zombie_processes, reason = "the child is reaped through ProcHandle")]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the child is reaped through ProcHandle"
+    )]
     fn the_polling_fallback_sees_the_exit() {
         let child = std::process::Command::new("sh")
             .args(["-c", "sleep 0.05; exit 4"])
@@ -139,7 +142,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::zombie_processes, reason = "the child is reaped through ProcHandle")]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the child is reaped through ProcHandle"
+    )]
     fn without_an_expected_exit_the_fallback_arms_nothing() {
         let child = std::process::Command::new("sleep")
             .arg("5")

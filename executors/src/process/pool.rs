@@ -28,6 +28,13 @@
 //!   left when `drop` returns, also when the drop happens during a panic.
 //! - Children also die with the parent process (`PR_SET_PDEATHSIG`), so a
 //!   crashed parent leaves no orphans.
+//!
+//! # `fork()`
+//!
+//! A copy of the process made by `fork()` (Python's multiprocessing does that)
+//! inherits the pool object but not its children nor the threads that drive
+//! them. There, calls fail with `PoolClosed` at once and dropping the pool does
+//! nothing: the children still belong to the original process.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -79,6 +86,11 @@ pub(crate) struct PoolShared {
     spawner: Spawner,
     /// The reactor the children's pipes and pidfds are registered with.
     reactor: Reactor,
+    /// The process that built the pool. A `fork()` copy of it (Python's
+    /// multiprocessing) must not touch the pool: its children are not the
+    /// copy's, and the threads that drive them (and may hold its locks) do not
+    /// exist there.
+    owner: u32,
     /// Source of request ids, context ids, child ids and waiter keys.
     next_id: AtomicU64,
     pub(crate) stats: Counters,
@@ -134,6 +146,11 @@ impl PoolShared {
 
     pub(crate) fn forward_stderr(&self) -> bool {
         self.forward_stderr
+    }
+
+    /// Whether this is the process that built the pool (not a `fork()` copy).
+    pub(crate) fn is_owner(&self) -> bool {
+        std::process::id() == self.owner
     }
 
     pub(crate) fn next_id(&self) -> u64 {
@@ -611,6 +628,7 @@ impl ProcessPool {
             forward_stderr: settings.forward_stderr,
             spawner,
             reactor,
+            owner: std::process::id(),
             next_id: AtomicU64::new(1),
             stats: Counters::default(),
             state: Mutex::new(PoolState {
@@ -654,7 +672,12 @@ impl ProcessPool {
 
 impl Drop for ProcessPool {
     fn drop(&mut self) {
-        self.shared.close_now();
+        // In a `fork()` copy of the owner (Python's multiprocessing), the
+        // children are not ours and the threads that drive them do not exist;
+        // their locks may even be held forever. Leave everything alone.
+        if self.shared.is_owner() {
+            self.shared.close_now();
+        }
     }
 }
 

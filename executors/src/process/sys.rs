@@ -45,6 +45,11 @@ pub(crate) type Reaped = Option<ExitStatus>;
 /// A child process identified by pid, safe against pid reuse (see the module docs).
 pub(crate) struct ProcHandle {
     pid: u32,
+    /// The process that started the child. In a copy of the parent made by
+    /// `fork()` (Python's multiprocessing does that) the pid is not our child,
+    /// and signalling it would hit the real parent's child: everything is a
+    /// no-op there.
+    owner: u32,
     /// Whether the child leads its own process group, so that signals can go to
     /// the whole group (the child and anything it started).
     group: bool,
@@ -65,6 +70,7 @@ impl ProcHandle {
     pub(crate) fn new(pid: u32, group: bool) -> ProcHandle {
         ProcHandle {
             pid,
+            owner: std::process::id(),
             group,
             reaped: Mutex::new(None),
         }
@@ -74,11 +80,17 @@ impl ProcHandle {
         self.pid
     }
 
+    /// Whether this process started the child (and is not a `fork()` copy of
+    /// the one that did).
+    pub(crate) fn is_owner(&self) -> bool {
+        std::process::id() == self.owner
+    }
+
     /// Sends `signal` to the child (and its process group, if it leads one)
     /// unless it was already reaped. Returns whether the child was still unreaped.
     pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
         let reaped = lock(&self.reaped);
-        if reaped.is_some() {
+        if reaped.is_some() || !self.is_owner() {
             return false;
         }
         let Ok(pid) = libc::pid_t::try_from(self.pid) else {
