@@ -275,3 +275,27 @@ def test_numpy_arrays_are_sliced():
 def test_repr_names_the_stages():
     text = repr(veda.par_iter([1, 2]).map(abs).take(1))
     assert text == "par_iter(list[2]).map(abs).take(1)"
+
+
+def test_items_that_cost_microseconds_or_more_run_on_the_workers():
+    names = veda.par_iter(range(600)).map(
+        lambda _: time.sleep(0.0002) or threading.current_thread().name
+    ).collect()
+    assert all(name.startswith("veda-blocking-") for name in names)
+
+
+def test_a_fixed_chunk_size_keeps_trivial_work_on_the_workers():
+    names = veda.par_iter(range(5000), chunk_size=100).map(
+        lambda _: threading.current_thread().name
+    ).collect()
+    assert all(name.startswith("veda-blocking-") for name in names)
+
+
+def test_trivial_items_give_the_same_results_whichever_thread_runs_them():
+    data = range(300_000)
+    assert veda.par_iter(data).map(lambda x: x * 2).collect() == [x * 2 for x in data]
+    assert veda.par_iter(data).map(lambda x: x * 2).filter(lambda x: x % 3).sum() == sum(
+        x * 2 for x in data if (x * 2) % 3
+    )
+    names = set(veda.par_iter(data).map(lambda _: threading.current_thread().name).collect())
+    assert names <= {threading.current_thread().name} | {f"veda-blocking-{i}" for i in range(64)}

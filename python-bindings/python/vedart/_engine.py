@@ -16,7 +16,13 @@ How a terminal operation runs (see :func:`partials`):
 4. Results are taken in input order; the first error cancels what is
    outstanding (fail-fast) or, when the consumer may stop early (streaming,
    ``take``, ``any``/``all``), only what lies after it.
-5. Whatever happens (early stop, error, Ctrl+C), every run started for the
+5. Work too fine-grained for threads to help runs on the calling thread:
+   when a chunk of at least :data:`INLINE_PROBE_ITEMS` items costs less per
+   item than the executor's ``inline_per_item`` (about a microsecond for the
+   thread executor: less than handing the interpreter between threads), the
+   items hold the interpreter anyway and the caller runs the rest itself, in
+   large chunks, going back to the workers if items become expensive.
+6. Whatever happens (early stop, error, Ctrl+C), every run started for the
    operation is cancelled when the operation ends (:class:`Execution`).
 """
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 import collections
 import itertools
 import math
+import time
 from collections.abc import Sequence
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -55,6 +62,17 @@ MAX_CHUNK_ITEMS = 1 << 16
 
 #: How much a chunk may grow over the previous one.
 GROWTH_LIMIT = 4
+
+#: Step 5: once a chunk of at least this many items shows a cost per item
+#: below the executor's ``inline_per_item``, the caller runs the rest itself.
+INLINE_PROBE_ITEMS = 256
+
+#: Size of the caller's own chunks in step 5, in seconds of estimated work (it
+#: re-checks the cost after each, and hands work back to the pool if items got
+#: more than ``INLINE_EXIT_FACTOR`` times dearer than the threshold).
+INLINE_CHUNK_SECONDS = 0.01
+INLINE_EXIT_FACTOR = 4
+MAX_INLINE_CHUNK_ITEMS = 1 << 16
 
 
 class Source:
@@ -198,17 +216,19 @@ class Execution:
     def parallel(
         self, source: Source, chunk_fn: Callable[[Any], Any], mode: str
     ) -> Iterator[Any]:
-        """``chunk_fn`` of each chunk of ``source``, in order (steps 2 to 4)."""
+        """``chunk_fn`` of each chunk of ``source``, in order (steps 2 to 5)."""
         run = self.start(mode)
         sizer = ChunkSizer(self.chunk_size, self.executor.workers)
         window = 2 * self.executor.workers + 2
         hook = _context.chunk_hook.get()
+        inline_below = None if self.chunk_size is not None else self.executor.inline_per_item
+        inline = False
         inflight: collections.deque[tuple[Any, int]] = collections.deque()
         exhausted = False
         index = 0
         try:
             while True:
-                while not exhausted and len(inflight) < window:
+                while not exhausted and not inline and len(inflight) < window:
                     chunk = source.take(sizer.next(source.remaining()))
                     if chunk is None:
                         exhausted = True
@@ -216,11 +236,35 @@ class Execution:
                     fn = chunk_fn if hook is None else hook(chunk_fn, index)
                     inflight.append((run.submit(fn, chunk), len(chunk)))
                     index += 1
-                if not inflight:
+                if inflight:
+                    handle, size = inflight.popleft()
+                    value = run.result(handle)
+                    elapsed = handle.elapsed
+                    sizer.observe(size, elapsed)
+                    if (
+                        inline_below is not None
+                        and size >= INLINE_PROBE_ITEMS
+                        and elapsed < inline_below * size
+                    ):
+                        inline = True
+                    yield value
+                    continue
+                if exhausted:
                     return
-                handle, size = inflight.popleft()
-                value = run.result(handle)
-                sizer.observe(size, handle.elapsed)
+                # Step 5: items too cheap for threads to help run right here.
+                size = max(INLINE_PROBE_ITEMS, int(INLINE_CHUNK_SECONDS / max(sizer.per_item or 0.0, 1e-9)))
+                chunk = source.take(min(size, MAX_INLINE_CHUNK_ITEMS))
+                if chunk is None:
+                    return
+                fn = chunk_fn if hook is None else hook(chunk_fn, index)
+                index += 1
+                started = time.perf_counter()
+                value = fn(chunk)
+                elapsed = time.perf_counter() - started
+                sizer.observe(len(chunk), elapsed)
+                assert inline_below is not None
+                if elapsed > INLINE_EXIT_FACTOR * inline_below * len(chunk):
+                    inline = False  # the items got expensive: back to the workers
                 yield value
         finally:
             if inflight:

@@ -57,6 +57,9 @@ class Executor:
     name = "executor"
     #: How many chunks run at once: sizes the look-ahead window.
     workers = 1
+    #: Cost per item (seconds) below which the engine runs items on the calling
+    #: thread instead (see :mod:`vedart._engine`, step 5); ``None``: never.
+    inline_per_item: Optional[float] = None
 
     def start(self, mode: str) -> Run:
         """Starts a :class:`Run` with failure policy ``mode``."""
@@ -101,10 +104,16 @@ class _ThreadRun(Run):
         self._group.cancel()
 
 
+#: Items cheaper than this hold the interpreter for less time than it takes to
+#: hand it to another thread, so threads cannot speed them up.
+THREAD_INLINE_PER_ITEM = 1e-6
+
+
 class ThreadExecutor(Executor):
     """Runs chunks on the runtime's thread pool."""
 
     name = "thread"
+    inline_per_item = THREAD_INLINE_PER_ITEM
 
     def __init__(self, runtime: Any) -> None:
         self._pool = runtime._pool

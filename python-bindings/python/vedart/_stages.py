@@ -131,7 +131,7 @@ def make_chunk_fn(
     return run_chunk
 
 
-_NOTE_PREFIX = "vedart: raised in worker thread"
+_NOTE_PREFIX = "vedart: raised in thread"
 
 
 def _annotate(exc: BaseException) -> None:
@@ -146,7 +146,7 @@ def _annotate(exc: BaseException) -> None:
     if tb is not None:
         exc.__traceback__ = tb
     worker = threading.current_thread().name
-    _attach_note(exc, f"{_NOTE_PREFIX} {worker!r} (thread executor)")
+    _attach_note(exc, f"{_NOTE_PREFIX} {worker!r}")
 
 
 # ---------------------------------------------------------------------------
