@@ -69,7 +69,9 @@ impl ExitWatcher {
 
     /// Polls for the child's exit; see the module documentation for `expecting`.
     pub(crate) fn poll_exit(&mut self, cx: &mut Context<'_>, expecting: bool) -> Poll<Reaped> {
-        loop {
+        // Timers of a shut-down reactor complete at once: bound the rounds so
+        // the caller's other duties (escalating to SIGKILL) still run.
+        for _ in 0..4 {
             if let Some(reaped) = self.proc.try_reap() {
                 self.timer = None;
                 return Poll::Ready(reaped);
@@ -114,6 +116,8 @@ impl ExitWatcher {
                 }
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
