@@ -18,16 +18,19 @@
 //!    `Pending` (see `scheduler::registry`), or completes it as cancelled if
 //!    shutdown already closed the registry;
 //! 4. removes the task from the registry when it is dropped, which happens
-//!    exactly once whether the task completed, was aborted, or was cancelled.
+//!    exactly once whether the task completed, was aborted, or was cancelled,
+//!    and drops the user's future under `catch_unwind`, so that a panicking
+//!    destructor cannot take a worker (or, inside async-task, the process)
+//!    down.
 
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_task::WithInfo;
-use pin_project_lite::pin_project;
 
 use crate::join::{JoinError, JoinHandle};
 use crate::scheduler::registry::Slot;
@@ -80,39 +83,40 @@ impl fmt::Debug for Header {
     }
 }
 
-pin_project! {
-    /// The future inside every task; see the module docs.
-    struct TaskFuture<'h, F> {
-        header: &'h Header,
-        slot: Slot,
-        #[pin]
-        future: F,
-    }
-
-    impl<'h, F> PinnedDrop for TaskFuture<'h, F> {
-        fn drop(this: Pin<&mut Self>) {
-            this.header.shared.registry.remove(this.slot);
-        }
-    }
+/// The future inside every task; see the module docs.
+struct TaskFuture<'h, F> {
+    header: &'h Header,
+    /// Where the task is registered as idle, or `Slot::NONE`.
+    slot: Slot,
+    /// The user's future.
+    ///
+    /// # Invariant
+    ///
+    /// Pinned: never moved out of this place. Dropped exactly once, in place,
+    /// by `TaskFuture::drop`.
+    future: ManuallyDrop<F>,
 }
 
 impl<F: Future> Future for TaskFuture<'_, F> {
     type Output = Result<F::Output, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        // SAFETY: nothing below moves `future` (it is only re-pinned in
+        // place); the other fields are `Unpin` plain data.
+        let this = unsafe { self.get_unchecked_mut() };
         if this.header.is_aborted() {
             return Poll::Ready(Err(JoinError::cancelled()));
         }
-        let future = this.future;
+        // SAFETY: `this` is pinned and `future` never moves (field invariant).
+        let future = unsafe { Pin::new_unchecked(&mut *this.future) };
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => {
-                if *this.slot == Slot::NONE {
+                if this.slot == Slot::NONE {
                     let shared = &this.header.shared;
                     let hint = scheduler::worker::shard_hint(shared);
                     match shared.registry.register(hint, cx.waker()) {
-                        Some(slot) => *this.slot = slot,
+                        Some(slot) => this.slot = slot,
                         // Shutdown began: nobody would ever cancel this task.
                         None => return Poll::Ready(Err(JoinError::cancelled())),
                     }
@@ -121,6 +125,18 @@ impl<F: Future> Future for TaskFuture<'_, F> {
             }
             Err(payload) => Poll::Ready(Err(JoinError::panic(payload))),
         }
+    }
+}
+
+impl<F> Drop for TaskFuture<'_, F> {
+    fn drop(&mut self) {
+        self.header.shared.registry.remove(self.slot);
+        let future = &mut self.future;
+        // A destructor that panics must not take the worker down (async-task
+        // would abort the process): the task's result is already decided.
+        // SAFETY: the only drop of `future`, in place (field invariant).
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(future) }));
+        drop(dropped);
     }
 }
 
@@ -172,7 +188,7 @@ where
             move |header: &Header| TaskFuture {
                 header,
                 slot: Slot::NONE,
-                future,
+                future: ManuallyDrop::new(future),
             },
             WithInfo(scheduler::schedule),
         )

@@ -242,3 +242,38 @@ fn join_error_is_send_and_sync() {
     assert_send_sync::<vedart::Handle>();
     assert_send_sync::<vedart::Runtime>();
 }
+
+/// Panics when dropped.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("destructor exploded");
+    }
+}
+
+#[test]
+fn a_future_whose_destructor_panics_does_not_take_the_runtime_down() {
+    let rt = rt();
+    // A local dropped as the future completes panics inside the poll: that
+    // is the task's panic.
+    let done = rt.spawn(async {
+        let _bomb = PanicOnDrop;
+        1
+    });
+    let err = rt.block_on(done).expect_err("panicked while completing");
+    assert_eq!(err.panic_message(), Some("destructor exploded"));
+    // A future dropped without completing (aborted) panics outside any poll:
+    // caught, and the task stays cancelled.
+    let pending = rt.spawn(async {
+        let _bomb = PanicOnDrop;
+        std::future::pending::<()>().await;
+    });
+    std::thread::sleep(Duration::from_millis(10));
+    pending.abort();
+    assert!(rt.block_on(pending).expect_err("aborted").is_cancelled());
+    // The workers survived.
+    let handles: Vec<_> = (0..10).map(|i| rt.spawn(async move { i })).collect();
+    let sum: i32 = handles.into_iter().map(|h| rt.block_on(h).expect("task")).sum();
+    assert_eq!(sum, 45);
+}
