@@ -55,4 +55,6 @@ def report(title: str, medians: dict[str, float], baseline: str, note: str = "")
 def header(script: str) -> None:
     import platform
 
-    print(f"{script}: Python {platform.python_version()}, {cores()} usable cores, {platform.machine()}")
+    print(
+        f"{script}: Python {platform.python_version()}, {cores()} usable cores, {platform.machine()}"
+    )

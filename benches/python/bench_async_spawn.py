@@ -60,7 +60,9 @@ def main() -> None:
                 raise AssertionError(name)
 
         contestants = {
-            "await asyncio.to_thread(f)": lambda: loop.run_until_complete(via_to_thread(args.calls)),
+            "await asyncio.to_thread(f)": lambda: loop.run_until_complete(
+                via_to_thread(args.calls)
+            ),
             "await loop.run_in_executor(None, f)": lambda: loop.run_until_complete(
                 via_run_in_executor(args.calls)
             ),

@@ -55,7 +55,9 @@ def main() -> None:
         import joblib
 
         parallel = joblib.Parallel(n_jobs=workers, prefer="threads")
-        contestants["joblib threading"] = lambda: parallel(joblib.delayed(digest)(b) for b in blocks)
+        contestants["joblib threading"] = lambda: parallel(
+            joblib.delayed(digest)(b) for b in blocks
+        )
     except ImportError:
         print("(joblib not installed: skipped)")
     veda.par_iter(blocks[:100]).map(digest).collect()  # warm the pool

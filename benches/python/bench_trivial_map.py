@@ -26,8 +26,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--slow-items", type=int, default=100_000,
-                        help="items for the per-item-future contestants (TPE, joblib)")
+    parser.add_argument(
+        "--slow-items",
+        type=int,
+        default=100_000,
+        help="items for the per-item-future contestants (TPE, joblib)",
+    )
     args = parser.parse_args()
     header(__file__)
     workers = cores()
@@ -49,8 +53,12 @@ def main() -> None:
     }
     veda.par_iter(data).map(double).collect()  # warm the pool
     medians = measure(contestants, args.repeat, check)
-    report(f"{args.items:,} items, x * 2, {workers} threads", medians, "list(map)",
-           "target: vedart <= 1.30x list(map)")
+    report(
+        f"{args.items:,} items, x * 2, {workers} threads",
+        medians,
+        "list(map)",
+        "target: vedart <= 1.30x list(map)",
+    )
 
     # Contestants that make one future per item are far slower; time them on
     # fewer items and scale, so the run stays short.
@@ -71,8 +79,11 @@ def main() -> None:
     except ImportError:
         print("(joblib not installed: skipped)")
     medians = measure(slow, max(3, args.repeat // 2))
-    report(f"{args.slow_items:,} items (per-item future contestants; x{scale:.0f} for {args.items:,})",
-           medians, "list(map)")
+    report(
+        f"{args.slow_items:,} items (per-item future contestants; x{scale:.0f} for {args.items:,})",
+        medians,
+        "list(map)",
+    )
     tpe.shutdown()
     tpool.close()
     veda.shutdown()

@@ -45,7 +45,9 @@ def two_threads(runtime_config: object) -> veda.Runtime:
     return runtime_config(veda.Config(num_threads=2, min_workers=0))  # type: ignore[operator]
 
 
-def run_python(code: str, *, timeout: float = HANG_TIMEOUT, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, *, timeout: float = HANG_TIMEOUT, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Runs ``code`` in a fresh interpreter with the same ``sys.path``."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)

@@ -56,7 +56,11 @@ def test_awaiting_a_pipeline_does_not_block_the_loop():
     async def main():
         stop = asyncio.Event()
         tick_task = asyncio.create_task(ticker(stop))
-        result = await veda.par_iter(range(20), chunk_size=1).map(lambda x: time.sleep(0.02) or x).collect()
+        result = (
+            await veda.par_iter(range(20), chunk_size=1)
+            .map(lambda x: time.sleep(0.02) or x)
+            .collect()
+        )
         stop.set()
         await tick_task
         return result

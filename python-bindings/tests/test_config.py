@@ -37,10 +37,16 @@ def test_builder_chains_and_validates():
         .build()
     )
     assert cfg == veda.Config(
-        num_threads=4, num_processes=2,
-        scheduling_policy=veda.SchedulingPolicy.THREAD_ONLY, enable_gpu=True,
-        enable_telemetry=False, deterministic_seed=42, min_workers=2, max_workers=8,
-        chunk_size=128, adaptive_interval_ms=250,
+        num_threads=4,
+        num_processes=2,
+        scheduling_policy=veda.SchedulingPolicy.THREAD_ONLY,
+        enable_gpu=True,
+        enable_telemetry=False,
+        deterministic_seed=42,
+        min_workers=2,
+        max_workers=8,
+        chunk_size=128,
+        adaptive_interval_ms=250,
     )
     with pytest.raises(ValueError, match="chunk_size"):
         veda.Config.builder().chunk_size(0).build()
@@ -87,7 +93,11 @@ def test_policy_accepts_names_and_values():
         veda.SchedulingPolicy.PROCESS_ONLY
     )
     assert {p.name for p in veda.SchedulingPolicy} == {
-        "ADAPTIVE", "THREAD_ONLY", "PROCESS_ONLY", "ASYNC_ONLY", "DETERMINISTIC",
+        "ADAPTIVE",
+        "THREAD_ONLY",
+        "PROCESS_ONLY",
+        "ASYNC_ONLY",
+        "DETERMINISTIC",
     }
 
 

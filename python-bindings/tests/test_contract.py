@@ -22,7 +22,9 @@ def test_collect_preserves_input_order():
 
 def test_filter_preserves_relative_order():
     data = list(range(1000, 0, -1))
-    assert veda.par_iter(data).filter(lambda x: x % 7 == 0).collect() == [x for x in data if x % 7 == 0]
+    assert veda.par_iter(data).filter(lambda x: x % 7 == 0).collect() == [
+        x for x in data if x % 7 == 0
+    ]
 
 
 def test_scope_wait_all_blocks_until_all_tasks_complete():
@@ -72,7 +74,7 @@ def test_exceptions_in_child_tasks_are_propagated():
 def test_executors_are_created_lazily_and_cleaned_up(runtime_config):
     runtime = runtime_config(veda.Config(num_threads=2, min_workers=0))
     assert runtime.stats().threads == 0  # nothing started before the first use
-    assert veda.par_iter(range(10)).map(lambda x: x ** 2).collect() == [x * x for x in range(10)]
+    assert veda.par_iter(range(10)).map(lambda x: x**2).collect() == [x * x for x in range(10)]
     assert runtime.stats().threads >= 1
     veda.shutdown()
     assert runtime.stats().threads == 0
@@ -83,7 +85,7 @@ def test_public_api_is_thread_safe():
 
     def worker():
         try:
-            assert veda.par_iter(range(100)).map(lambda x: x ** 2).sum() == 328350
+            assert veda.par_iter(range(100)).map(lambda x: x**2).sum() == 328350
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -103,7 +103,11 @@ def test_errors_after_a_take_are_not_raised():
         return x
 
     assert veda.par_iter(range(1000)).map(parse).take(3).collect() == [0, 1, 2]
-    assert veda.par_iter(range(1000)).filter(lambda x: x % 2).map(parse).take(3).collect() == [1, 3, 5]
+    assert veda.par_iter(range(1000)).filter(lambda x: x % 2).map(parse).take(3).collect() == [
+        1,
+        3,
+        5,
+    ]
     stream = iter(veda.par_iter(range(1000)).map(parse))
     assert [next(stream) for _ in range(10)] == list(range(10))
     stream.close()
@@ -156,8 +160,12 @@ def test_bad_input_leaves_no_work_running(runtime_config):
     # A fresh runtime, so no straggler of an earlier test moves the counters.
     runtime = runtime_config(veda.Config(num_threads=2))
     before = runtime.stats().jobs_completed
-    for bad in (lambda: veda.par_iter(5), lambda: veda.par_iter([1]).map("x"),
-                lambda: veda.par_iter([1]).chunk(0), lambda: veda.par_iter([1]).take(-1)):
+    for bad in (
+        lambda: veda.par_iter(5),
+        lambda: veda.par_iter([1]).map("x"),
+        lambda: veda.par_iter([1]).chunk(0),
+        lambda: veda.par_iter([1]).take(-1),
+    ):
         with pytest.raises((TypeError, ValueError)):
             bad()
     stats = runtime.stats()

@@ -16,11 +16,28 @@ from vedart import _vedart
 
 EXPECTED = {
     "__version__",
-    "par_iter", "ParallelIterator",
-    "scope", "Scope", "spawn", "Future", "cancelled",
-    "Config", "ConfigBuilder", "SchedulingPolicy", "init", "shutdown", "get_runtime",
-    "Runtime", "RuntimeStats", "Executor", "Run",
-    "VedaError", "ConfigError", "RuntimeStateError", "ScopeClosedError", "CancelledError",
+    "par_iter",
+    "ParallelIterator",
+    "scope",
+    "Scope",
+    "spawn",
+    "Future",
+    "cancelled",
+    "Config",
+    "ConfigBuilder",
+    "SchedulingPolicy",
+    "init",
+    "shutdown",
+    "get_runtime",
+    "Runtime",
+    "RuntimeStats",
+    "Executor",
+    "Run",
+    "VedaError",
+    "ConfigError",
+    "RuntimeStateError",
+    "ScopeClosedError",
+    "CancelledError",
     "ExecutorError",
 }
 
@@ -70,8 +87,20 @@ def test_package_ships_type_information():
 
 
 def test_private_modules_import_cleanly():
-    for module in ("_config", "_engine", "_executors", "_future", "_par_iter", "_runtime",
-                   "_scope", "_stages", "_asyncio", "_async_stage", "_context", "exceptions"):
+    for module in (
+        "_config",
+        "_engine",
+        "_executors",
+        "_future",
+        "_par_iter",
+        "_runtime",
+        "_scope",
+        "_stages",
+        "_asyncio",
+        "_async_stage",
+        "_context",
+        "exceptions",
+    ):
         importlib.import_module(f"vedart.{module}")
 
 
@@ -79,7 +108,9 @@ def test_stub_matches_the_extension():
     pytest.importorskip("mypy")
     result = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "vedart._vedart"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

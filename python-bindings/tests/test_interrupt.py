@@ -53,8 +53,11 @@ def test_ctrl_c_interrupts_a_blocking_collect_and_cancels_the_rest():
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=_child_env(),
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(),
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
@@ -96,8 +99,11 @@ def test_ctrl_c_interrupts_a_scope_wait_all():
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=_child_env(),
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(),
     )
     try:
         assert proc.stdout.readline().strip() == "ready"

@@ -15,7 +15,11 @@ import vedart as veda
 
 def test_map_filter_collect_in_input_order():
     assert veda.par_iter(range(10)).map(lambda x: x * x).filter(lambda x: x % 2).collect() == [
-        1, 9, 25, 49, 81,
+        1,
+        9,
+        25,
+        49,
+        81,
     ]
 
 
@@ -37,7 +41,11 @@ def test_results_do_not_depend_on_chunk_size(chunk_size):
 
 def test_stages_apply_in_pipeline_order():
     assert veda.par_iter(range(5)).map(lambda x: x * 10).enumerate().collect() == [
-        (0, 0), (1, 10), (2, 20), (3, 30), (4, 40),
+        (0, 0),
+        (1, 10),
+        (2, 20),
+        (3, 30),
+        (4, 40),
     ]
     assert veda.par_iter(range(10)).filter(lambda x: x % 2).take(2).collect() == [1, 3]
     assert veda.par_iter(range(10)).chunk(3).map(sum).collect() == [3, 12, 21, 9]
@@ -65,7 +73,7 @@ def test_sequential_stages_between_parallel_segments():
         .collect()
     )
     values = [i * (i + 1) for i in range(20)]
-    assert result == [sum(values[i:i + 4]) for i in range(0, 20, 4)]
+    assert result == [sum(values[i : i + 4]) for i in range(0, 20, 4)]
 
 
 def test_take_after_map_only_runs_what_it_needs():
@@ -192,7 +200,13 @@ def test_generator_input_is_read_lazily_with_bounded_look_ahead():
 
 
 def test_take_from_an_infinite_generator_terminates():
-    assert veda.par_iter(itertools.count()).map(lambda x: x * 2).take(5).collect() == [0, 2, 4, 6, 8]
+    assert veda.par_iter(itertools.count()).map(lambda x: x * 2).take(5).collect() == [
+        0,
+        2,
+        4,
+        6,
+        8,
+    ]
 
 
 def test_streaming_iteration_over_ten_million_items_keeps_memory_flat():
@@ -261,7 +275,9 @@ def test_nested_par_iter_ten_levels_deep_with_two_threads(two_threads):
 
 
 def test_serial_executor_gives_the_same_results():
-    pipeline = veda.par_iter(range(100), executor="serial").map(lambda x: x * 2).filter(lambda x: x % 3)
+    pipeline = (
+        veda.par_iter(range(100), executor="serial").map(lambda x: x * 2).filter(lambda x: x % 3)
+    )
     assert pipeline.collect() == [x * 2 for x in range(100) if (x * 2) % 3]
     assert threading.current_thread().name == "MainThread"
 
@@ -278,16 +294,20 @@ def test_repr_names_the_stages():
 
 
 def test_items_that_cost_microseconds_or_more_run_on_the_workers():
-    names = veda.par_iter(range(600)).map(
-        lambda _: time.sleep(0.0002) or threading.current_thread().name
-    ).collect()
+    names = (
+        veda.par_iter(range(600))
+        .map(lambda _: time.sleep(0.0002) or threading.current_thread().name)
+        .collect()
+    )
     assert all(name.startswith("veda-blocking-") for name in names)
 
 
 def test_a_fixed_chunk_size_keeps_trivial_work_on_the_workers():
-    names = veda.par_iter(range(5000), chunk_size=100).map(
-        lambda _: threading.current_thread().name
-    ).collect()
+    names = (
+        veda.par_iter(range(5000), chunk_size=100)
+        .map(lambda _: threading.current_thread().name)
+        .collect()
+    )
     assert all(name.startswith("veda-blocking-") for name in names)
 
 

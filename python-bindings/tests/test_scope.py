@@ -133,6 +133,7 @@ def test_children_may_spawn_siblings_while_the_scope_is_open():
     results = []
 
     with veda.scope() as s:
+
         def parent():
             s.spawn(results.append, "child")
             results.append("parent")

@@ -49,7 +49,10 @@ def test_ten_threads_using_pipelines_scopes_and_spawn_at_once():
         try:
             barrier.wait()
             for _ in range(20):
-                assert veda.par_iter(range(200)).map(lambda x: x + i).filter(lambda x: x % 2).count() == 100
+                assert (
+                    veda.par_iter(range(200)).map(lambda x: x + i).filter(lambda x: x % 2).count()
+                    == 100
+                )
                 with veda.scope() as s:
                     futures = [s.spawn(pow, i, 2) for _ in range(5)]
                 assert [f.result() for f in futures] == [i * i] * 5

@@ -20,8 +20,6 @@ and cancel the rest when one fails. Configure the runtime with :class:`Config`
 and :func:`init`, or let the first use start it with defaults.
 """
 
-
-from . import _vedart
 from ._config import Config, ConfigBuilder, SchedulingPolicy
 from ._executors import Executor, Run
 from ._future import Future
@@ -69,5 +67,3 @@ __all__ = [
     "CancelledError",
     "ExecutorError",
 ]
-
-

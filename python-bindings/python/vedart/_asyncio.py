@@ -27,8 +27,8 @@ from .exceptions import CancelledError
 __all__ = ["running_loop", "background_loop", "is_coroutine_function", "await_task"]
 
 #: The loop that runs the ``async_map`` coroutines of the current pipeline.
-target_loop: contextvars.ContextVar[Optional[asyncio.AbstractEventLoop]] = (
-    contextvars.ContextVar("vedart_target_loop", default=None)
+target_loop: contextvars.ContextVar[Optional[asyncio.AbstractEventLoop]] = contextvars.ContextVar(
+    "vedart_target_loop", default=None
 )
 
 _get_running_loop = asyncio._get_running_loop  # C fast path, no exception when absent
@@ -49,8 +49,13 @@ def is_coroutine_function(fn: Any) -> bool:
         fn = fn.func
     if inspect.iscoroutinefunction(fn):
         return True
-    call = getattr(type(fn), "__call__", None)
-    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn):
+        return False
+    try:
+        call = type(fn).__call__
+    except AttributeError:
+        return False
+    return inspect.iscoroutinefunction(call)
 
 
 _background_lock = threading.Lock()
@@ -117,7 +122,9 @@ async def await_task(task: Any) -> Any:
     return task.result()
 
 
-def _call_targeting(loop: Optional[asyncio.AbstractEventLoop], fn: Callable[..., Any], *args: Any) -> Any:
+def _call_targeting(
+    loop: Optional[asyncio.AbstractEventLoop], fn: Callable[..., Any], *args: Any
+) -> Any:
     target_loop.set(loop)  # in the task's own copy of the context
     return fn(*args)
 

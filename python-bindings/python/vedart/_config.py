@@ -39,9 +39,7 @@ def _check_count(field: str, value: Any, *, minimum: int) -> Optional[int]:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(field, f"must be an int or None, got {type(value).__name__}")
     if value < minimum or value > MAX_WORKERS_LIMIT:
-        raise ConfigError(
-            field, f"must be between {minimum} and {MAX_WORKERS_LIMIT}, got {value}"
-        )
+        raise ConfigError(field, f"must be between {minimum} and {MAX_WORKERS_LIMIT}, got {value}")
     return value
 
 

@@ -68,8 +68,10 @@ def run_demo() -> int:
     cpus = os.cpu_count() or 1
     veda.init(veda.Config(num_threads=max(8, cpus)))
     runtime = veda.get_runtime()
-    print(f"vedart {veda.__version__}: {cpus} CPUs, thread pool of up to "
-          f"{runtime.config.max_workers} threads\n")
+    print(
+        f"vedart {veda.__version__}: {cpus} CPUs, thread pool of up to "
+        f"{runtime.config.max_workers} threads\n"
+    )
 
     # 1. CPU-heavy map --------------------------------------------------------
     # Random DNA-like text: compressible, and different in every block.
@@ -79,7 +81,12 @@ def run_demo() -> int:
     _, serial = _timed(lambda: [zlib.compress(b, 1) for b in blocks])
     where: collections.Counter = collections.Counter()
     sizes, parallel = _timed(
-        lambda: veda.par_iter(blocks).map(_where(where, lambda b: zlib.compress(b, 1))).map(len).collect()
+        lambda: (
+            veda.par_iter(blocks)
+            .map(_where(where, lambda b: zlib.compress(b, 1)))
+            .map(len)
+            .collect()
+        )
     )
     print(f"   serial loop         {serial * 1000:7.1f} ms")
     print(f"   vedart par_iter     {parallel * 1000:7.1f} ms  ({serial / parallel:.1f}x)")
@@ -96,7 +103,9 @@ def run_demo() -> int:
         with urllib.request.urlopen(url, timeout=10) as response:
             return len(response.read())
 
-    print(f"2. I/O-bound map: 40 HTTP requests to a local server answering in {LATENCY * 1000:.0f} ms")
+    print(
+        f"2. I/O-bound map: 40 HTTP requests to a local server answering in {LATENCY * 1000:.0f} ms"
+    )
     _, serial = _timed(lambda: [fetch(u) for u in urls[:10]])
     serial *= len(urls) / 10  # ten are enough to know the serial cost
     where = collections.Counter()
@@ -142,15 +151,19 @@ def run_demo() -> int:
 
     print("3. asyncio pipeline: 200 requests (50 in flight) on the event loop, parsed on threads")
     (lines, ticks), elapsed = _timed(lambda: asyncio.run(main()))
-    print(f"   awaited pipeline    {elapsed * 1000:7.1f} ms  (serial would take "
-          f"~{200 * LATENCY * 1000:.0f} ms)")
+    print(
+        f"   awaited pipeline    {elapsed * 1000:7.1f} ms  (serial would take "
+        f"~{200 * LATENCY * 1000:.0f} ms)"
+    )
     print(f"   fetched on: {_show(fetched_on)}")
     print(f"   parsed on:  {_show(parsed_on)}")
     print(f"   {lines} lines; the event loop kept ticking meanwhile ({ticks} heartbeats)")
 
     server.shutdown()
     stats = runtime.stats()
-    print(f"\npool: {stats.threads} threads alive, {stats.jobs_completed} jobs run, "
-          f"bounds [{stats.min_workers}, {stats.max_workers}]")
+    print(
+        f"\npool: {stats.threads} threads alive, {stats.jobs_completed} jobs run, "
+        f"bounds [{stats.min_workers}, {stats.max_workers}]"
+    )
     veda.shutdown()
     return 0

@@ -116,7 +116,7 @@ class SeqSource(Source):
     def iterate(self) -> Iterator[Any]:
         if self.pos == 0 and self.stop == len(self.seq):
             return iter(self.seq)
-        return iter(self.seq[self.pos:self.stop])
+        return iter(self.seq[self.pos : self.stop])
 
     def limit(self, n: int) -> SeqSource:
         return SeqSource(self.seq, self.pos, min(self.stop, self.pos + n))
@@ -213,9 +213,7 @@ class Execution:
         for run in runs:
             run.cancel()
 
-    def parallel(
-        self, source: Source, chunk_fn: Callable[[Any], Any], mode: str
-    ) -> Iterator[Any]:
+    def parallel(self, source: Source, chunk_fn: Callable[[Any], Any], mode: str) -> Iterator[Any]:
         """``chunk_fn`` of each chunk of ``source``, in order (steps 2 to 5)."""
         run = self.start(mode)
         sizer = ChunkSizer(self.chunk_size, self.executor.workers)
@@ -252,7 +250,9 @@ class Execution:
                 if exhausted:
                     return
                 # Step 5: items too cheap for threads to help run right here.
-                size = max(INLINE_PROBE_ITEMS, int(INLINE_CHUNK_SECONDS / max(sizer.per_item or 0.0, 1e-9)))
+                size = max(
+                    INLINE_PROBE_ITEMS, int(INLINE_CHUNK_SECONDS / max(sizer.per_item or 0.0, 1e-9))
+                )
                 chunk = source.take(min(size, MAX_INLINE_CHUNK_ITEMS))
                 if chunk is None:
                     return

@@ -203,8 +203,6 @@ def check_executor_spec(spec: Any) -> None:
     if spec is None or isinstance(spec, Executor):
         return
     if not isinstance(spec, str):
-        raise TypeError(
-            f"executor must be a name or a vedart Executor, got {type(spec).__name__}"
-        )
+        raise TypeError(f"executor must be a name or a vedart Executor, got {type(spec).__name__}")
     if spec not in EXECUTOR_NAMES:
         raise ValueError(f"executor must be one of {', '.join(EXECUTOR_NAMES)}; got {spec!r}")

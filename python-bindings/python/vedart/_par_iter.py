@@ -73,9 +73,7 @@ def _check_iterable(name: str, items: Any) -> None:
     try:
         iter(items)
     except TypeError:
-        raise TypeError(
-            f"{name} expects an iterable, got {type(items).__name__}"
-        ) from None
+        raise TypeError(f"{name} expects an iterable, got {type(items).__name__}") from None
 
 
 _gpu_warned = False
@@ -323,9 +321,7 @@ class ParallelIterator(Generic[T]):
         chunk_size = self._chunk_size or runtime.config.chunk_size
         execution = Execution(executor, chunk_size)
         try:
-            yield from partials(
-                execution, self._source, self._stages, Collect(), stream_mode=True
-            )
+            yield from partials(execution, self._source, self._stages, Collect(), stream_mode=True)
         finally:
             execution.close()
 

@@ -342,8 +342,7 @@ class Scope:
 
     def __repr__(self) -> str:
         return (
-            f"<vedart.Scope {self._state} children={len(self._futures)} "
-            f"errors={len(self._errors)}>"
+            f"<vedart.Scope {self._state} children={len(self._futures)} errors={len(self._errors)}>"
         )
 
 

@@ -80,7 +80,7 @@ def chain_items(stages: tuple[Stage, ...]) -> Callable[[Iterable[Any]], Iterable
         else:  # pragma: no cover - guarded by the planner
             raise AssertionError(f"not a per-item stage: {stage.kind}")
     if len(steps) == 1:
-        (builder, fn), = steps
+        ((builder, fn),) = steps
         return functools.partial(_one_step, builder, fn)
     return functools.partial(_many_steps, tuple(steps))
 
@@ -139,9 +139,10 @@ def _annotate(exc: BaseException) -> None:
     if any(str(note).startswith(_NOTE_PREFIX) for note in getattr(exc, "__notes__", ())):
         return  # already annotated by an inner pipeline
     tb = exc.__traceback__
-    while tb is not None and os.path.dirname(
-        os.path.abspath(tb.tb_frame.f_code.co_filename)
-    ) == _PACKAGE_DIR:
+    while (
+        tb is not None
+        and os.path.dirname(os.path.abspath(tb.tb_frame.f_code.co_filename)) == _PACKAGE_DIR
+    ):
         tb = tb.tb_next
     if tb is not None:
         exc.__traceback__ = tb
@@ -374,4 +375,3 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         if not block:
             return
         yield block
-
