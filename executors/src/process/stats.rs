@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::sync::atomic::AtomicU64;
 
-/// Counters of a pool; see [`ProcessPool::stats`].
+/// Counters of a pool; see [`ProcessPool::stats`](super::ProcessPool::stats).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) spawned: AtomicU64,
@@ -46,7 +46,7 @@ pub struct WorkerStats {
     pub uptime: Duration,
 }
 
-/// A snapshot of a pool; see [`ProcessPool::stats`].
+/// A snapshot of a pool; see [`ProcessPool::stats`](super::ProcessPool::stats).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PoolStats {
