@@ -27,7 +27,7 @@
 //! - [`Runtime`] / [`Builder`] start a runtime; [`Runtime::block_on`] runs a
 //!   future on the calling thread; [`spawn`] starts a task and returns a
 //!   [`JoinHandle`] (awaitable, abortable; a panic becomes a [`JoinError`]).
-//! - [`scope`] / [`try_scope`]: structured concurrency; the first failing
+//! - [`scope()`] / [`try_scope`]: structured concurrency; the first failing
 //!   child cancels its siblings and reaches the parent.
 //! - [`time`], [`net`], [`io`]: timers, sockets and any fd, from the reactor
 //!   crate `vedart-reactor`.

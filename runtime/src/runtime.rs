@@ -223,6 +223,21 @@ impl Handle {
     /// # Panics
     ///
     /// Panics outside a runtime; use [`Handle::try_current`] to check.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = vedart::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     // Hand the runtime to a plain thread, which spawns back onto it.
+    ///     let handle = vedart::Handle::current();
+    ///     let task = std::thread::spawn(move || handle.spawn(async { 1 }))
+    ///         .join()
+    ///         .unwrap();
+    ///     assert_eq!(task.await.unwrap(), 1);
+    /// });
+    /// assert!(vedart::Handle::try_current().is_none());
+    /// ```
     pub fn current() -> Handle {
         Handle::try_current().unwrap_or_else(|| {
             panic!(
@@ -342,7 +357,7 @@ impl fmt::Debug for EnterGuard {
 }
 
 /// The process-wide runtime behind [`crate::block_on`] (and behind a
-/// [`crate::scope`] polled outside any runtime). Started on first use, never
+/// [`crate::scope()`] polled outside any runtime). Started on first use, never
 /// shut down.
 pub(crate) fn global() -> &'static Runtime {
     static GLOBAL: OnceLock<Runtime> = OnceLock::new();

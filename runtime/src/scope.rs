@@ -48,6 +48,10 @@ use crate::sync::{Arc, Mutex, lock};
 /// Runs `body` with a [`Scope`] it can spawn children on, and completes when
 /// the body and every child have finished, with the body's output.
 ///
+/// Children run on the runtime that is current when the scope starts (the
+/// global runtime of [`crate::block_on`] if there is none); the body runs
+/// inside the scope future, on whatever task awaits it.
+///
 /// # Panics
 ///
 /// If a child or the body panics, the others are cancelled, and the scope

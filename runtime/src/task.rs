@@ -75,6 +75,12 @@ impl Header {
     }
 }
 
+// `AbortHandle` shares `&Header` between threads (see its `Send`/`Sync` impls).
+const _: () = {
+    const fn assert_sync<T: Sync + Send>() {}
+    assert_sync::<Header>();
+};
+
 impl fmt::Debug for Header {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Header")

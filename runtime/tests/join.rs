@@ -274,6 +274,9 @@ fn a_future_whose_destructor_panics_does_not_take_the_runtime_down() {
     assert!(rt.block_on(pending).expect_err("aborted").is_cancelled());
     // The workers survived.
     let handles: Vec<_> = (0..10).map(|i| rt.spawn(async move { i })).collect();
-    let sum: i32 = handles.into_iter().map(|h| rt.block_on(h).expect("task")).sum();
+    let sum: i32 = handles
+        .into_iter()
+        .map(|h| rt.block_on(h).expect("task"))
+        .sum();
     assert_eq!(sum, 45);
 }
