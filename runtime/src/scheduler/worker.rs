@@ -31,6 +31,12 @@
 //! parks in the reactor itself when there is nothing to do. A second,
 //! concurrent `block_on` polls only its own future until the core is free.
 //!
+//! That idle branch of `Context::run_until` is the seam for deterministic
+//! mode: a seeded single-threaded flavour would pick the next task in
+//! `Core::next_task` with its PCG generator, and, when every task is idle,
+//! advance a virtual clock to `Reactor::next_timer_deadline` there instead
+//! of blocking.
+//!
 //! # Where a woken task goes
 //!
 //! [`try_schedule_local`] is the fast path of `scheduler::schedule`: a task
