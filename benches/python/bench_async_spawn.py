@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from _harness import cores, header, measure, report
+from _harness import cores, header, measure, median, report
 
 import vedart as veda
 
@@ -68,17 +68,16 @@ def main() -> None:
             ),
             "await veda.spawn(f)": lambda: loop.run_until_complete(via_vedart(args.calls)),
         }
-        medians = measure(contestants, args.repeat, check)
-        per_call = {name: t / args.calls for name, t in medians.items()}
+        times = measure(contestants, args.repeat, check)
         report(
             f"{args.calls:,} sequential awaits of a trivial function",
-            medians,
+            times,
             "await asyncio.to_thread(f)",
         )
-        for name, seconds in per_call.items():
-            print(f"  {name}: {seconds * 1e6:.1f} us per round trip")
-        ratio = medians["await veda.spawn(f)"] / medians["await asyncio.to_thread(f)"]
-        print(f"\nvedart / to_thread: {ratio:.2f}x (target <= 0.5x)")
+        for name in times:
+            print(f"  {name}: {median(times, name) / args.calls * 1e6:.1f} us per round trip")
+        ratio = median(times, "await veda.spawn(f)") / median(times, "await asyncio.to_thread(f)")
+        print(f"\nvedart / to_thread (medians): {ratio:.2f}x (target <= 0.5x)")
     finally:
         loop.close()
         veda.shutdown()

@@ -52,10 +52,10 @@ def main() -> None:
         "multiprocessing ThreadPool.map": lambda: tpool.map(double, data),
     }
     veda.par_iter(data).map(double).collect()  # warm the pool
-    medians = measure(contestants, args.repeat, check)
+    times = measure(contestants, args.repeat, check)
     report(
         f"{args.items:,} items, x * 2, {workers} threads",
-        medians,
+        times,
         "list(map)",
         "target: vedart <= 1.30x list(map)",
     )
@@ -78,10 +78,10 @@ def main() -> None:
         )
     except ImportError:
         print("(joblib not installed: skipped)")
-    medians = measure(slow, max(3, args.repeat // 2))
+    times = measure(slow, max(3, args.repeat // 2))
     report(
         f"{args.slow_items:,} items (per-item future contestants; x{scale:.0f} for {args.items:,})",
-        medians,
+        times,
         "list(map)",
     )
     tpe.shutdown()
