@@ -120,3 +120,13 @@ def test_gil_is_not_required():
     # The module declares free-threading support explicitly (gil_used = false);
     # on GIL builds this is simply importable.
     assert _vedart.SIGNAL_CHECK_INTERVAL <= 0.1
+
+
+@pytest.mark.parametrize("module", ["_config", "_par_iter", "_scope"])
+def test_docstring_examples_run(module):
+    import doctest
+
+    mod = importlib.import_module(f"vedart.{module}")
+    failures, tried = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert tried > 0
+    assert failures == 0

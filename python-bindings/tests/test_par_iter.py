@@ -319,3 +319,32 @@ def test_trivial_items_give_the_same_results_whichever_thread_runs_them():
     )
     names = set(veda.par_iter(data).map(lambda _: threading.current_thread().name).collect())
     assert names <= {threading.current_thread().name} | {f"veda-blocking-{i}" for i in range(64)}
+
+
+def test_chunk_and_spawn_hooks_wrap_every_unit_of_work():
+    from vedart import _context
+
+    seen = []
+    lock = threading.Lock()
+
+    def hook(fn, index):
+        def wrapped(*args, **kwargs):
+            with lock:
+                seen.append(index)
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    token_chunk = _context.chunk_hook.set(hook)
+    token_spawn = _context.spawn_hook.set(hook)
+    try:
+        assert veda.par_iter(range(10), chunk_size=3).map(lambda x: x + 1).sum() == 55
+        assert sorted(seen) == [0, 1, 2, 3]
+        seen.clear()
+        with veda.scope() as s:
+            for i in range(3):
+                s.spawn(abs, -i)
+        assert sorted(seen) == [0, 1, 2]
+    finally:
+        _context.chunk_hook.reset(token_chunk)
+        _context.spawn_hook.reset(token_spawn)

@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import itertools
 import threading
 import time
 from types import TracebackType
 from typing import Any, Callable, Optional
 
-from . import _asyncio, _vedart
+from . import _asyncio, _context, _vedart
 from ._future import Future, _base_cancel, _chain_concurrent
 from ._runtime import get_runtime
 from .exceptions import ScopeClosedError, _attach_others
@@ -81,6 +82,7 @@ def _start(
     kwargs: dict[str, Any],
     loop: Optional[asyncio.AbstractEventLoop],
     fut: Future,
+    index: int,
 ) -> bool:
     """Starts ``fn(*args, **kwargs)`` completing ``fut``; returns whether it is a
     coroutine child."""
@@ -96,9 +98,15 @@ def _start(
             _chain_concurrent(cf, fut)
             fut._veda_cancel = cf.cancel
         return True
+    hook = _context.spawn_hook.get()
+    if hook is not None:
+        fn = hook(fn, index)
     ctx = contextvars.copy_context()
     fut._veda_task = group.submit(ctx.run, (fn, *args), kwargs or None, fut)
     return False
+
+
+_spawn_counter = itertools.count()
 
 
 def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
@@ -116,7 +124,7 @@ def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     if not callable(fn):
         raise TypeError(f"spawn() expects a callable, got {type(fn).__name__}")
     fut = Future()
-    _start(get_runtime()._root, fn, args, kwargs, None, fut)
+    _start(get_runtime()._root, fn, args, kwargs, None, fut, next(_spawn_counter))
     return fut
 
 
@@ -171,7 +179,7 @@ class Scope:
         with self._lock:
             if self._state != "open":
                 raise ScopeClosedError("cannot spawn on a closed scope")
-            if _start(self._group, fn, args, kwargs, self._loop, fut):
+            if _start(self._group, fn, args, kwargs, self._loop, fut, len(self._futures)):
                 self._coroutine_children.append(fut)
                 if self._group.cancelled:
                     fut.cancel()
