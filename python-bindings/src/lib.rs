@@ -6,16 +6,16 @@
 //! rules, configuration) lives in Python, in `python/vedart/`, where it is easy
 //! to read and change. This extension holds what must be native:
 //!
-//! - [`runtime`]: the pool of `veda-blocking-{i}` threads (a
+//! - `runtime`: the pool of `veda-blocking-{i}` threads (a
 //!   `vedart_executors::blocking::BlockingPool`) that runs Python tasks, each
-//!   thread keeping one Python thread state for its life ([`tstate`]);
-//! - [`task`] and [`group`]: task completion, fail-fast and ordered
+//!   thread keeping one Python thread state for its life (`tstate`);
+//! - `task` and `group`: task completion, fail-fast and ordered
 //!   cancellation, helping waits that make nested parallelism deadlock-free, and
 //!   `veda.cancelled()`;
-//! - [`detach`]: the one helper that waits with the interpreter released and
+//! - `detach`: the one helper that waits with the interpreter released and
 //!   turns Ctrl+C into `KeyboardInterrupt`;
-//! - [`errors`]: raising the exception classes of `vedart.exceptions`;
-//! - [`asyncio_bridge`]: pyo3-async-runtimes' generic runtime implemented for
+//! - `errors`: raising the exception classes of `vedart.exceptions`;
+//! - `asyncio_bridge`: pyo3-async-runtimes' generic runtime implemented for
 //!   VedaRT, so that a task can be awaited from asyncio without blocking.
 //!
 //! This file only registers the module.
