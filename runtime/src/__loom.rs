@@ -257,8 +257,15 @@ impl Runtime {
     /// If the reactor cannot be created (fd exhaustion).
     pub fn new(workers: usize) -> Runtime {
         let reactor = vedart_reactor::Reactor::new().expect("reactor");
-        let (shared, cores) =
-            crate::scheduler::Shared::new(crate::scheduler::Flavor::MultiThread, workers, reactor);
+        let blocking = vedart_executors::blocking::BlockingPool::builder()
+            .build()
+            .expect("default blocking pool settings are valid");
+        let (shared, cores) = crate::scheduler::Shared::new(
+            crate::scheduler::Flavor::MultiThread,
+            workers,
+            reactor,
+            blocking,
+        );
         Runtime {
             shared,
             cores: crate::sync::Mutex::new(cores.into_iter().map(Some).collect()),

@@ -4,7 +4,9 @@ use std::fmt;
 use std::io;
 use std::sync::Arc as StdArc;
 use std::thread;
+use std::time::Duration;
 
+use vedart_executors::blocking::BlockingPool;
 use vedart_reactor::Reactor;
 
 use crate::runtime::{Handle, Runtime};
@@ -53,6 +55,9 @@ pub struct Builder {
     thread_stack_size: Option<usize>,
     on_thread_start: Option<Callback>,
     on_thread_stop: Option<Callback>,
+    min_blocking_threads: Option<usize>,
+    max_blocking_threads: Option<usize>,
+    blocking_keep_alive: Option<Duration>,
 }
 
 impl Builder {
@@ -85,6 +90,9 @@ impl Builder {
             thread_stack_size: None,
             on_thread_start: None,
             on_thread_stop: None,
+            min_blocking_threads: None,
+            max_blocking_threads: None,
+            blocking_keep_alive: None,
         }
     }
 
@@ -121,13 +129,59 @@ impl Builder {
         self
     }
 
+    /// Blocking-pool threads kept alive even when idle (see
+    /// [`spawn_blocking`](crate::spawn_blocking)). Default 0: threads start on
+    /// demand.
+    pub fn min_blocking_threads(&mut self, count: usize) -> &mut Builder {
+        self.min_blocking_threads = Some(count);
+        self
+    }
+
+    /// Most blocking-pool threads alive at once; closures beyond that wait in
+    /// the pool's queue. Default 512 (or `VEDA_MAX_BLOCKING_THREADS`).
+    pub fn max_blocking_threads(&mut self, count: usize) -> &mut Builder {
+        self.max_blocking_threads = Some(count);
+        self
+    }
+
+    /// How long an idle blocking thread above the pool's target size waits for
+    /// work before it exits. Default 10 s.
+    pub fn blocking_keep_alive(&mut self, keep_alive: Duration) -> &mut Builder {
+        self.blocking_keep_alive = Some(keep_alive);
+        self
+    }
+
+    fn build_blocking_pool(&self) -> Result<BlockingPool, BuildError> {
+        let mut pool = BlockingPool::builder();
+        if let Some(min) = self.min_blocking_threads {
+            pool = pool.min_workers(min);
+        }
+        if let Some(max) = self.max_blocking_threads {
+            pool = pool.max_workers(max);
+        }
+        if let Some(keep_alive) = self.blocking_keep_alive {
+            pool = pool.keep_alive(keep_alive);
+        }
+        if let Some(bytes) = self.thread_stack_size {
+            pool = pool.stack_size(bytes);
+        }
+        pool.build().map_err(|err| {
+            let field = match err.field() {
+                "min_workers" => "min_blocking_threads",
+                _ => "max_blocking_threads",
+            };
+            BuildError::invalid(field, err.to_string())
+        })
+    }
+
     /// Starts the runtime.
     ///
     /// # Errors
     ///
     /// An invalid setting ([`BuildError::field`] names it): zero or more than
     /// 32767 `worker_threads`, a zero `thread_stack_size`, a `thread_name`
-    /// containing a NUL byte. Or the OS refused the reactor or a thread
+    /// containing a NUL byte, zero `max_blocking_threads` or
+    /// `min_blocking_threads` above it. Or the OS refused the reactor or a thread
     /// ([`BuildError::is_io`]).
     ///
     /// # Examples
@@ -164,8 +218,9 @@ impl Builder {
                 "must not contain a NUL byte",
             ));
         }
+        let blocking = self.build_blocking_pool()?;
         let reactor = Reactor::new().map_err(BuildError::io)?;
-        let (shared, cores) = Shared::new(self.flavor, workers, reactor);
+        let (shared, cores) = Shared::new(self.flavor, workers, reactor, blocking);
         let handle = Handle::from_shared(shared.clone());
         if self.flavor == Flavor::CurrentThread {
             crate::sync::lock(&shared.core_slot).core = cores.into_iter().next();

@@ -166,3 +166,61 @@ where
 pub fn block_on<F: Future>(future: F) -> F::Output {
     runtime::global().block_on(future)
 }
+
+/// Runs the blocking closure `f` on the current runtime's blocking pool, so that
+/// it does not stall the worker threads, and returns a [`JoinHandle`] to its
+/// result. A panic in `f` becomes a [`JoinError`] carrying the message.
+///
+/// The pool starts threads on demand and sizes itself (Little's law, within
+/// [`Builder::min_blocking_threads`] and [`Builder::max_blocking_threads`]);
+/// [`Handle::blocking_pool`] shows its stats. Aborting the handle cancels a
+/// closure that has not started yet; a running closure cannot be interrupted.
+///
+/// # Panics
+///
+/// Panics outside a runtime, like [`spawn`]; use [`Handle::spawn_blocking`] there.
+///
+/// # Examples
+///
+/// ```
+/// let rt = vedart::Runtime::new().unwrap();
+/// let digest = rt.block_on(async {
+///     vedart::spawn_blocking(|| (1..=20u64).product::<u64>()).await.unwrap()
+/// });
+/// assert_eq!(digest, 2_432_902_008_176_640_000);
+/// ```
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    Handle::with_current(|handle| match handle {
+        Some(handle) => handle.spawn_blocking(f),
+        None => panic!(
+            "vedart::spawn_blocking called outside a VedaRT runtime: call it from a task or \
+             inside `block_on`, or use `Handle::spawn_blocking`"
+        ),
+    })
+}
+
+/// The adaptive blocking thread pool behind [`spawn_blocking`].
+pub mod blocking {
+    pub use vedart_executors::blocking::*;
+}
+
+/// Async child processes and the pipe-driven process pool.
+///
+/// [`Command`](process::Command) starts children with piped stdio driven by the
+/// reactor. [`ProcessPool`](process::ProcessPool) keeps warm children that
+/// answer length-prefixed request frames (wire format: the module docs of
+/// `vedart_executors::process`); build one whose drivers run on a runtime with
+/// [`Handle::process_pool`].
+pub mod process {
+    pub use vedart_executors::process::*;
+}
+
+/// CUDA devices, pooled streams, and copies and kernel launches as futures
+/// (cudarc with dynamic loading: builds and runs where no CUDA is installed).
+pub mod gpu {
+    pub use vedart_executors::gpu::*;
+}

@@ -12,6 +12,10 @@ use std::marker::PhantomData;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::ffi::OsStr;
+
+use vedart_executors::blocking::BlockingPool;
+use vedart_executors::process::{ProcessPool, ProcessPoolBuilder};
 use vedart_reactor::Reactor;
 
 use crate::builder::Builder;
@@ -162,6 +166,10 @@ impl Runtime {
             }
         }
         shared.finish_shutdown();
+        // Blocking closures cannot be interrupted: queued ones are cancelled,
+        // running ones are waited for within what is left of the deadline.
+        let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        shared.blocking.shutdown(remaining);
     }
 }
 
@@ -319,6 +327,42 @@ impl Handle {
     /// The reactor this runtime's workers drive.
     pub fn reactor(&self) -> &Reactor {
         &self.shared.reactor
+    }
+
+    /// Runs the blocking closure `f` on this runtime's blocking pool and returns
+    /// a handle to its result. See [`crate::spawn_blocking`].
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        crate::task::spawn_blocking(&self.shared, f)
+    }
+
+    /// This runtime's blocking pool: its [`stats`](BlockingPool::stats) (size,
+    /// queue depth, bounds, Little's-law target) and
+    /// [`set_bounds`](BlockingPool::set_bounds).
+    pub fn blocking_pool(&self) -> &BlockingPool {
+        &self.shared.blocking
+    }
+
+    /// A [`ProcessPool`](crate::process::ProcessPool) builder whose per-child
+    /// driver tasks run on this runtime and whose pipes this runtime's reactor
+    /// watches (a pool built with `ProcessPool::builder` alone runs them on a
+    /// background thread of its own, one thread hop away).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let rt = vedart::Runtime::new().unwrap();
+    /// let pool = rt.handle().process_pool("my-worker").workers(2).build().unwrap();
+    /// let reply = rt.block_on(pool.call(b"ping".to_vec())).unwrap();
+    /// ```
+    pub fn process_pool(&self, program: impl AsRef<OsStr>) -> ProcessPoolBuilder {
+        let handle = self.clone();
+        ProcessPool::builder(program)
+            .reactor(self.shared.reactor.clone())
+            .spawner(move |driver| drop(handle.spawn(driver)))
     }
 }
 

@@ -166,9 +166,57 @@ where
     handle
 }
 
+/// Runs the closure `f` on the runtime's blocking pool, as a task.
+///
+/// The task is an ordinary task (same header, same [`JoinHandle`], same panic
+/// and abort handling) whose schedule function hands `runnable.run()` to the
+/// blocking pool instead of a worker queue. Its future runs `f` on its first
+/// and only poll, so it never waits and never enters the idle registry. If
+/// the pool refuses the job (it shut down), dropping the job drops the
+/// runnable, which cancels the task: the handle resolves to a cancelled
+/// [`JoinError`].
+pub(crate) fn spawn_blocking<F, R>(shared: &Arc<Shared>, f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let mut f = Some(f);
+    let future = std::future::poll_fn(move |_| {
+        let f = f.take().expect("a blocking task is polled once");
+        Poll::Ready(f())
+    });
+    let (runnable, task) = build_with(shared, future, schedule_blocking);
+    let handle = JoinHandle::new(task, runnable.waker());
+    runnable.schedule();
+    handle
+}
+
+fn schedule_blocking(runnable: Runnable, _info: async_task::ScheduleInfo) {
+    let pool = runnable.metadata().shared.blocking.clone();
+    // A refused job is dropped with the runnable inside it: that cancels the task.
+    drop(pool.execute(move || {
+        runnable.run();
+    }));
+}
+
 fn build<F>(
     shared: &Arc<Shared>,
     future: F,
+) -> (
+    Runnable,
+    async_task::Task<Result<F::Output, JoinError>, Header>,
+)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    build_with(shared, future, scheduler::schedule)
+}
+
+fn build_with<F>(
+    shared: &Arc<Shared>,
+    future: F,
+    schedule: fn(Runnable, async_task::ScheduleInfo),
 ) -> (
     Runnable,
     async_task::Task<Result<F::Output, JoinError>, Header>,
@@ -187,7 +235,7 @@ where
     //   `Header` is `Sync`), so the runnable may run on any thread;
     // - the future borrows nothing but the metadata, which async-task keeps
     //   alive for as long as the future exists;
-    // - the schedule function is a `Send + Sync + 'static` fn item;
+    // - the schedule function is a `Send + Sync + 'static` fn pointer;
     // - the output is `Send` (`F::Output: Send`, `JoinError: Send`).
     unsafe {
         builder.spawn_unchecked(
@@ -196,7 +244,7 @@ where
                 slot: Slot::NONE,
                 future: ManuallyDrop::new(future),
             },
-            WithInfo(scheduler::schedule),
+            WithInfo(schedule),
         )
     }
 }

@@ -43,6 +43,7 @@ use std::fmt;
 use std::time::Instant;
 
 use async_task::ScheduleInfo;
+use vedart_executors::blocking::BlockingPool;
 use vedart_reactor::Reactor;
 
 use crate::sync::atomic::AtomicBool;
@@ -90,6 +91,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// The I/O and timer driver that idle workers block in.
     pub(crate) reactor: Reactor,
+    /// Where `spawn_blocking` runs closures; shut down after the workers.
+    pub(crate) blocking: BlockingPool,
     /// Under loom, idle workers block in this instead: loom cannot run a
     /// thread that blocks in `epoll_wait`.
     #[cfg(feature = "loom")]
@@ -127,6 +130,7 @@ impl Shared {
         flavor: Flavor,
         workers: usize,
         reactor: Reactor,
+        blocking: BlockingPool,
     ) -> (Arc<Shared>, Vec<Core>) {
         let mut remotes = Vec::with_capacity(workers);
         let mut cores = Vec::with_capacity(workers);
@@ -145,6 +149,7 @@ impl Shared {
             idle: Idle::new(workers),
             registry: Registry::new(workers),
             reactor,
+            blocking,
             #[cfg(feature = "loom")]
             mock_driver: park::MockDriver::new(),
             shutdown: AtomicBool::new(false),
