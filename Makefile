@@ -1,5 +1,5 @@
 # VedaRT: two commands set everything up on a fresh machine.
-#   make demo   builds and runs the tour of what VedaRT does
+#   make demo   builds the Python package and runs its tour (`python -m vedart demo`)
 #   make test   builds and runs every test: cargo tests, loom models, pytest
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -8,28 +8,49 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 LOOM_MAX_PREEMPTIONS ?= 2
 
-.PHONY: all test test-rust test-loom lint demo-rust bench-rust clean
+.PHONY: all test test-rust test-loom test-python lint demo demo-rust venv bench bench-rust bench-python clean
 
 all: test
 
-test: test-rust test-loom
+test: test-rust test-loom test-python
 
 test-rust:
 	$(CARGO) test --workspace
 
+# The loom models explore every interleaving up to the preemption bound.
 test-loom:
 	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) \
 	  $(CARGO) test -p vedart-loom-tests --features loom --release --target-dir target/loom
+
+# A virtual environment with the package installed (the Rust extension built by maturin).
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml python-bindings/Cargo.toml $(shell find python-bindings/src runtime/src executors/src reactor/src -name '*.rs' 2>/dev/null)
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -e '.[test,tqdm,numpy,bench]'
+	touch $@
+
+test-python: venv
+	$(VPY) -m pytest -q python-bindings/tests
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+demo: venv
+	$(VPY) -m vedart demo
+
 demo-rust:
 	$(CARGO) run --release -p vedart --example demo
 
+bench: bench-rust bench-python
+
 bench-rust:
 	$(CARGO) run --release -p vedart-benches --bin compare
+
+bench-python: venv
+	for script in benches/python/bench_*.py; do echo "== $$script"; $(VPY) $$script || exit 1; done
 
 clean:
 	$(CARGO) clean

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use futures::{AsyncReadExt, AsyncWriteExt};
 
+pub mod process_pool;
 pub mod runtimes;
 
 /// A runtime under test: what the workloads need from it.
@@ -32,6 +33,8 @@ pub trait Bench: Send + Sync + 'static {
     fn sleep(duration: Duration) -> impl Future<Output = ()> + Send;
     /// Runs the TCP echo workload with this runtime's own sockets.
     fn tcp_echo(&self, connections: usize, round_trips: usize) -> Duration;
+    /// Runs `count` no-op closures on the runtime's blocking pool and awaits them all.
+    fn spawn_blocking_many(&self, count: usize);
 }
 
 /// Spawns tasks onto a runtime.

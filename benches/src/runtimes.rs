@@ -18,7 +18,8 @@ fn expect_joined<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
 /// VedaRT's multi-thread runtime.
 #[derive(Debug)]
 pub struct Veda {
-    rt: vedart::Runtime,
+    /// The runtime under test.
+    pub rt: vedart::Runtime,
 }
 
 /// Spawns onto a VedaRT runtime.
@@ -39,6 +40,18 @@ impl Spawner for VedaSpawner {
 }
 
 impl Bench for Veda {
+    fn spawn_blocking_many(&self, count: usize) {
+        let handle = self.rt.handle();
+        self.rt.block_on(async move {
+            let handles: Vec<_> = (0..count)
+                .map(|i| handle.spawn_blocking(move || i))
+                .collect();
+            for handle in handles {
+                handle.await.expect("blocking closure");
+            }
+        });
+    }
+
     type Spawner = VedaSpawner;
     const NAME: &'static str = "vedart";
 
@@ -124,6 +137,18 @@ impl Spawner for TokioSpawner {
 }
 
 impl Bench for Tokio {
+    fn spawn_blocking_many(&self, count: usize) {
+        let handle = self.rt.handle().clone();
+        self.rt.block_on(async move {
+            let handles: Vec<_> = (0..count)
+                .map(|i| handle.spawn_blocking(move || i))
+                .collect();
+            for handle in handles {
+                handle.await.expect("blocking closure");
+            }
+        });
+    }
+
     type Spawner = TokioSpawner;
     const NAME: &'static str = "tokio";
 
@@ -248,6 +273,15 @@ impl Spawner for SmolSpawner {
 }
 
 impl Bench for Smol {
+    fn spawn_blocking_many(&self, count: usize) {
+        smol::block_on(async move {
+            let handles: Vec<_> = (0..count).map(|i| smol::unblock(move || i)).collect();
+            for handle in handles {
+                handle.await;
+            }
+        });
+    }
+
     type Spawner = SmolSpawner;
     const NAME: &'static str = "smol";
 

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use vedart_benches::process_pool;
 use vedart_benches::runtimes::{Smol, Tokio, Veda};
 use vedart_benches::{
     Bench, chained_spawn, memory_per_pending_task, ping_pong, spawn_many_local,
@@ -102,6 +103,9 @@ fn workloads() -> Vec<Workload> {
         workload!("timers", |rt| time(|| timers(rt, 100_000))),
         workload!("tcp_echo", Some(TCP_CONNECTIONS * TCP_ROUND_TRIPS), |rt| rt
             .tcp_echo(TCP_CONNECTIONS, TCP_ROUND_TRIPS)),
+        workload!("spawn_blocking", |rt| time(
+            || rt.spawn_blocking_many(10_000)
+        )),
     ]
 }
 
@@ -135,7 +139,36 @@ fn memory_child(name: &str, workers: usize) -> Result<usize, String> {
         })
 }
 
+/// The process pool has no counterpart in tokio or smol: its figures are reported against the
+/// targets of the executors issue instead.
+fn process_pool_figures(rt: &vedart::Runtime) {
+    let pool = process_pool::echo_pool(rt, 2);
+    process_pool::round_trip(rt, &pool, 200);
+    let round_trip = process_pool::round_trip(rt, &pool, 2_000);
+    let throughput = process_pool::throughput(rt, &pool, 100_000);
+    println!("\nprocess pool (2 echo children)          vedart        target");
+    println!(
+        "{:<34} {:>12} {:>13}",
+        "round trip, 64-byte request (median)",
+        format_time(round_trip),
+        "<= 50 us"
+    );
+    println!(
+        "{:<34} {:>12} {:>13}",
+        "100,000 pipelined calls",
+        format!("{throughput:.0}/s"),
+        ">= 100000/s"
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some(process_pool::ECHO_WORKER_ARG) {
+        if let Err(err) = process_pool::run_echo_worker() {
+            eprintln!("echo worker: {err}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let options = match parse_options() {
         Ok(options) => options,
         Err(message) => {
@@ -199,4 +232,6 @@ fn main() {
         ),
         _ => eprintln!("memory_per_pending_task: {memory:?}"),
     }
+    drop((tokio, smol));
+    process_pool_figures(&veda.rt);
 }
