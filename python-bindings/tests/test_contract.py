@@ -97,11 +97,31 @@ def test_public_api_is_thread_safe():
     assert not errors
 
 
-def test_deterministic_scheduling_is_refused_until_it_exists(runtime_config):
-    runtime_config(veda.Config(scheduling_policy="deterministic"))
-    with pytest.raises(veda.ExecutorError, match="DETERMINISTIC"):
-        veda.par_iter([1]).collect()
-    veda.shutdown()
-    with pytest.warns(RuntimeWarning, match="deterministic"):
-        veda.init(veda.Config(deterministic_seed=42))
-    veda.shutdown()
+def test_deterministic_mode_reproduces_scheduling_and_rng():
+    import random
+
+    def random_func(x):
+        return (x, random.random())
+
+    with veda.deterministic(seed=42):
+        result1 = veda.par_iter(range(100)).map(random_func).collect()
+    with veda.deterministic(seed=42):
+        result2 = veda.par_iter(range(100)).map(random_func).collect()
+    assert result1 == result2
+    with veda.deterministic(seed=43):
+        assert veda.par_iter(range(100)).map(random_func).collect() != result1
+
+
+def test_deterministic_policy_and_seed_turn_it_on_globally(runtime_config):
+    import random
+
+    runs = []
+    for config in (
+        veda.Config(scheduling_policy="deterministic"),
+        veda.Config(scheduling_policy="deterministic"),
+        veda.Config(deterministic_seed=42),
+    ):
+        runtime_config(config)
+        runs.append(veda.par_iter(range(50)).map(lambda _: random.random()).collect())
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]

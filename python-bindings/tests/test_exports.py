@@ -39,6 +39,11 @@ EXPECTED = {
     "ScopeClosedError",
     "CancelledError",
     "ExecutorError",
+    "ReplayError",
+    "deterministic",
+    "replay",
+    "ExecutionTrace",
+    "TraceEvent",
 }
 
 
@@ -99,6 +104,8 @@ def test_private_modules_import_cleanly():
         "_asyncio",
         "_async_stage",
         "_context",
+        "_deterministic",
+        "_trace",
         "exceptions",
     ):
         importlib.import_module(f"vedart.{module}")
@@ -122,7 +129,7 @@ def test_gil_is_not_required():
     assert _vedart.SIGNAL_CHECK_INTERVAL <= 0.1
 
 
-@pytest.mark.parametrize("module", ["_config", "_par_iter", "_scope"])
+@pytest.mark.parametrize("module", ["_config", "_par_iter", "_scope", "_deterministic"])
 def test_docstring_examples_run(module):
     import doctest
 

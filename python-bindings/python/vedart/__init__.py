@@ -21,6 +21,7 @@ and :func:`init`, or let the first use start it with defaults.
 """
 
 from ._config import Config, ConfigBuilder, SchedulingPolicy
+from ._deterministic import ExecutionTrace, TraceEvent, deterministic, replay
 from ._executors import Executor, Run
 from ._future import Future
 from ._par_iter import ParallelIterator, par_iter
@@ -30,6 +31,7 @@ from .exceptions import (
     CancelledError,
     ConfigError,
     ExecutorError,
+    ReplayError,
     RuntimeStateError,
     ScopeClosedError,
     VedaError,
@@ -59,6 +61,11 @@ __all__ = [
     "RuntimeStats",
     "Executor",
     "Run",
+    # deterministic mode
+    "deterministic",
+    "replay",
+    "ExecutionTrace",
+    "TraceEvent",
     # errors
     "VedaError",
     "ConfigError",
@@ -66,4 +73,5 @@ __all__ = [
     "ScopeClosedError",
     "CancelledError",
     "ExecutorError",
+    "ReplayError",
 ]

@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from . import _context
+from . import _context, _trace
 from ._executors import Executor, Run
 from ._stages import (
     ASYNC_MAP,
@@ -194,14 +194,23 @@ class ChunkSizer:
 
 class Execution:
     """Everything one terminal operation started; :meth:`close` cancels what is
-    still running, however the operation ends."""
+    still running, however the operation ends.
 
-    __slots__ = ("executor", "chunk_size", "runs")
+    ``progress`` (a :class:`vedart._progress.Progress`), when given, counts the
+    items of the first parallel segment as their chunks' results come back.
+    """
 
-    def __init__(self, executor: Executor, chunk_size: Optional[int]) -> None:
+    __slots__ = ("executor", "chunk_size", "runs", "progress")
+
+    def __init__(
+        self, executor: Executor, chunk_size: Optional[int], progress: Optional[Any] = None
+    ) -> None:
         self.executor = executor
+        if chunk_size is None:
+            chunk_size = getattr(executor, "default_chunk_size", None)
         self.chunk_size = chunk_size
         self.runs: list[Run] = []
+        self.progress = progress
 
     def start(self, mode: str) -> Run:
         run = self.executor.start(mode)
@@ -213,12 +222,20 @@ class Execution:
         for run in runs:
             run.cancel()
 
-    def parallel(self, source: Source, chunk_fn: Callable[[Any], Any], mode: str) -> Iterator[Any]:
-        """``chunk_fn`` of each chunk of ``source``, in order (steps 2 to 5)."""
+    def parallel(
+        self, source: Source, chunk_fn: Callable[[Any], Any], mode: str, label: str = "chunk"
+    ) -> Iterator[Any]:
+        """``chunk_fn`` of each chunk of ``source``, in order (steps 2 to 5).
+        ``label`` names the work (``"map(f).sum()"``) for traces."""
         run = self.start(mode)
+        run.describe(label)
         sizer = ChunkSizer(self.chunk_size, self.executor.workers)
         window = 2 * self.executor.workers + 2
         hook = _context.chunk_hook.get()
+        tracer = _trace.recorder
+        progress = self.progress
+        if progress is not None and not progress.attach(source):
+            progress = None  # only the first segment counts
         inline_below = None if self.chunk_size is not None else self.executor.inline_per_item
         inline = False
         inflight: collections.deque[tuple[Any, int]] = collections.deque()
@@ -232,11 +249,15 @@ class Execution:
                         exhausted = True
                         break
                     fn = chunk_fn if hook is None else hook(chunk_fn, index)
+                    if tracer is not None:
+                        fn = tracer.wrap(fn, label, "chunk", index, self.executor.name)
                     inflight.append((run.submit(fn, chunk), len(chunk)))
                     index += 1
                 if inflight:
                     handle, size = inflight.popleft()
                     value = run.result(handle)
+                    if progress is not None:
+                        progress.advance(size)
                     elapsed = handle.elapsed
                     sizer.observe(size, elapsed)
                     if (
@@ -257,10 +278,14 @@ class Execution:
                 if chunk is None:
                     return
                 fn = chunk_fn if hook is None else hook(chunk_fn, index)
+                if tracer is not None:
+                    fn = tracer.wrap(fn, label, "chunk", index, "inline")
                 index += 1
                 started = time.perf_counter()
                 value = fn(chunk)
                 elapsed = time.perf_counter() - started
+                if progress is not None:
+                    progress.advance(len(chunk))
                 sizer.observe(len(chunk), elapsed)
                 assert inline_below is not None
                 if elapsed > INLINE_EXIT_FACTOR * inline_below * len(chunk):
@@ -309,16 +334,28 @@ def partials(
                 continue
         if pending:
             mode = "ordered" if (final_mode_ordered or limited_after[i]) else "fail_fast"
-            batches = execution.parallel(source, make_chunk_fn(tuple(pending), list), mode)
+            batches = execution.parallel(
+                source, make_chunk_fn(tuple(pending), list), mode, _label(pending)
+            )
             source = IterSource(itertools.chain.from_iterable(batches))
             pending = []
         source = _apply_sequential(stage, source, execution)
 
     if pending or reducer.calls_user_code:
         mode = "ordered" if final_mode_ordered else "fail_fast"
-        return execution.parallel(source, make_chunk_fn(tuple(pending), reducer.chunk), mode)
+        return execution.parallel(
+            source, make_chunk_fn(tuple(pending), reducer.chunk), mode, _label(pending, reducer)
+        )
     # Nothing of the user's runs any more: reduce right here.
     return iter((reducer.chunk(source.iterate()),))
+
+
+def _label(stages: list[Stage], reducer: Optional[Reducer] = None) -> str:
+    """What a segment does, for traces: ``"map(f).filter(g).sum()"``."""
+    parts = [repr(stage) for stage in stages]
+    if reducer is not None:
+        parts.append(f"{type(reducer).__name__.lower()}()")
+    return ".".join(parts) or "chunk"
 
 
 def _apply_sequential(stage: Stage, source: Source, execution: Execution) -> Source:

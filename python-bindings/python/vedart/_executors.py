@@ -49,6 +49,10 @@ class Run:
         """Cancels chunks not started; running ones see ``vedart.cancelled()``."""
         raise NotImplementedError
 
+    def describe(self, label: str) -> None:
+        """Names the work the chunks do (the fused stages, e.g. ``"map(f)"``);
+        deterministic traces record it. The default ignores it."""
+
 
 class Executor:
     """Runs chunk functions somewhere; see the module documentation."""
@@ -60,6 +64,10 @@ class Executor:
     #: Cost per item (seconds) below which the engine runs items on the calling
     #: thread instead (see :mod:`vedart._engine`, step 5); ``None``: never.
     inline_per_item: Optional[float] = None
+    #: Chunk size used when neither the pipeline nor the config sets one;
+    #: ``None`` adapts it to measured cost (deterministic mode fixes it, since
+    #: chunk boundaries must not depend on timing).
+    default_chunk_size: Optional[int] = None
 
     def start(self, mode: str) -> Run:
         """Starts a :class:`Run` with failure policy ``mode``."""
@@ -176,16 +184,21 @@ def resolve_executor(spec: Union[None, str, Executor], runtime: Any) -> Executor
     """Chooses the executor for a pipeline: explicit ``spec`` first, then the
     runtime's :class:`~vedart.SchedulingPolicy`.
 
-    Today the thread executor serves ``"auto"``/``None`` (ADAPTIVE and
-    THREAD_ONLY); the process, async and GPU executors and deterministic
-    scheduling are not part of this build and are refused with
-    :class:`~vedart.ExecutorError` rather than silently replaced.
+    Today the thread executor serves ``"auto"``/``None`` (ADAPTIVE, THREAD_ONLY
+    and DETERMINISTIC, whose ordering :mod:`vedart._deterministic` adds on
+    top); the process, async and GPU executors are not part of this build and
+    are refused with :class:`~vedart.ExecutorError` rather than silently
+    replaced.
     """
     if isinstance(spec, Executor):
         return spec
     if spec is None or spec == "auto":
         policy = runtime.config.scheduling_policy
-        if policy in (SchedulingPolicy.ADAPTIVE, SchedulingPolicy.THREAD_ONLY):
+        if policy in (
+            SchedulingPolicy.ADAPTIVE,
+            SchedulingPolicy.THREAD_ONLY,
+            SchedulingPolicy.DETERMINISTIC,
+        ):
             return ThreadExecutor(runtime)
         raise ExecutorError(
             f"scheduling policy {policy.name} needs an executor that this build of "

@@ -59,7 +59,10 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
 
     def _help(self) -> None:
         task = self._veda_task
-        if task is not None and not self.done() and _vedart.in_task():
+        if task is None or self.done():
+            return
+        # A deterministic task (not a Rust one) runs when it is waited for.
+        if _vedart.in_task() or not isinstance(task, _vedart.Task):
             task.run_inline()
 
     def result(self, timeout: Optional[float] = None) -> Any:

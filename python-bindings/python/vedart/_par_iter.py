@@ -17,9 +17,9 @@ from typing import (
     Union,
 )
 
-from . import _asyncio
+from . import _asyncio, _deterministic
 from ._engine import Execution, partials
-from ._executors import Executor, check_executor_spec, resolve_executor
+from ._executors import Executor, check_executor_spec
 from ._runtime import get_runtime
 from ._stages import (
     ASYNC_MAP,
@@ -226,7 +226,7 @@ class ParallelIterator(Generic[T]):
     def _run(self, reducer: Reducer) -> Any:
         """Runs the pipeline to completion on this thread."""
         runtime = get_runtime()
-        executor = resolve_executor(self._executor, runtime)
+        executor = _deterministic.executor_for(self._executor, runtime)
         chunk_size = self._chunk_size or runtime.config.chunk_size
         execution = Execution(executor, chunk_size)
         try:
@@ -237,7 +237,7 @@ class ParallelIterator(Generic[T]):
     def _terminal(self, reducer: Reducer) -> Any:
         if _asyncio.running_loop() is None:
             return self._run(reducer)
-        return _asyncio.run_blocking(self._run, reducer)
+        return _deterministic.awaitable_terminal(self._run, reducer)
 
     def collect(self) -> list[T]:
         """All results, in input order."""
@@ -317,7 +317,7 @@ class ParallelIterator(Generic[T]):
 
     def _batches(self) -> Generator[list[Any], None, None]:
         runtime = get_runtime()
-        executor = resolve_executor(self._executor, runtime)
+        executor = _deterministic.executor_for(self._executor, runtime)
         chunk_size = self._chunk_size or runtime.config.chunk_size
         execution = Execution(executor, chunk_size)
         try:

@@ -18,7 +18,6 @@ import atexit
 import dataclasses
 import os
 import threading
-import warnings
 from typing import Any, Optional
 
 from . import _vedart
@@ -156,13 +155,6 @@ def init(config: Optional[Config] = None) -> Runtime:
                 "vedart is already initialized; call vedart.shutdown() before init() again"
             )
         _current = Runtime(config)
-    if config.deterministic_seed is not None:
-        warnings.warn(
-            "vedart: deterministic scheduling is not part of this build; "
-            "Config.deterministic_seed is recorded but not applied",
-            RuntimeWarning,
-            stacklevel=2,
-        )
     return _current
 
 
@@ -189,10 +181,21 @@ def shutdown(timeout: Optional[float] = None) -> None:
     fresh runtime.
     """
     global _current
-    with _lock:
-        runtime, _current = _current, None
-    if runtime is not None:
-        runtime._shutdown(timeout)
+    try:
+        if _current is not None:
+            _finish_deterministic(_current)
+    finally:
+        with _lock:
+            runtime, _current = _current, None
+        if runtime is not None:
+            runtime._shutdown(timeout)
+
+
+def _finish_deterministic(runtime: Runtime) -> None:
+    # Global deterministic mode: spawned tasks nobody waited for run now.
+    from . import _deterministic
+
+    _deterministic.finish_global(runtime)
 
 
 def _policy() -> SchedulingPolicy:
@@ -201,12 +204,16 @@ def _policy() -> SchedulingPolicy:
 
 def _at_exit() -> None:
     global _current
-    runtime, _current = _current, None
     try:
-        if runtime is not None:
-            runtime._shutdown(EXIT_TIMEOUT_SECONDS)
+        if _current is not None:
+            _finish_deterministic(_current)
     finally:
-        _vedart._mark_interpreter_exiting()
+        runtime, _current = _current, None
+        try:
+            if runtime is not None:
+                runtime._shutdown(EXIT_TIMEOUT_SECONDS)
+        finally:
+            _vedart._mark_interpreter_exiting()
 
 
 def _after_fork_in_child() -> None:

@@ -32,7 +32,7 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Optional
 
-from . import _asyncio, _context, _vedart
+from . import _asyncio, _context, _deterministic, _trace, _vedart
 from ._future import Future, _base_cancel, _chain_concurrent
 from ._runtime import get_runtime
 from .exceptions import ScopeClosedError, _attach_others
@@ -101,6 +101,13 @@ def _start(
     hook = _context.spawn_hook.get()
     if hook is not None:
         fn = hook(fn, index)
+    tracer = _trace.recorder
+    if tracer is not None:
+        fn = tracer.wrap(fn, f"spawn({_deterministic.describe(fn)})", "spawn", index, "thread")
+    scheduler = _deterministic.current()
+    if scheduler is not None:
+        _deterministic.spawn(scheduler, group, fn, args, kwargs, fut, index)
+        return False
     ctx = contextvars.copy_context()
     fut._veda_task = group.submit(ctx.run, (fn, *args), kwargs or None, fut)
     return False
@@ -249,6 +256,7 @@ class Scope:
         try:
             while True:
                 waiter[1].clear()
+                _deterministic.run_deferred(self._pending())
                 if not self._pending() and self._group.pending == 0:
                     return True
                 left = None if deadline is None else deadline - time.monotonic()
@@ -355,6 +363,7 @@ class Scope:
 
 
 def _wait_interruptibly(futures: list[Future], timeout: Optional[float]) -> None:
+    _deterministic.run_deferred(futures)
     if futures:
         concurrent.futures.wait(futures, timeout=timeout)
 

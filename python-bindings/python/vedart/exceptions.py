@@ -20,6 +20,7 @@ __all__ = [
     "ScopeClosedError",
     "CancelledError",
     "ExecutorError",
+    "ReplayError",
 ]
 
 
@@ -59,6 +60,12 @@ class CancelledError(VedaError, concurrent.futures.CancelledError):
 
 class ExecutorError(VedaError):
     """The requested executor does not exist or is not available here."""
+
+
+class ReplayError(VedaError):
+    """:func:`vedart.replay` found the program doing something other than what
+    the trace recorded: another task, another order, more or fewer tasks. The
+    message names the logical time and the tasks that differ."""
 
 
 def _attach_note(exc: BaseException, note: str) -> None:
