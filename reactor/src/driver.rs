@@ -19,6 +19,16 @@
 //!    so does inserting a timer earlier than the one the poll is waiting for.
 //! 3. Mark readiness for every event, fire timers that fell due meanwhile, and
 //!    wake the collected wakers after every lock has been released.
+//!
+//! # Virtual time
+//!
+//! A reactor made with [`Reactor::with_virtual_clock`] keeps its own clock:
+//! [`Reactor::now`] starts at the real time of creation and moves only when
+//! somebody calls [`Reactor::advance_clock_to`] (the deterministic runtime does,
+//! when every task is idle). Timers fire against that clock, and a turn never
+//! blocks waiting for a timer: step 2 blocks only for the caller's timeout,
+//! so whoever drives a virtual reactor decides when time passes. I/O is real
+//! and works as usual.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -58,6 +68,9 @@ struct Inner {
     epoch: Instant,
     /// Set by `shutdown`: no new registrations, every waiter is failed.
     shut_down: AtomicBool,
+    /// `Some` for a virtual clock: nanoseconds it has advanced past `epoch`.
+    /// `None`: the reactor runs on the real monotonic clock.
+    virtual_nanos: Option<AtomicU64>,
 }
 
 struct DriverState {
@@ -96,6 +109,42 @@ impl Reactor {
     ///
     /// Fails when the OS refuses an epoll instance or an eventfd (fd exhaustion).
     pub fn new() -> io::Result<Reactor> {
+        Reactor::build(false)
+    }
+
+    /// Creates a reactor on a virtual clock: [`Reactor::now`] starts at the
+    /// current time and stands still until [`Reactor::advance_clock_to`] moves
+    /// it, and [`DriverGuard::turn`] never blocks waiting for a timer. The
+    /// deterministic runtime (`vedart::Builder::new_deterministic`) uses one so
+    /// that a program full of timeouts runs instantly and the same way every time.
+    ///
+    /// # Errors
+    ///
+    /// As [`Reactor::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vedart_reactor::Reactor;
+    ///
+    /// let reactor = Reactor::with_virtual_clock()?;
+    /// let start = reactor.now();
+    /// let sleep = {
+    ///     let _enter = reactor.enter();
+    ///     vedart_reactor::sleep(Duration::from_secs(3600))
+    /// };
+    /// // No real hour passes: the clock jumps to the deadline.
+    /// reactor.advance_clock_to(sleep.deadline());
+    /// assert!(sleep.is_elapsed());
+    /// assert_eq!(reactor.now() - start, Duration::from_secs(3600));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_virtual_clock() -> io::Result<Reactor> {
+        Reactor::build(true)
+    }
+
+    fn build(virtual_clock: bool) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
@@ -113,6 +162,7 @@ impl Reactor {
                 polling_until: AtomicU64::new(0),
                 epoch: Instant::now(),
                 shut_down: AtomicBool::new(false),
+                virtual_nanos: virtual_clock.then(|| AtomicU64::new(0)),
             }),
         })
     }
@@ -196,9 +246,43 @@ impl Reactor {
         self.inner.waker.wake()
     }
 
-    /// The reactor's clock.
+    /// The reactor's clock: the real monotonic clock, or the virtual one of a
+    /// reactor made with [`Reactor::with_virtual_clock`]. Timers and every
+    /// deadline computed by [`sleep`](crate::sleep) use it.
     pub fn now(&self) -> Instant {
-        Instant::now()
+        match &self.inner.virtual_nanos {
+            None => Instant::now(),
+            Some(nanos) => self.inner.epoch + Duration::from_nanos(nanos.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Whether this reactor runs on a virtual clock (see
+    /// [`Reactor::with_virtual_clock`]).
+    pub fn has_virtual_clock(&self) -> bool {
+        self.inner.virtual_nanos.is_some()
+    }
+
+    /// Moves a virtual clock forward to `instant` (never backwards: an instant
+    /// at or before [`Reactor::now`] changes nothing), and interrupts a blocked
+    /// turn so that the timers now due fire. Returns whether the clock moved.
+    /// A reactor on the real clock ignores the call and returns false.
+    pub fn advance_clock_to(&self, instant: Instant) -> bool {
+        let Some(nanos) = &self.inner.virtual_nanos else {
+            return false;
+        };
+        let target = self.nanos_since_epoch(instant);
+        let previous = nanos.fetch_max(target, Ordering::AcqRel);
+        if previous >= target {
+            return false;
+        }
+        let _ = self.notify();
+        true
+    }
+
+    /// Moves a virtual clock forward by `duration`; see
+    /// [`Reactor::advance_clock_to`].
+    pub fn advance_clock(&self, duration: Duration) -> bool {
+        self.advance_clock_to(crate::timer::deadline_after(self.now(), duration))
     }
 
     /// Whether [`Reactor::shutdown`] was called.
@@ -347,7 +431,9 @@ impl DriverGuard<'_> {
         } else {
             Some(Duration::ZERO)
         };
-        if let Some(deadline) = timer_deadline {
+        // On a virtual clock time passes only when the driver's owner says so:
+        // a pending timer does not bound the wait.
+        if let (Some(deadline), false) = (timer_deadline, reactor.has_virtual_clock()) {
             let until_timer = deadline.saturating_duration_since(now);
             wait = Some(wait.map_or(until_timer, |w| w.min(until_timer)));
         }

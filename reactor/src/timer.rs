@@ -11,6 +11,12 @@
 //!
 //! Deadlines are computed with saturating arithmetic: `sleep(Duration::MAX)`
 //! means "practically never" rather than an overflow panic.
+//!
+//! Every deadline is computed from, and compared with, the owning reactor's
+//! clock ([`Reactor::now`]), never `Instant::now()` directly, so on a reactor
+//! with a virtual clock ([`Reactor::with_virtual_clock`]) timers fire when that
+//! clock is advanced past them, however little real time has passed. Timers
+//! with the same deadline fire in the order they were first polled.
 
 use std::collections::BTreeMap;
 use std::fmt;
