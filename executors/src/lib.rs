@@ -5,3 +5,4 @@ pub mod blocking;
 pub mod gpu;
 pub mod process;
 mod sync;
+pub mod telemetry;

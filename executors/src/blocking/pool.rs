@@ -18,6 +18,7 @@ use super::stats::BlockingPoolStats;
 use super::worker;
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{Arc, Condvar, Mutex, lock, wait, wait_timeout};
+use crate::telemetry;
 
 /// What [`BlockingPoolBuilder::build`] hands to the pool.
 pub(crate) struct Config {
@@ -104,6 +105,8 @@ pub(super) struct Shared {
     pub(super) jobs_completed: u64,
     /// Jobs that panicked.
     pub(super) jobs_panicked: u64,
+    /// The most threads taking jobs at once so far (telemetry).
+    pub(super) peak_threads: usize,
 }
 
 impl Shared {
@@ -194,6 +197,7 @@ impl BlockingPool {
                 estimator: LoadEstimator::default(),
                 jobs_completed: 0,
                 jobs_panicked: 0,
+                peak_threads: 0,
             }),
             work_cv: Condvar::new(),
             exit_cv: Condvar::new(),
@@ -203,10 +207,11 @@ impl BlockingPool {
             on_thread_start: config.on_thread_start,
             on_thread_stop: config.on_thread_stop,
         };
+        let inner = Arc::new(inner);
+        #[cfg(not(feature = "loom"))]
+        telemetry::register_blocking_pool(Arc::<Inner>::downgrade(&inner));
         Self {
-            handle: Arc::new(Handle {
-                inner: Arc::new(inner),
-            }),
+            handle: Arc::new(Handle { inner }),
         }
     }
 
@@ -243,6 +248,17 @@ impl BlockingPool {
             return Err(RejectedJob::shutdown(job));
         }
         shared.estimator.record_arrival(now);
+        telemetry::blocking().spawned();
+        let job: Job = if telemetry::is_enabled() {
+            // Times the wait in the queue; costs an allocation only while
+            // telemetry is on.
+            Box::new(move || {
+                telemetry::blocking_queue_wait(now.elapsed());
+                job();
+            })
+        } else {
+            job
+        };
         shared.queue.push_back(job);
         if shared.num_idle > 0 {
             // Hand the job to one parked worker. Whichever parked worker wakes
@@ -281,6 +297,7 @@ impl BlockingPool {
             target_workers: shared.target(now),
             jobs_completed: shared.jobs_completed,
             jobs_panicked: shared.jobs_panicked,
+            peak_threads: shared.peak_threads,
             arrival_rate: shared.estimator.arrival_rate(now),
             mean_service_time: shared.estimator.mean_service_time(),
         }
@@ -411,6 +428,7 @@ fn spawn_worker(inner: &Arc<Inner>, shared: &mut Shared) -> std::io::Result<()> 
     let worker_inner = Arc::clone(inner);
     shared.num_threads += 1;
     shared.num_alive += 1;
+    shared.peak_threads = shared.peak_threads.max(shared.num_threads);
     match builder.spawn(move || worker::run(worker_inner, index)) {
         Ok(handle) => {
             shared.workers[index] = Some(handle);
@@ -426,7 +444,20 @@ fn spawn_worker(inner: &Arc<Inner>, shared: &mut Shared) -> std::io::Result<()> 
 
 /// Drops jobs one by one, containing panics from their destructors.
 fn drop_jobs(jobs: VecDeque<Job>) {
+    telemetry::blocking().cancelled(jobs.len() as u64);
     for job in jobs {
         let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+    }
+}
+
+impl telemetry::BlockingSource for Inner {
+    fn add_gauges(&self, gauges: &mut telemetry::BlockingPools) {
+        let shared = lock(&self.shared);
+        gauges.threads += shared.num_threads;
+        gauges.idle_threads += shared.num_idle;
+        gauges.peak_threads += shared.peak_threads;
+        gauges.min_workers += shared.min_workers;
+        gauges.max_workers += shared.max_workers;
+        gauges.queue_depth += shared.queue.len();
     }
 }

@@ -31,6 +31,8 @@ pub struct BlockingPoolStats {
     pub jobs_completed: u64,
     /// Jobs that panicked (the pool caught the panic and carried on).
     pub jobs_panicked: u64,
+    /// The most threads that have taken jobs at once, over the pool's life.
+    pub peak_threads: usize,
     /// Exponentially weighted arrival rate, in jobs per second.
     pub arrival_rate: f64,
     /// Exponentially weighted mean run time of a job.

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use super::estimator::should_retire;
 use super::pool::Inner;
 use crate::sync::{Arc, lock, wait_timeout};
+use crate::telemetry;
 
 /// How often a parked worker that the target keeps alive re-checks whether it
 /// may retire, when the keep-alive is shorter than this.
@@ -69,6 +70,7 @@ fn serve(inner: &Inner) {
                 }
             };
             let elapsed = started.elapsed();
+            telemetry::blocking_job_ran(started, elapsed, panicked);
             shared = lock(&inner.shared);
             shared.estimator.record_service(elapsed);
             shared.jobs_completed += 1;

@@ -90,6 +90,7 @@ impl<T: 'static> GpuFuture<T> {
         finish: impl FnOnce() -> T + Send + 'static,
         device: Device,
     ) -> Self {
+        crate::telemetry::gpu().spawned();
         Self {
             completion,
             finish: Some(Box::new(finish)),
@@ -127,6 +128,7 @@ impl<T: 'static> Future for GpuFuture<T> {
                 "a GpuFuture was polled after it resolved",
             )));
         };
+        crate::telemetry::gpu().finished(status == 0);
         if status == 0 {
             Poll::Ready(Ok(finish()))
         } else {
@@ -143,6 +145,9 @@ impl<T: 'static> Future for GpuFuture<T> {
 impl<T: 'static> Drop for GpuFuture<T> {
     fn drop(&mut self) {
         if let Some(finish) = self.finish.take() {
+            // Dropped before it resolved (`map` hands its work on and resolves
+            // nothing: its `finish` is already taken).
+            crate::telemetry::gpu().cancelled(1);
             if !self.completion.is_done() {
                 self.device
                     .keep_until_done(Arc::clone(&self.completion), Box::new(finish));

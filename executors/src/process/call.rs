@@ -140,6 +140,7 @@ impl Call {
         context: Option<Context>,
         target: Option<Arc<Conn>>,
     ) -> Call {
+        crate::telemetry::process().spawned();
         let max = pool.max_frame_size();
         let stage = if !pool.is_owner() {
             // A `fork()` copy of the pool's process: see `PoolShared::owner`.
@@ -227,7 +228,21 @@ impl Future for Call {
     type Output = Result<Vec<u8>, ProcessError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
+        let result = std::task::ready!(self.get_mut().poll_stages(cx));
+        let counts = crate::telemetry::process();
+        match &result {
+            Ok(_) => counts.finished(true),
+            Err(err) if err.is_cancelled() => counts.cancelled(1),
+            Err(_) => counts.finished(false),
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl Call {
+    /// The body of `poll`: runs the stages until the call resolves or waits.
+    fn poll_stages(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<Vec<u8>, ProcessError>> {
+        let this = self;
         loop {
             match &this.stage {
                 Stage::Failed(err) => {
@@ -278,6 +293,10 @@ impl Future for Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
+        if !matches!(self.stage, Stage::Done) {
+            // Dropped before it resolved.
+            crate::telemetry::process().cancelled(1);
+        }
         match self.stage {
             Stage::Dispatch => self.pool.forget_waiter(self.key),
             Stage::Waiting => {

@@ -93,7 +93,7 @@ pub(crate) struct PoolShared {
     owner: u32,
     /// Source of request ids, context ids, child ids and waiter keys.
     next_id: AtomicU64,
-    pub(crate) stats: Counters,
+    pub(crate) stats: Arc<Counters>,
     state: Mutex<PoolState>,
 }
 
@@ -630,7 +630,7 @@ impl ProcessPool {
             reactor,
             owner: std::process::id(),
             next_id: AtomicU64::new(1),
-            stats: Counters::default(),
+            stats: Arc::new(Counters::default()),
             state: Mutex::new(PoolState {
                 closed: false,
                 slots: (0..settings.workers)
@@ -644,6 +644,10 @@ impl ProcessPool {
                 shutdown_waiters: Vec::new(),
             }),
         });
+        crate::telemetry::register_process_pool(
+            shared.stats.clone(),
+            Arc::<PoolShared>::downgrade(&shared),
+        );
         // From here on, dropping `pool` kills whatever was started.
         let pool = ProcessPool {
             shared: shared.clone(),
@@ -667,6 +671,16 @@ impl ProcessPool {
             }
         }
         Ok(pool)
+    }
+}
+
+impl crate::telemetry::ProcessSource for PoolShared {
+    fn children(&self) -> usize {
+        // In a `fork()` copy the lock may be held forever (see `owner`).
+        if !self.is_owner() {
+            return 0;
+        }
+        lock(&self.state).conns.len()
     }
 }
 

@@ -6,6 +6,9 @@ use std::time::Duration;
 use crate::sync::atomic::AtomicU64;
 
 /// Counters of a pool; see [`ProcessPool::stats`](super::ProcessPool::stats).
+///
+/// Shared with process-wide telemetry, which keeps summing them after the
+/// pool is gone.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) spawned: AtomicU64,
@@ -14,6 +17,16 @@ pub(crate) struct Counters {
     pub(crate) bytes_received: AtomicU64,
     pub(crate) calls_ok: AtomicU64,
     pub(crate) calls_failed: AtomicU64,
+}
+
+impl crate::telemetry::ProcessCounters for Counters {
+    fn add_to(&self, pools: &mut crate::telemetry::ProcessPools) {
+        use crate::sync::atomic::Ordering::Relaxed;
+        pools.spawned += self.spawned.load(Relaxed);
+        pools.respawns += self.respawns.load(Relaxed);
+        pools.bytes_sent += self.bytes_sent.load(Relaxed);
+        pools.bytes_received += self.bytes_received.load(Relaxed);
+    }
 }
 
 /// What one child is doing; see [`WorkerStats`].

@@ -1,0 +1,614 @@
+//! Process-wide telemetry of the offload executors: task counters, pool
+//! gauges, histograms of queue wait and run time, and task spans.
+//!
+//! The runtime crate (`vedart::telemetry`) re-exports everything here and adds
+//! the async scheduler's figures; most users read [`snapshot`] through it.
+//!
+//! # What is counted
+//!
+//! | executor | spawned | completed | failed | cancelled |
+//! | --- | --- | --- | --- | --- |
+//! | blocking pool | jobs accepted | jobs that returned | jobs that panicked, or called [`report_job_failed`] | jobs dropped unrun at shutdown |
+//! | process pool | calls made | calls answered | calls that ended in an error | calls cancelled or dropped before their answer |
+//! | GPU | stream operations queued (each `GpuFuture`) | resolved `Ok` | resolved `Err` (stream failure) | futures dropped before they resolved |
+//!
+//! plus gauges summed over every live pool (threads, idle threads, bounds,
+//! queue depth; children), monotonic totals (respawns, bytes moved, GPU
+//! fallbacks) and the blocking pool's histograms of queue wait (accepted ->
+//! started) and run time.
+//!
+//! # Implementation
+//!
+//! - Counters are relaxed atomics, updated next to the lock or syscall each
+//!   event already costs, so they add no synchronization of their own.
+//! - One status word holds the on/off switch ([`set_enabled`], on by default)
+//!   and the span-recording flag ([`start_spans`]): an executor reads it with
+//!   one relaxed load. While telemetry is off, task counters and histograms
+//!   stand still. Gauges, which are read from the pools when a snapshot is
+//!   taken, stay exact, and so do the process pools' totals (children,
+//!   respawns, bytes), which each pool keeps for its own
+//!   [`stats`](crate::process::ProcessPool::stats) anyway.
+//! - Pools register themselves in a global list (weakly); a snapshot walks it.
+//!   A process pool's counters outlive it in the list until a snapshot or a
+//!   new pool folds them into the totals of retired pools, so the totals
+//!   never go backwards.
+//! - Spans are described in `spans`: per-thread buffers, a global bound.
+//!
+//! # Examples
+//!
+//! ```
+//! use vedart_executors::blocking::BlockingPool;
+//! use vedart_executors::telemetry;
+//!
+//! let before = telemetry::snapshot();
+//! let pool = BlockingPool::builder().build().unwrap();
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! pool.execute(move || tx.send(()).unwrap()).unwrap();
+//! rx.recv().unwrap();
+//! assert!(pool.shutdown(None));
+//! let after = telemetry::snapshot();
+//! assert!(after.blocking_tasks().spawned > before.blocking_tasks().spawned);
+//! ```
+
+mod histogram;
+mod spans;
+
+use std::cell::Cell;
+use std::fmt;
+
+pub use histogram::{BUCKETS, Histogram, HistogramSnapshot};
+pub use spans::{
+    DEFAULT_SPAN_CAPACITY, Span, epoch, is_tracing, record_span, record_span_at, since_epoch,
+    spans_dropped, start_spans, stop_spans, take_spans,
+};
+
+use crate::sync::unmodelled::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use crate::sync::unmodelled::{Arc, Mutex, OnceLock, Weak, lock};
+
+/// Status bit: counters and histograms move.
+pub(crate) const ENABLED: u8 = 1;
+/// Status bit: spans are recorded.
+pub(crate) const TRACING: u8 = 2;
+
+/// The switches, read with one relaxed load by every instrumented path.
+pub(crate) static STATUS: AtomicU8 = AtomicU8::new(ENABLED);
+
+/// Turns counting on or off, process-wide (on by default). While off, task
+/// counters and histograms stand still; gauges stay exact. Span recording has
+/// its own switch ([`start_spans`]).
+///
+/// # Examples
+///
+/// ```
+/// use vedart_executors::telemetry;
+///
+/// telemetry::set_enabled(false);
+/// assert!(!telemetry::is_enabled());
+/// telemetry::set_enabled(true);
+/// ```
+pub fn set_enabled(enabled: bool) {
+    if enabled {
+        STATUS.fetch_or(ENABLED, Relaxed);
+    } else {
+        STATUS.fetch_and(!ENABLED, Relaxed);
+    }
+}
+
+/// Whether counting is on; see [`set_enabled`].
+pub fn is_enabled() -> bool {
+    status().is_enabled()
+}
+
+/// Both switches, read at once: what an instrumented hot path checks.
+pub fn status() -> Status {
+    Status(STATUS.load(Relaxed))
+}
+
+/// The telemetry switches at one moment; see [`status`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Status(u8);
+
+impl Status {
+    /// Counters and histograms move ([`set_enabled`]).
+    pub fn is_enabled(self) -> bool {
+        self.0 & ENABLED != 0
+    }
+
+    /// Spans are recorded ([`start_spans`]).
+    pub fn is_tracing(self) -> bool {
+        self.0 & TRACING != 0
+    }
+
+    /// Either switch is on: something must be measured.
+    pub fn is_active(self) -> bool {
+        self.0 != 0
+    }
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Status")
+            .field("enabled", &self.is_enabled())
+            .field("tracing", &self.is_tracing())
+            .finish()
+    }
+}
+
+/// The executors telemetry tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ExecutorKind {
+    /// Async tasks on a runtime's workers.
+    Async,
+    /// Jobs on a blocking pool (`spawn_blocking`, thread executors).
+    Blocking,
+    /// Calls to a process pool.
+    Process,
+    /// GPU stream operations.
+    Gpu,
+}
+
+impl ExecutorKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [ExecutorKind; 4] = [
+        ExecutorKind::Async,
+        ExecutorKind::Blocking,
+        ExecutorKind::Process,
+        ExecutorKind::Gpu,
+    ];
+
+    /// A lower-case name: `"async"`, `"blocking"`, `"process"`, `"gpu"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::Async => "async",
+            ExecutorKind::Blocking => "blocking",
+            ExecutorKind::Process => "process",
+            ExecutorKind::Gpu => "gpu",
+        }
+    }
+}
+
+impl fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How many tasks an executor started and how they ended.
+///
+/// `spawned - completed - failed - cancelled` tasks were still queued or
+/// running when the counts were read (see [`TaskCounts::live`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskCounts {
+    /// Tasks started (queued).
+    pub spawned: u64,
+    /// Tasks that ran to the end and produced their result.
+    pub completed: u64,
+    /// Tasks that failed: panicked, or reported a failure.
+    pub failed: u64,
+    /// Tasks that were cancelled or dropped before they finished.
+    pub cancelled: u64,
+}
+
+impl TaskCounts {
+    /// Counts from their parts.
+    pub fn new(spawned: u64, completed: u64, failed: u64, cancelled: u64) -> TaskCounts {
+        TaskCounts {
+            spawned,
+            completed,
+            failed,
+            cancelled,
+        }
+    }
+
+    /// Tasks that ended, one way or another.
+    pub fn finished(&self) -> u64 {
+        self.completed + self.failed + self.cancelled
+    }
+
+    /// Tasks spawned and not finished (saturating: counts read while tasks
+    /// end may briefly show more finished than spawned).
+    pub fn live(&self) -> u64 {
+        self.spawned.saturating_sub(self.finished())
+    }
+}
+
+impl std::ops::Add for TaskCounts {
+    type Output = TaskCounts;
+
+    fn add(self, other: TaskCounts) -> TaskCounts {
+        TaskCounts {
+            spawned: self.spawned + other.spawned,
+            completed: self.completed + other.completed,
+            failed: self.failed + other.failed,
+            cancelled: self.cancelled + other.cancelled,
+        }
+    }
+}
+
+/// Task counters of one executor, shared by every thread.
+#[derive(Debug)]
+pub(crate) struct Counts {
+    spawned: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+impl Counts {
+    const fn new() -> Counts {
+        Counts {
+            spawned: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        if is_enabled() {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub(crate) fn spawned(&self) {
+        Counts::add(&self.spawned, 1);
+    }
+
+    pub(crate) fn finished(&self, ok: bool) {
+        Counts::add(if ok { &self.completed } else { &self.failed }, 1);
+    }
+
+    pub(crate) fn cancelled(&self, n: u64) {
+        Counts::add(&self.cancelled, n);
+    }
+
+    fn load(&self) -> TaskCounts {
+        TaskCounts {
+            spawned: self.spawned.load(Relaxed),
+            completed: self.completed.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
+        }
+    }
+}
+
+/// Keeps a hot counter block on its own cache line.
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+static BLOCKING: CachePadded<Counts> = CachePadded(Counts::new());
+static PROCESS: CachePadded<Counts> = CachePadded(Counts::new());
+static GPU: CachePadded<Counts> = CachePadded(Counts::new());
+static GPU_FALLBACKS: AtomicU64 = AtomicU64::new(0);
+/// Sequence numbers of blocking jobs, for their spans.
+static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
+
+/// The blocking pools' task counters.
+pub(crate) fn blocking() -> &'static Counts {
+    &BLOCKING.0
+}
+
+/// The process pools' task (call) counters.
+pub(crate) fn process() -> &'static Counts {
+    &PROCESS.0
+}
+
+/// The GPU's task counters.
+pub(crate) fn gpu() -> &'static Counts {
+    &GPU.0
+}
+
+/// The blocking pools' histograms: (queue wait, run time).
+fn blocking_histograms() -> &'static (Histogram, Histogram) {
+    static HISTOGRAMS: OnceLock<(Histogram, Histogram)> = OnceLock::new();
+    HISTOGRAMS.get_or_init(|| (Histogram::new(), Histogram::new()))
+}
+
+/// Records how long a blocking job waited in its pool's queue.
+pub(crate) fn blocking_queue_wait(wait: std::time::Duration) {
+    if is_enabled() {
+        blocking_histograms().0.record(wait);
+    }
+}
+
+/// Records a blocking job that ran from `started` for `run`: its counters,
+/// its run time and (while recording) its span. `panicked` is whether the
+/// job panicked; a job that called [`report_job_failed`] counts as failed too.
+pub(crate) fn blocking_job_ran(
+    started: std::time::Instant,
+    run: std::time::Duration,
+    panicked: bool,
+) {
+    let failed = take_job_failed() || panicked;
+    let status = status();
+    if status.is_enabled() {
+        BLOCKING.0.finished(!failed);
+        blocking_histograms().1.record(run);
+    }
+    if status.is_tracing() {
+        let job = NEXT_JOB.fetch_add(1, Relaxed);
+        let start = since_epoch(started);
+        record_span_at(ExecutorKind::Blocking, job, start, start + run);
+    }
+}
+
+std::thread_local! {
+    /// Set by `report_job_failed`, taken when the job returns.
+    static JOB_FAILED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the blocking-pool job running on this thread as failed, for a job
+/// that catches its own errors (a Python exception, a panic caught by a task
+/// wrapper) and returns normally: telemetry then counts it as failed rather
+/// than completed. Outside a pool job it has no effect.
+pub fn report_job_failed() {
+    JOB_FAILED.with(|failed| failed.set(true));
+}
+
+/// Takes the flag `report_job_failed` set on this thread.
+fn take_job_failed() -> bool {
+    JOB_FAILED.with(|failed| failed.replace(false))
+}
+
+/// Counts one GPU fallback: work meant for a GPU that ran on the CPU instead
+/// (the Python `@gpu` decorator calls this when no device is usable).
+///
+/// # Examples
+///
+/// ```
+/// use vedart_executors::telemetry;
+///
+/// let before = telemetry::snapshot().gpu_fallbacks();
+/// telemetry::record_gpu_fallback();
+/// assert!(telemetry::snapshot().gpu_fallbacks() > before || !telemetry::is_enabled());
+/// ```
+pub fn record_gpu_fallback() {
+    if is_enabled() {
+        GPU_FALLBACKS.fetch_add(1, Relaxed);
+    }
+}
+
+/// Gauges of the live blocking pools, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BlockingPools {
+    /// Live pools.
+    pub pools: usize,
+    /// Threads that take jobs.
+    pub threads: usize,
+    /// Of those, threads parked with nothing to do.
+    pub idle_threads: usize,
+    /// The most threads each pool has had at once, summed.
+    pub peak_threads: usize,
+    /// The pools' lower bounds, summed.
+    pub min_workers: usize,
+    /// The pools' upper bounds, summed.
+    pub max_workers: usize,
+    /// Jobs accepted and not yet started.
+    pub queue_depth: usize,
+}
+
+/// Gauges and totals of the process pools: gauges over live pools, totals
+/// over every pool the process has had.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessPools {
+    /// Live pools.
+    pub pools: usize,
+    /// Children not yet reaped (live, retiring and terminating).
+    pub children: usize,
+    /// Children started.
+    pub spawned: u64,
+    /// Children started to replace others.
+    pub respawns: u64,
+    /// Bytes written to children.
+    pub bytes_sent: u64,
+    /// Bytes read from children.
+    pub bytes_received: u64,
+}
+
+/// Something a snapshot reads gauges from: a blocking pool.
+pub(crate) trait BlockingSource: Send + Sync {
+    /// Adds this pool's gauges to `gauges`.
+    fn add_gauges(&self, gauges: &mut BlockingPools);
+}
+
+/// Something a snapshot reads from: a process pool.
+pub(crate) trait ProcessSource: Send + Sync {
+    /// Children not yet reaped.
+    fn children(&self) -> usize;
+}
+
+/// A process pool's counters as telemetry sums them.
+pub(crate) trait ProcessCounters: Send + Sync {
+    /// Adds the pool's totals (children spawned, respawns, bytes) to `pools`.
+    fn add_to(&self, pools: &mut ProcessPools);
+}
+
+static BLOCKING_POOLS: Mutex<Vec<Weak<dyn BlockingSource>>> = Mutex::new(Vec::new());
+
+struct ProcessEntry {
+    counters: Arc<dyn ProcessCounters>,
+    pool: Weak<dyn ProcessSource>,
+}
+
+/// Live process pools, and what the retired ones counted.
+struct ProcessRegistry {
+    live: Vec<ProcessEntry>,
+    retired: ProcessPools,
+}
+
+static PROCESS_POOLS: Mutex<ProcessRegistry> = Mutex::new(ProcessRegistry {
+    live: Vec::new(),
+    retired: ProcessPools {
+        pools: 0,
+        children: 0,
+        spawned: 0,
+        respawns: 0,
+        bytes_sent: 0,
+        bytes_received: 0,
+    },
+});
+
+impl ProcessRegistry {
+    /// Folds the counters of pools nobody holds any more into the totals.
+    fn retire_dead(&mut self) {
+        let ProcessRegistry { live, retired } = self;
+        live.retain(|entry| {
+            if entry.pool.strong_count() > 0 || Arc::strong_count(&entry.counters) > 1 {
+                return true;
+            }
+            entry.counters.add_to(retired);
+            false
+        });
+    }
+}
+
+/// Lists a blocking pool for snapshots (until it is dropped). Not under
+/// loom, whose `Arc` has no weak references.
+#[cfg_attr(feature = "loom", allow(dead_code))]
+pub(crate) fn register_blocking_pool(pool: Weak<dyn BlockingSource>) {
+    let mut pools = lock(&BLOCKING_POOLS);
+    pools.retain(|pool| pool.strong_count() > 0);
+    pools.push(pool);
+}
+
+/// Lists a process pool and its counters for snapshots.
+pub(crate) fn register_process_pool(
+    counters: Arc<dyn ProcessCounters>,
+    pool: Weak<dyn ProcessSource>,
+) {
+    let mut registry = lock(&PROCESS_POOLS);
+    registry.retire_dead();
+    registry.live.push(ProcessEntry { counters, pool });
+}
+
+/// The executors' telemetry at one moment; see the module docs. Taken by
+/// [`snapshot`].
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    enabled: bool,
+    blocking: TaskCounts,
+    blocking_pools: BlockingPools,
+    blocking_queue_wait: HistogramSnapshot,
+    blocking_run_time: HistogramSnapshot,
+    process: TaskCounts,
+    process_pools: ProcessPools,
+    gpu: TaskCounts,
+    gpu_fallbacks: u64,
+    spans_dropped: u64,
+}
+
+impl Snapshot {
+    /// Whether counting was on when the snapshot was taken.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The task counts of `kind`; [`TaskCounts::default`] for
+    /// [`ExecutorKind::Async`], which the runtime counts.
+    pub fn tasks(&self, kind: ExecutorKind) -> TaskCounts {
+        match kind {
+            ExecutorKind::Blocking => self.blocking,
+            ExecutorKind::Process => self.process,
+            ExecutorKind::Gpu => self.gpu,
+            ExecutorKind::Async => TaskCounts::default(),
+        }
+    }
+
+    /// Jobs of every blocking pool.
+    pub fn blocking_tasks(&self) -> TaskCounts {
+        self.blocking
+    }
+
+    /// Gauges of the live blocking pools.
+    pub fn blocking_pools(&self) -> BlockingPools {
+        self.blocking_pools
+    }
+
+    /// How long blocking jobs waited in their pool's queue.
+    pub fn blocking_queue_wait(&self) -> &HistogramSnapshot {
+        &self.blocking_queue_wait
+    }
+
+    /// How long blocking jobs ran.
+    pub fn blocking_run_time(&self) -> &HistogramSnapshot {
+        &self.blocking_run_time
+    }
+
+    /// Calls of every process pool.
+    pub fn process_tasks(&self) -> TaskCounts {
+        self.process
+    }
+
+    /// Children, respawns and bytes moved of the process pools.
+    pub fn process_pools(&self) -> ProcessPools {
+        self.process_pools
+    }
+
+    /// GPU stream operations.
+    pub fn gpu_tasks(&self) -> TaskCounts {
+        self.gpu
+    }
+
+    /// Work meant for a GPU that ran on the CPU (see [`record_gpu_fallback`]).
+    pub fn gpu_fallbacks(&self) -> u64 {
+        self.gpu_fallbacks
+    }
+
+    /// Spans dropped for want of room since recording started.
+    pub fn spans_dropped(&self) -> u64 {
+        self.spans_dropped
+    }
+}
+
+/// Reads every counter, gauge and histogram of the executors, across all
+/// pools in the process.
+pub fn snapshot() -> Snapshot {
+    // Pools are read, and the last reference to one may be dropped, with no
+    // registry lock held: a pool's own locks are never taken under ours.
+    let live: Vec<_> = lock(&BLOCKING_POOLS)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    let mut blocking_pools = BlockingPools::default();
+    for pool in &live {
+        blocking_pools.pools += 1;
+        pool.add_gauges(&mut blocking_pools);
+    }
+    drop(live);
+    let (mut process_pools, live) = {
+        let mut registry = lock(&PROCESS_POOLS);
+        registry.retire_dead();
+        let mut pools = registry.retired;
+        for entry in &registry.live {
+            entry.counters.add_to(&mut pools);
+        }
+        let live: Vec<_> = registry
+            .live
+            .iter()
+            .filter_map(|entry| entry.pool.upgrade())
+            .collect();
+        (pools, live)
+    };
+    for pool in &live {
+        process_pools.pools += 1;
+        process_pools.children += pool.children();
+    }
+    drop(live);
+    let (queue_wait, run_time) = blocking_histograms();
+    Snapshot {
+        enabled: is_enabled(),
+        blocking: BLOCKING.0.load(),
+        blocking_pools,
+        blocking_queue_wait: queue_wait.snapshot(),
+        blocking_run_time: run_time.snapshot(),
+        process: PROCESS.0.load(),
+        process_pools,
+        gpu: GPU.0.load(),
+        gpu_fallbacks: GPU_FALLBACKS.load(Relaxed),
+        spans_dropped: spans_dropped(),
+    }
+}
