@@ -265,6 +265,7 @@ impl Runtime {
             workers,
             reactor,
             blocking,
+            None,
         );
         Runtime {
             shared,

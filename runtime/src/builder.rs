@@ -50,6 +50,8 @@ type Callback = StdArc<dyn Fn() + Send + Sync + 'static>;
 /// ```
 pub struct Builder {
     flavor: Flavor,
+    /// The deterministic flavour's seed.
+    seed: Option<u64>,
     worker_threads: Option<usize>,
     thread_name: String,
     thread_stack_size: Option<usize>,
@@ -82,9 +84,45 @@ impl Builder {
         Builder::with_flavor(Flavor::CurrentThread)
     }
 
+    /// A deterministic runtime: every task runs on the thread inside
+    /// [`Runtime::block_on`]; the next task to poll is drawn from every
+    /// runnable one by a PCG generator seeded from `seed`; and timers run on a
+    /// virtual clock that jumps to the next deadline whenever every task is
+    /// idle, so a program full of sleeps and timeouts runs instantly.
+    ///
+    /// Same seed, same program: the same interleaving, the same
+    /// [`Runtime::schedule_trace`] and the same outputs, run after run.
+    /// Different seeds explore different interleavings, which is how a test
+    /// finds the order that breaks an invariant, and then replays it. The
+    /// algorithm and its limits (real I/O, other threads, `spawn_blocking`)
+    /// are in `src/scheduler/deterministic/README.md`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = vedart::Builder::new_deterministic(42).build().unwrap();
+    /// let started = Instant::now();
+    /// let timed_out = rt.block_on(async {
+    ///     let never = std::future::pending::<()>();
+    ///     vedart::time::timeout(Duration::from_secs(3600), never).await.is_err()
+    /// });
+    /// assert!(timed_out);
+    /// // An hour of virtual time, no real wait.
+    /// assert!(started.elapsed() < Duration::from_secs(60));
+    /// assert_eq!(rt.seed(), Some(42));
+    /// ```
+    pub fn new_deterministic(seed: u64) -> Builder {
+        let mut builder = Builder::with_flavor(Flavor::Deterministic);
+        builder.seed = Some(seed);
+        builder
+    }
+
     fn with_flavor(flavor: Flavor) -> Builder {
         Builder {
             flavor,
+            seed: None,
             worker_threads: None,
             thread_name: DEFAULT_THREAD_NAME.to_owned(),
             thread_stack_size: None,
@@ -97,7 +135,7 @@ impl Builder {
     }
 
     /// Number of worker threads (multi-thread flavour; ignored by the
-    /// current-thread flavour). Defaults to `VEDART_WORKER_THREADS` if set, else
+    /// current-thread and deterministic flavours). Defaults to `VEDART_WORKER_THREADS` if set, else
     /// the number of available cores. Zero is rejected by [`Builder::build`].
     pub fn worker_threads(&mut self, count: usize) -> &mut Builder {
         self.worker_threads = Some(count);
@@ -195,7 +233,7 @@ impl Builder {
     /// ```
     pub fn build(&mut self) -> Result<Runtime, BuildError> {
         let workers = match self.flavor {
-            Flavor::CurrentThread => {
+            Flavor::CurrentThread | Flavor::Deterministic => {
                 if self.worker_threads == Some(0) {
                     return Err(BuildError::invalid(
                         "worker_threads",
@@ -219,10 +257,17 @@ impl Builder {
             ));
         }
         let blocking = self.build_blocking_pool()?;
-        let reactor = Reactor::new().map_err(BuildError::io)?;
-        let (shared, cores) = Shared::new(self.flavor, workers, reactor, blocking);
+        let reactor = if self.flavor == Flavor::Deterministic {
+            Reactor::with_virtual_clock()
+        } else {
+            Reactor::new()
+        }
+        .map_err(BuildError::io)?;
+        let (shared, cores) = Shared::new(self.flavor, workers, reactor, blocking, self.seed);
+        #[cfg(not(feature = "loom"))]
+        crate::telemetry::register(&shared);
         let handle = Handle::from_shared(shared.clone());
-        if self.flavor == Flavor::CurrentThread {
+        if self.flavor.is_single_threaded() {
             crate::sync::lock(&shared.core_slot).core = cores.into_iter().next();
             return Ok(Runtime::from_parts(handle, Vec::new()));
         }
@@ -313,6 +358,7 @@ impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("flavor", &self.flavor)
+            .field("seed", &self.seed)
             .field("worker_threads", &self.worker_threads)
             .field("thread_name", &self.thread_name)
             .field("thread_stack_size", &self.thread_stack_size)

@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
 
-use crate::task::Header;
+use crate::task::{Header, TaskId};
 
 /// An owned permission to await a spawned task's output.
 ///
@@ -108,6 +108,11 @@ impl<T> JoinHandle<T> {
         self.task().is_finished()
     }
 
+    /// The task's id, unique within its runtime (see [`TaskId`]).
+    pub fn id(&self) -> TaskId {
+        self.abort.id()
+    }
+
     /// A handle that can abort the task without owning its output.
     ///
     /// # Examples
@@ -185,11 +190,19 @@ impl AbortHandle {
     /// Cancels the task, like [`JoinHandle::abort`]: sets the abort flag and
     /// wakes the task so that it notices.
     pub fn abort(&self) {
-        // SAFETY: by the field's invariant the header is alive while `self.waker` is.
-        let header = unsafe { self.header.as_ref() };
-        if header.abort() {
+        if self.header().abort() {
             self.waker.wake_by_ref();
         }
+    }
+
+    /// The task's id, unique within its runtime (see [`TaskId`]).
+    pub fn id(&self) -> TaskId {
+        self.header().id
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: by the field's invariant the header is alive while `self.waker` is.
+        unsafe { self.header.as_ref() }
     }
 }
 

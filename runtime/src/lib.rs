@@ -65,6 +65,7 @@ mod scheduler;
 mod scope;
 mod sync;
 mod task;
+pub mod telemetry;
 
 #[cfg(feature = "loom")]
 #[doc(hidden)]
@@ -75,8 +76,9 @@ use std::future::Future;
 pub use builder::{BuildError, Builder, DEFAULT_THREAD_NAME, WORKER_THREADS_ENV};
 pub use join::{AbortHandle, JoinError, JoinHandle};
 pub use runtime::{EnterGuard, Handle, Runtime};
+pub use scheduler::deterministic::ScheduleEvent;
 pub use scope::{Scope, ScopedJoinHandle, scope, try_scope};
-pub use task::{YieldNow, yield_now};
+pub use task::{TaskId, YieldNow, yield_now};
 
 /// Timers, driven by the runtime's reactor.
 ///

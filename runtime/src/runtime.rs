@@ -20,6 +20,7 @@ use vedart_reactor::Reactor;
 
 use crate::builder::Builder;
 use crate::join::JoinHandle;
+use crate::scheduler::deterministic::ScheduleEvent;
 use crate::scheduler::{Flavor, Shared, worker};
 use crate::sync::{Arc, OnceLock};
 
@@ -116,6 +117,42 @@ impl Runtime {
     /// [`Handle::enter`].
     pub fn enter(&self) -> EnterGuard {
         self.handle.enter()
+    }
+
+    /// The polls a deterministic runtime has made so far, in order; empty for
+    /// the other flavours. See [`Handle::schedule_trace`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn run(seed: u64) -> (Vec<u32>, Vec<vedart::ScheduleEvent>) {
+    ///     let rt = vedart::Builder::new_deterministic(seed).build().unwrap();
+    ///     let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    ///     rt.block_on(async {
+    ///         let tasks: Vec<_> = (0..4)
+    ///             .map(|i| {
+    ///                 let order = order.clone();
+    ///                 vedart::spawn(async move { order.lock().unwrap().push(i) })
+    ///             })
+    ///             .collect();
+    ///         for task in tasks {
+    ///             task.await.unwrap();
+    ///         }
+    ///     });
+    ///     let order = order.lock().unwrap().clone();
+    ///     (order, rt.schedule_trace())
+    /// }
+    /// // The same seed runs the same schedule.
+    /// assert_eq!(run(7), run(7));
+    /// ```
+    pub fn schedule_trace(&self) -> Vec<ScheduleEvent> {
+        self.handle.schedule_trace()
+    }
+
+    /// The seed of a deterministic runtime ([`Builder::new_deterministic`]);
+    /// `None` for the other flavours.
+    pub fn seed(&self) -> Option<u64> {
+        self.handle.seed()
     }
 
     /// Shuts down, waiting at most `timeout` for workers to finish the polls
@@ -298,7 +335,9 @@ impl Handle {
         let _enter = self.enter();
         match self.shared.flavor {
             Flavor::MultiThread => worker::block_on_thread(future),
-            Flavor::CurrentThread => worker::block_on_current_thread(&self.shared, future),
+            Flavor::CurrentThread | Flavor::Deterministic => {
+                worker::block_on_current_thread(&self.shared, future)
+            }
         }
     }
 
@@ -327,6 +366,33 @@ impl Handle {
     /// The reactor this runtime's workers drive.
     pub fn reactor(&self) -> &Reactor {
         &self.shared.reactor
+    }
+
+    /// The polls a deterministic runtime ([`Builder::new_deterministic`]) has
+    /// made so far, in order: which task, among how many runnable ones, at
+    /// what virtual time. Two runs of the same program with the same seed give
+    /// equal traces. Empty for the other flavours.
+    ///
+    /// The trace grows by one [`ScheduleEvent`] (24 bytes) per poll; a
+    /// long-running program can empty it with [`Handle::take_schedule_trace`].
+    pub fn schedule_trace(&self) -> Vec<ScheduleEvent> {
+        self.shared
+            .det
+            .as_ref()
+            .map_or_else(Vec::new, |det| det.trace())
+    }
+
+    /// Takes the trace [`Handle::schedule_trace`] returns, leaving it empty.
+    pub fn take_schedule_trace(&self) -> Vec<ScheduleEvent> {
+        self.shared
+            .det
+            .as_ref()
+            .map_or_else(Vec::new, |det| det.take_trace())
+    }
+
+    /// The seed of a deterministic runtime; `None` for the other flavours.
+    pub fn seed(&self) -> Option<u64> {
+        self.shared.det.as_ref().map(|det| det.seed())
     }
 
     /// Runs the blocking closure `f` on this runtime's blocking pool and returns

@@ -26,6 +26,21 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, atomic};
 /// Process-wide lazily initialized state (the global runtime) is never part
 /// of a loom model, so this is `std`'s in both builds.
 pub(crate) use std::sync::OnceLock;
+
+/// `std`'s primitives in both builds, for state no loom model is about:
+/// telemetry counters (relaxed, never used to synchronize anything), the
+/// process-wide registry of runtimes, and the deterministic flavour, which
+/// runs on one thread.
+pub(crate) mod unmodelled {
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, Weak, atomic};
+
+    /// Locks a `std` mutex, ignoring poisoning like [`super::lock`].
+    pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+        mutex
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 #[cfg(not(feature = "loom"))]
 pub(crate) use std::thread_local;
 

@@ -21,11 +21,17 @@
 //!    exactly once whether the task completed, was aborted, or was cancelled,
 //!    and drops the user's future under `catch_unwind`, so that a panicking
 //!    destructor cannot take a worker (or, inside async-task, the process)
-//!    down.
+//!    down;
+//! 5. reports each poll, and how the task ended, to telemetry
+//!    (`telemetry::PollProbe`): one relaxed load when telemetry is off.
+//!
+//! Every task gets a [`TaskId`] at spawn, from a counter of its runtime, so
+//! that a deterministic runtime numbers its tasks the same way every run.
 
 use std::fmt;
 use std::future::Future;
 use std::mem::ManuallyDrop;
+use std::num::NonZeroU64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -38,19 +44,76 @@ use crate::scheduler::{self, Shared};
 use crate::sync::Arc;
 use crate::sync::atomic::AtomicBool;
 use crate::sync::atomic::Ordering::{Acquire, SeqCst};
+use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::telemetry::{self, Outcome, PollProbe};
 
 /// A scheduled task, as the queues hold it.
 pub(crate) type Runnable = async_task::Runnable<Header>;
+
+/// A task's identity: unique among the tasks of its runtime, numbered from 1
+/// in spawn order. A deterministic runtime therefore gives the same task the
+/// same id on every run with the same seed.
+///
+/// # Examples
+///
+/// ```
+/// let rt = vedart::Builder::new_current_thread().build().unwrap();
+/// let first = rt.spawn(async {});
+/// let second = rt.spawn(async {});
+/// assert!(first.id() < second.id());
+/// assert_eq!(first.id().to_string(), format!("{}", first.id().as_u64()));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(NonZeroU64);
+
+impl TaskId {
+    pub(crate) fn new(id: u64) -> TaskId {
+        TaskId(NonZeroU64::new(id).unwrap_or(NonZeroU64::MIN))
+    }
+
+    /// The id as a number (never zero).
+    pub fn as_u64(self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Per-task state that is ours rather than async-task's.
 pub(crate) struct Header {
     /// The runtime the task belongs to; the schedule function finds it here.
     pub(crate) shared: Arc<Shared>,
+    /// The task's id.
+    pub(crate) id: TaskId,
     /// Set once by an abort; read before every poll.
     aborted: AtomicBool,
+    /// A `spawn_blocking` task: it runs on the blocking pool, which counts it.
+    blocking: bool,
+    /// When the task was queued, in nanoseconds since the telemetry epoch, if
+    /// that wake-up was sampled; 0 otherwise. Written when the task is
+    /// queued, taken when it is polled: the queue between them orders the two.
+    scheduled_at: AtomicU64,
 }
 
 impl Header {
+    /// Stamps the time the task was queued (telemetry, sampled).
+    pub(crate) fn stamp(&self, nanos: u64) {
+        self.scheduled_at.store(nanos, Relaxed);
+    }
+
+    /// Takes the stamp left by [`Header::stamp`], if any (0 if none).
+    pub(crate) fn take_stamp(&self) -> u64 {
+        let stamp = self.scheduled_at.load(Relaxed);
+        if stamp != 0 {
+            self.scheduled_at.store(0, Relaxed);
+        }
+        stamp
+    }
+
     /// Sets the abort flag. Returns true if this call set it.
     pub(crate) fn abort(&self) -> bool {
         !self.aborted.swap(true, SeqCst)
@@ -84,16 +147,23 @@ const _: () = {
 impl fmt::Debug for Header {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Header")
+            .field("id", &self.id)
             .field("aborted", &self.aborted.load(Acquire))
             .finish_non_exhaustive()
     }
 }
 
 /// The future inside every task; see the module docs.
+///
+/// Only ever constructed in place inside a task's allocation (by
+/// `build_with`), where async-task keeps it pinned until it is dropped: so
+/// every `&mut TaskFuture` points to a pinned value.
 struct TaskFuture<'h, F> {
     header: &'h Header,
     /// Where the task is registered as idle, or `Slot::NONE`.
     slot: Slot,
+    /// Set once a poll returned `Ready`: a drop before that is a cancellation.
+    finished: bool,
     /// The user's future.
     ///
     /// # Invariant
@@ -110,32 +180,65 @@ impl<F: Future> Future for TaskFuture<'_, F> {
         // SAFETY: nothing below moves `future` (it is only re-pinned in
         // place); the other fields are `Unpin` plain data.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.header.is_aborted() {
-            return Poll::Ready(Err(JoinError::cancelled()));
+        if this.header.blocking {
+            return this.poll_blocking(cx);
         }
-        // SAFETY: `this` is pinned and `future` never moves (field invariant).
-        let future = unsafe { Pin::new_unchecked(&mut *this.future) };
-        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+        let probe = PollProbe::start(this.header);
+        let (outcome, poll) = this.poll_user(cx);
+        probe.finish(this.header.id, outcome);
+        poll
+    }
+}
+
+impl<F: Future> TaskFuture<'_, F> {
+    /// Steps 1 to 3 of the module docs.
+    fn poll_user(&mut self, cx: &mut Context<'_>) -> (Outcome, Poll<Result<F::Output, JoinError>>) {
+        if self.header.is_aborted() {
+            self.finished = true;
+            return (Outcome::Cancelled, Poll::Ready(Err(JoinError::cancelled())));
+        }
+        // SAFETY: every `TaskFuture` is pinned (see the type's docs) and
+        // `future` never moves (field invariant).
+        let future = unsafe { Pin::new_unchecked(&mut *self.future) };
+        let (outcome, poll) = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Ready(output)) => (Outcome::Completed, Poll::Ready(Ok(output))),
             Ok(Poll::Pending) => {
-                if this.slot == Slot::NONE {
-                    let shared = &this.header.shared;
+                if self.slot == Slot::NONE {
+                    let shared = &self.header.shared;
                     let hint = scheduler::worker::shard_hint(shared);
                     match shared.registry.register(hint, cx.waker()) {
-                        Some(slot) => this.slot = slot,
+                        Some(slot) => self.slot = slot,
                         // Shutdown began: nobody would ever cancel this task.
-                        None => return Poll::Ready(Err(JoinError::cancelled())),
+                        None => {
+                            self.finished = true;
+                            return (Outcome::Cancelled, Poll::Ready(Err(JoinError::cancelled())));
+                        }
                     }
                 }
-                Poll::Pending
+                (Outcome::Pending, Poll::Pending)
             }
-            Err(payload) => Poll::Ready(Err(JoinError::panic(payload))),
+            Err(payload) => (Outcome::Failed, Poll::Ready(Err(JoinError::panic(payload)))),
+        };
+        self.finished = poll.is_ready();
+        (outcome, poll)
+    }
+
+    /// A `spawn_blocking` task's only poll, on a blocking-pool thread: the
+    /// pool counts it; a panic is reported to the pool as a failed job.
+    fn poll_blocking(&mut self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
+        let (outcome, poll) = self.poll_user(cx);
+        if outcome == Outcome::Failed {
+            telemetry::report_job_failed();
         }
+        poll
     }
 }
 
 impl<F> Drop for TaskFuture<'_, F> {
     fn drop(&mut self) {
+        if !self.finished && !self.header.blocking {
+            telemetry::dropped_unfinished(&self.header.shared);
+        }
         self.header.shared.registry.remove(self.slot);
         let future = &mut self.future;
         // A destructor that panics must not take the worker down (async-task
@@ -155,6 +258,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    telemetry::spawned(shared);
     let (runnable, task) = build(shared, future);
     let handle = JoinHandle::new(task, runnable.waker());
     if shared.is_shutdown() {
@@ -185,17 +289,23 @@ where
         let f = f.take().expect("a blocking task is polled once");
         Poll::Ready(f())
     });
-    let (runnable, task) = build_with(shared, future, schedule_blocking);
+    let (runnable, task) = build_with(shared, future, schedule_blocking, true);
     let handle = JoinHandle::new(task, runnable.waker());
     runnable.schedule();
     handle
 }
 
 fn schedule_blocking(runnable: Runnable, _info: async_task::ScheduleInfo) {
-    let pool = runnable.metadata().shared.blocking.clone();
+    let shared = &runnable.metadata().shared;
+    let pool = shared.blocking.clone();
+    // A deterministic runtime does not move its clock while the closure is
+    // queued or runs. The mark ends after `run` returns, so after the task's
+    // output is stored and whoever awaits it is woken.
+    let in_flight = crate::scheduler::deterministic::InFlight::start(shared);
     // A refused job is dropped with the runnable inside it: that cancels the task.
     drop(pool.execute(move || {
         runnable.run();
+        drop(in_flight);
     }));
 }
 
@@ -210,13 +320,14 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    build_with(shared, future, scheduler::schedule)
+    build_with(shared, future, scheduler::schedule, false)
 }
 
 fn build_with<F>(
     shared: &Arc<Shared>,
     future: F,
     schedule: fn(Runnable, async_task::ScheduleInfo),
+    blocking: bool,
 ) -> (
     Runnable,
     async_task::Task<Result<F::Output, JoinError>, Header>,
@@ -227,7 +338,10 @@ where
 {
     let header = Header {
         shared: shared.clone(),
+        id: shared.next_task_id(),
         aborted: AtomicBool::new(false),
+        blocking,
+        scheduled_at: AtomicU64::new(0),
     };
     let builder = async_task::Builder::new().metadata(header);
     // SAFETY: `spawn_unchecked` requires, for what it cannot check itself:
@@ -242,6 +356,7 @@ where
             move |header: &Header| TaskFuture {
                 header,
                 slot: Slot::NONE,
+                finished: false,
                 future: ManuallyDrop::new(future),
             },
             WithInfo(schedule),

@@ -7,6 +7,8 @@
 //! - [`idle`]: which workers sleep or search, so that a push wakes at most one;
 //! - [`park`]: putting one worker to sleep on the reactor or a condvar;
 //! - [`worker`]: the worker loop, the current-thread loop and `block_on`;
+//! - [`deterministic`]: the seeded single-threaded flavour and its virtual
+//!   clock (its algorithm is in `deterministic/README.md`);
 //! - [`registry`]: every idle task, so shutdown can cancel them.
 //!
 //! The sleep / wake protocol that these implement together, with a proof
@@ -33,6 +35,7 @@
 //!
 //! [`JoinHandle`]: crate::JoinHandle
 
+pub(crate) mod deterministic;
 pub(crate) mod idle;
 pub(crate) mod park;
 pub(crate) mod queue;
@@ -48,8 +51,10 @@ use vedart_reactor::Reactor;
 
 use crate::sync::atomic::AtomicBool;
 use crate::sync::atomic::Ordering::{Acquire, SeqCst};
+use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::sync::{Arc, Condvar, Mutex, lock, wait, wait_timeout};
-use crate::task::Runnable;
+use crate::task::{Runnable, TaskId};
+use crate::telemetry::RuntimeStats;
 
 use self::idle::Idle;
 use self::park::Parker;
@@ -58,18 +63,27 @@ use self::registry::Registry;
 use self::worker::Core;
 
 /// How the runtime runs its tasks.
-///
-/// This is the seam for deterministic mode: a single-threaded flavour whose
-/// `Core::next_task` picks among runnable tasks with a seeded PCG generator,
-/// and whose idle step advances a virtual clock to the reactor's next timer
-/// deadline instead of blocking, would slot in beside `CurrentThread`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flavor {
     /// A pool of worker threads with work stealing.
     MultiThread,
     /// Every task runs on the thread inside `block_on`.
     CurrentThread,
+    /// Like `CurrentThread`, but the next task is picked by a seeded PCG
+    /// generator and timers run on a virtual clock (see `deterministic`).
+    Deterministic,
 }
+
+impl Flavor {
+    /// Whether the one core runs on the thread inside `block_on`.
+    pub(crate) fn is_single_threaded(self) -> bool {
+        matches!(self, Flavor::CurrentThread | Flavor::Deterministic)
+    }
+}
+
+/// Keeps a hot field on a cache line of its own.
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
 
 /// What idle workers block in.
 #[cfg(not(feature = "loom"))]
@@ -106,6 +120,13 @@ pub(crate) struct Shared {
     live_workers: Mutex<usize>,
     /// Signalled when `live_workers` drops.
     workers_exited: Condvar,
+    /// Source of task ids; on its own line, as every spawn increments it.
+    next_task_id: CachePadded<AtomicU64>,
+    /// Per-worker telemetry counters (also listed in the process-wide
+    /// registry that `telemetry::snapshot` reads).
+    pub(crate) stats: crate::sync::unmodelled::Arc<RuntimeStats>,
+    /// The deterministic flavour's seed, trace and clock bookkeeping.
+    pub(crate) det: Option<deterministic::DetShared>,
 }
 
 /// A worker as other threads see it.
@@ -125,13 +146,22 @@ pub(crate) struct CoreSlot {
 }
 
 impl Shared {
-    /// Creates the shared state and one core per worker.
+    /// Creates the shared state and one core per worker. `seed` is the
+    /// deterministic flavour's (and required by it).
     pub(crate) fn new(
         flavor: Flavor,
         workers: usize,
         reactor: Reactor,
         blocking: BlockingPool,
+        seed: Option<u64>,
     ) -> (Arc<Shared>, Vec<Core>) {
+        let det = match flavor {
+            Flavor::Deterministic => Some(deterministic::DetShared::new(
+                seed.unwrap_or_default(),
+                reactor.now(),
+            )),
+            _ => None,
+        };
         let mut remotes = Vec::with_capacity(workers);
         let mut cores = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -140,7 +170,11 @@ impl Shared {
                 steal,
                 parker: Parker::new(),
             });
-            cores.push(Core::new(index, local));
+            let mut core = Core::new(index, local);
+            if let Some(det) = &det {
+                core.det = Some(deterministic::DetCore::new(det.seed()));
+            }
+            cores.push(core);
         }
         let shared = Arc::new(Shared {
             flavor,
@@ -156,8 +190,27 @@ impl Shared {
             core_slot: Mutex::new(CoreSlot::default()),
             live_workers: Mutex::new(0),
             workers_exited: Condvar::new(),
+            next_task_id: CachePadded(AtomicU64::new(1)),
+            stats: crate::sync::unmodelled::Arc::new(RuntimeStats::new(workers)),
+            det,
         });
         (shared, cores)
+    }
+
+    /// The id of the next task spawned on this runtime.
+    pub(crate) fn next_task_id(&self) -> TaskId {
+        TaskId::new(self.next_task_id.0.fetch_add(1, Relaxed))
+    }
+
+    /// Tasks in the workers' local queues (telemetry; racy).
+    pub(crate) fn local_queue_depth(&self) -> usize {
+        let queued: usize = self.remotes.iter().map(|remote| remote.steal.len()).sum();
+        queued + self.det.as_ref().map_or(0, deterministic::DetShared::depth)
+    }
+
+    /// Worker threads running (telemetry).
+    pub(crate) fn live_workers(&self) -> usize {
+        *lock(&self.live_workers)
     }
 
     /// What idle workers block in: the reactor (a mock under loom).
@@ -179,6 +232,7 @@ impl Shared {
 
     /// Queues a task from a thread that is not one of this runtime's workers.
     pub(crate) fn schedule_remote(&self, task: Runnable) {
+        crate::telemetry::scheduled(task.metadata(), self.stats.block(None).0, false);
         match self.injector.push(task) {
             Ok(()) => self.notify_parked_remote(),
             // Closed: the runtime shut down. Dropping the runnable cancels the task.
@@ -195,7 +249,9 @@ impl Shared {
                 }
             }
             // The one core runs on whichever thread is in `block_on`.
-            Flavor::CurrentThread => self.remotes[0].parker.unpark(self.driver()),
+            Flavor::CurrentThread | Flavor::Deterministic => {
+                self.remotes[0].parker.unpark(self.driver());
+            }
         }
     }
 

@@ -276,6 +276,15 @@ impl<T> Steal<T> {
         self.0.tail.load(Acquire) == real
     }
 
+    /// Number of tasks queued (racy: for telemetry only).
+    pub(crate) fn len(&self) -> usize {
+        let (_, real) = unpack(self.0.head.load(Acquire));
+        // Read in the other order from a push, the difference may briefly be
+        // "negative"; such a reading means an empty queue.
+        let len = self.0.tail.load(Acquire).wrapping_sub(real) as usize;
+        if len > LOCAL_QUEUE_CAPACITY { 0 } else { len }
+    }
+
     /// Steals half of this queue into `dst`, returning one stolen task to run
     /// now. `None` if there was nothing to steal, another steal was in
     /// progress, or `dst` lacks room for half a queue.

@@ -31,11 +31,9 @@
 //! parks in the reactor itself when there is nothing to do. A second,
 //! concurrent `block_on` polls only its own future until the core is free.
 //!
-//! That idle branch of `Context::run_until` is the seam for deterministic
-//! mode: a seeded single-threaded flavour would pick the next task in
-//! `Core::next_task` with its PCG generator, and, when every task is idle,
-//! advance a virtual clock to `Reactor::next_timer_deadline` there instead
-//! of blocking.
+//! The deterministic flavour runs the same `block_on` hand-off of the core,
+//! with its own loop (`deterministic::run_until`): a seeded pick among every
+//! runnable task, and a virtual clock instead of a blocking idle step.
 //!
 //! # Where a woken task goes
 //!
@@ -61,6 +59,7 @@ use std::thread::{self, Thread};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg32;
 
+use super::deterministic::{self, DetCore};
 use super::park::{Driver, DriverTurn};
 use super::queue::{LOCAL_QUEUE_CAPACITY, Local};
 use super::{Flavor, Shared};
@@ -68,6 +67,7 @@ use crate::sync::atomic::AtomicBool;
 use crate::sync::atomic::Ordering::SeqCst;
 use crate::sync::{Arc, lock};
 use crate::task::Runnable;
+use crate::telemetry::{self, Event};
 
 /// Ticks between non-blocking reactor polls (step 1). Prime, as in tokio, so
 /// that it does not beat with [`GLOBAL_QUEUE_INTERVAL`].
@@ -92,7 +92,7 @@ pub(crate) struct Core {
     /// Picks steal victims; seeded per worker so workers spread out.
     rng: Pcg32,
     /// Loop iterations, for the periodic checks of steps 1 and 2.
-    tick: u32,
+    pub(super) tick: u32,
     /// Whether this worker counts as searching in `Idle`.
     is_searching: bool,
     /// Set once the worker has seen the shutdown flag.
@@ -104,6 +104,9 @@ pub(crate) struct Core {
     /// deadline), rather than the LIFO slot, which is for a running task's
     /// hand-off to the task it woke.
     in_driver: bool,
+    /// The deterministic flavour's run set and generator (`None` otherwise):
+    /// every task woken on this core goes there instead of the queues.
+    pub(crate) det: Option<DetCore>,
 }
 
 impl Core {
@@ -119,6 +122,7 @@ impl Core {
             is_shutdown: false,
             parking: false,
             in_driver: false,
+            det: None,
         }
     }
 
@@ -167,6 +171,9 @@ impl Core {
                 continue;
             }
             if let Some(task) = shared.remotes[victim].steal.steal_into(&mut self.queue) {
+                if telemetry::is_enabled() {
+                    shared.stats.block(Some(index)).0.add(Event::Steals, true);
+                }
                 return Some(task);
             }
         }
@@ -201,6 +208,16 @@ impl Core {
         while let Some(task) = self.next_local_task() {
             drop(task);
         }
+        if let Some(det) = &mut self.det {
+            det.drain();
+        }
+    }
+
+    /// Takes one task held by this core, for dropping it (the deterministic
+    /// run set included).
+    fn next_to_drain(&mut self) -> Option<Runnable> {
+        self.next_local_task()
+            .or_else(|| self.det.as_mut().and_then(DetCore::pop))
     }
 }
 
@@ -218,11 +235,11 @@ impl fmt::Debug for Core {
 /// A thread that currently runs tasks with a core: a worker thread, or a
 /// current-thread `block_on`.
 pub(crate) struct Context {
-    shared: Arc<Shared>,
-    index: usize,
+    pub(super) shared: Arc<Shared>,
+    pub(super) index: usize,
     /// Borrowed only for short scheduling steps, never while a task runs, so
     /// that tasks can schedule onto it.
-    core: RefCell<Core>,
+    pub(super) core: RefCell<Core>,
 }
 
 #[cfg(not(feature = "loom"))]
@@ -313,7 +330,16 @@ pub(crate) fn shard_hint(shared: &Shared) -> usize {
 /// Whether this thread is one of `shared`'s workers (or its current-thread
 /// `block_on`).
 pub(crate) fn is_worker_of(shared: &Shared) -> bool {
-    with_current(|cx| cx.is_some_and(|cx| ptr::eq(&*cx.shared, shared)))
+    current_index(shared).is_some()
+}
+
+/// The index of the worker of `shared` this thread runs, if it runs one.
+#[inline]
+pub(crate) fn current_index(shared: &Shared) -> Option<usize> {
+    with_current(|cx| match cx {
+        Some(cx) if ptr::eq(&*cx.shared, shared) => Some(cx.index),
+        _ => None,
+    })
 }
 
 /// Panics if this thread runs VedaRT tasks: blocking it would stall them.
@@ -334,6 +360,12 @@ pub(crate) fn assert_not_in_worker() {
 impl Context {
     /// Queues a task woken on this core's thread (see the module docs).
     fn schedule_local(&self, core: &mut Core, task: Runnable, is_yield: bool) {
+        let (block, owner) = self.shared.stats.block(Some(self.index));
+        telemetry::scheduled(task.metadata(), block, owner);
+        if let Some(det) = &mut core.det {
+            det.push(task, &self.shared);
+            return;
+        }
         let pushed_to_queue = if is_yield || !core.lifo_enabled || core.in_driver {
             core.queue
                 .push_back_or_overflow(task, &self.shared.injector);
@@ -388,7 +420,7 @@ impl Context {
     }
 
     /// Step 1.
-    fn maintenance(&self) {
+    pub(super) fn maintenance(&self) {
         if let Some(mut driver) = self.shared.driver().try_lock() {
             self.core.borrow_mut().in_driver = true;
             driver.poll();
@@ -431,6 +463,7 @@ impl Context {
     fn park(&self) {
         let parker = &self.shared.remotes[self.index].parker;
         if self.transition_to_parked() {
+            self.count_park();
             loop {
                 self.set_parking(true);
                 parker.park(self.shared.driver());
@@ -451,8 +484,16 @@ impl Context {
         }
     }
 
+    /// Counts a park for telemetry.
+    pub(super) fn count_park(&self) {
+        if telemetry::is_enabled() {
+            let (block, owner) = self.shared.stats.block(Some(self.index));
+            block.add(Event::Parks, owner);
+        }
+    }
+
     /// Enters or leaves `park`, during which this thread may turn the reactor.
-    fn set_parking(&self, parking: bool) {
+    pub(super) fn set_parking(&self, parking: bool) {
         let mut core = self.core.borrow_mut();
         core.parking = parking;
         core.in_driver = parking;
@@ -496,9 +537,9 @@ impl Context {
     }
 
     /// Step 6: drops every task still held by this core.
-    fn drain(&self) {
+    pub(super) fn drain(&self) {
         loop {
-            let task = self.core.borrow_mut().next_local_task();
+            let task = self.core.borrow_mut().next_to_drain();
             match task {
                 // Dropped with the core released: the task's destructor may
                 // wake (schedule) other tasks onto this core.
@@ -562,6 +603,7 @@ impl Context {
                 // Idle. A push from another thread, or a wake of `future`,
                 // after our last look leaves the parker notified, so this
                 // returns at once in that case.
+                self.count_park();
                 self.set_parking(true);
                 parker.park(self.shared.driver());
                 self.set_parking(false);
@@ -587,9 +629,9 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, core: Core) {
 }
 
 /// Wakes a current-thread `block_on`, wherever it waits.
-struct MainWaker {
+pub(crate) struct MainWaker {
     /// Set by every wake; `block_on` polls its future when it finds it set.
-    woken: AtomicBool,
+    pub(crate) woken: AtomicBool,
     /// The `block_on` thread, for when it waits for the core.
     thread: Thread,
     /// The runtime, for when the thread parks on the core's parker.
@@ -608,9 +650,10 @@ impl Wake for MainWaker {
     }
 }
 
-/// `block_on` for the current-thread flavour; see the module docs.
+/// `block_on` for the current-thread and deterministic flavours; see the
+/// module docs.
 pub(crate) fn block_on_current_thread<F: Future>(shared: &Arc<Shared>, future: F) -> F::Output {
-    debug_assert_eq!(shared.flavor, Flavor::CurrentThread);
+    debug_assert!(shared.flavor.is_single_threaded());
     let main = StdArc::new(MainWaker {
         woken: AtomicBool::new(true),
         thread: thread::current(),
@@ -635,7 +678,11 @@ pub(crate) fn block_on_current_thread<F: Future>(shared: &Arc<Shared>, future: F
             };
             let result = {
                 let _guard = ContextGuard::enter(&cx);
-                cx.run_until(future.as_mut(), &main, &waker)
+                if shared.flavor == Flavor::Deterministic {
+                    deterministic::run_until(&cx, future.as_mut(), &main, &waker)
+                } else {
+                    cx.run_until(future.as_mut(), &main, &waker)
+                }
             };
             let core = cx.core.into_inner();
             let waiters = {

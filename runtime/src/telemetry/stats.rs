@@ -1,0 +1,209 @@
+//! The scheduler's counters: one block per worker, and the process-wide list
+//! of runtimes a snapshot sums.
+//!
+//! # Implementation
+//!
+//! 1. Each worker counts into a [`WorkerStats`] of its own, on its own cache
+//!    lines, with a relaxed load and store (no read-modify-write: it is the
+//!    only writer, so no increment can be lost). Threads that are not one of
+//!    the runtime's workers (a `spawn` from outside, a task dropped at
+//!    shutdown) count into a shared block with `fetch_add`.
+//! 2. Histograms are recorded for one poll (and one wake-up) in
+//!    [`SAMPLE_INTERVAL`] per worker, starting with the first, and for every
+//!    poll while spans are being recorded: reading the clock costs more than
+//!    everything else telemetry does on a poll.
+//! 3. Every runtime's [`RuntimeStats`] is listed in a global registry, next to
+//!    a weak reference to the runtime for its gauges. A snapshot sums the
+//!    list. When a runtime is gone (only the list still holds its stats), the
+//!    next snapshot or registration folds its counters into the totals of
+//!    retired runtimes, under the same lock, so totals never go backwards.
+
+use vedart_executors::telemetry::{Histogram, HistogramSnapshot};
+
+use crate::scheduler::Shared;
+use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::unmodelled::{Arc, Mutex, Weak, lock};
+
+/// One poll in this many is timed for the histograms (step 2).
+pub const SAMPLE_INTERVAL: u64 = 64;
+
+/// What a worker counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Event {
+    /// A task was spawned.
+    Spawned,
+    /// A task produced its output.
+    Completed,
+    /// A task panicked.
+    Failed,
+    /// A task was aborted, or dropped before it finished.
+    Cancelled,
+    /// A task was polled.
+    Polls,
+    /// A task was queued (spawned or woken).
+    Schedules,
+    /// A worker stole from another's queue.
+    Steals,
+    /// A worker went to sleep.
+    Parks,
+}
+
+/// Number of [`Event`]s.
+const EVENTS: usize = 8;
+
+/// Counters and histograms of one worker (or of everyone else); see step 1.
+#[repr(align(128))]
+pub(crate) struct WorkerStats {
+    counters: [AtomicU64; EVENTS],
+    /// From queued (spawn or wake) to the start of the next poll.
+    pub(crate) queue_wait: Histogram,
+    /// How long one poll ran.
+    pub(crate) run_time: Histogram,
+}
+
+impl WorkerStats {
+    fn new() -> WorkerStats {
+        WorkerStats {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            queue_wait: Histogram::new(),
+            run_time: Histogram::new(),
+        }
+    }
+
+    /// Counts one `event`; returns the count before it. `owner` must be true
+    /// only on the one thread that owns this block (step 1).
+    #[inline]
+    pub(crate) fn add(&self, event: Event, owner: bool) -> u64 {
+        let counter = &self.counters[event as usize];
+        if owner {
+            let previous = counter.load(Relaxed);
+            counter.store(previous.wrapping_add(1), Relaxed);
+            previous
+        } else {
+            counter.fetch_add(1, Relaxed)
+        }
+    }
+}
+
+/// The counters of one runtime: a block per worker, and one for other threads.
+pub(crate) struct RuntimeStats {
+    workers: Box<[WorkerStats]>,
+    remote: WorkerStats,
+}
+
+impl RuntimeStats {
+    /// Stats for a runtime with `workers` workers.
+    pub(crate) fn new(workers: usize) -> RuntimeStats {
+        RuntimeStats {
+            workers: (0..workers).map(|_| WorkerStats::new()).collect(),
+            remote: WorkerStats::new(),
+        }
+    }
+
+    /// The block to count into: worker `index`'s (owned by the caller), or
+    /// the shared one. Returns the block and whether the caller owns it.
+    #[inline]
+    pub(crate) fn block(&self, worker: Option<usize>) -> (&WorkerStats, bool) {
+        match worker.and_then(|index| self.workers.get(index)) {
+            Some(stats) => (stats, true),
+            None => (&self.remote, false),
+        }
+    }
+
+    fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for block in self.workers.iter().chain(std::iter::once(&self.remote)) {
+            totals.add_block(block);
+        }
+        totals
+    }
+}
+
+/// Counters and histograms summed over blocks, runtimes, or retired runtimes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) counters: [u64; EVENTS],
+    pub(crate) queue_wait: HistogramSnapshot,
+    pub(crate) run_time: HistogramSnapshot,
+}
+
+impl Totals {
+    /// The total of `event`.
+    pub(crate) fn get(&self, event: Event) -> u64 {
+        self.counters[event as usize]
+    }
+
+    fn add_block(&mut self, block: &WorkerStats) {
+        for (index, total) in self.counters.iter_mut().enumerate() {
+            *total += block.counters[index].load(Relaxed);
+        }
+        self.queue_wait.merge(&block.queue_wait.snapshot());
+        self.run_time.merge(&block.run_time.snapshot());
+    }
+
+    fn add(&mut self, other: &Totals) {
+        for (mine, theirs) in self.counters.iter_mut().zip(other.counters) {
+            *mine += theirs;
+        }
+        self.queue_wait.merge(&other.queue_wait);
+        self.run_time.merge(&other.run_time);
+    }
+}
+
+struct Entry {
+    stats: Arc<RuntimeStats>,
+    runtime: Weak<Shared>,
+}
+
+/// Every runtime's stats, and what retired runtimes counted (step 3).
+struct Registry {
+    live: Vec<Entry>,
+    retired: Option<Totals>,
+}
+
+static RUNTIMES: Mutex<Registry> = Mutex::new(Registry {
+    live: Vec::new(),
+    retired: None,
+});
+
+impl Registry {
+    fn retire_dead(&mut self) {
+        let Registry { live, retired } = self;
+        live.retain(|entry| {
+            if Arc::strong_count(&entry.stats) > 1 {
+                return true;
+            }
+            retired
+                .get_or_insert_with(Totals::default)
+                .add(&entry.stats.totals());
+            false
+        });
+    }
+}
+
+/// Lists a runtime for snapshots (step 3). Not under loom, whose `Arc` has
+/// no weak references.
+#[cfg_attr(feature = "loom", allow(dead_code))]
+pub(crate) fn register(stats: Arc<RuntimeStats>, runtime: Weak<Shared>) {
+    let mut registry = lock(&RUNTIMES);
+    registry.retire_dead();
+    registry.live.push(Entry { stats, runtime });
+}
+
+/// What a snapshot reads from the runtimes: counter totals, and the live
+/// runtimes themselves for their gauges.
+pub(crate) fn collect() -> (Totals, Vec<Arc<Shared>>) {
+    let mut registry = lock(&RUNTIMES);
+    registry.retire_dead();
+    let mut totals = registry.retired.clone().unwrap_or_default();
+    for entry in &registry.live {
+        totals.add(&entry.stats.totals());
+    }
+    let live = registry
+        .live
+        .iter()
+        .filter_map(|entry| entry.runtime.upgrade())
+        .collect();
+    (totals, live)
+}
