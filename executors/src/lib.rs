@@ -1,4 +1,27 @@
-//! VedaRT's offload executors.
+//! VedaRT's offload executors: where work that must not run on the async
+//! workers goes. The runtime crate `vedart` re-exports all of it; this crate
+//! depends only on the reactor, so it never sees a scheduler.
+//!
+//! # Implementation
+//!
+//! - [`blocking`]: a job pool for closures that block or burn CPU. Threads
+//!   (`veda-blocking-{i}`) start lazily when a job finds no idle thread, up to
+//!   `max_workers`; idle threads above the Little's-law target (arrival rate x
+//!   mean service time) exit after a keep-alive. `vedart::spawn_blocking` wraps
+//!   each closure in a task whose schedule function submits it here.
+//! - [`process`]: a pool of warm child processes speaking length-prefixed
+//!   frames over pipes (wire format in `process/README.md`). Each child's pipes
+//!   are driven by one task on the reactor, with no thread per child; a child's
+//!   death fails its calls and the child is replaced; cancelling a call
+//!   terminates its child. Children are forked on one long-lived thread,
+//!   `veda-process-spawn`, and exec at once. Without a runtime's spawner the
+//!   driver tasks run on one background thread, `veda-process`.
+//!   [`process::Command`] runs async children with piped stdio.
+//! - [`gpu`]: CUDA through cudarc with dynamic loading, so the crate builds and
+//!   runs where no CUDA is installed. Copies, launches and synchronisation
+//!   return futures completed by a stream callback (`gpu/README.md`).
+//! - [`telemetry`]: lock-free counters and histograms these pools (and the
+//!   runtime's scheduler) report into.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod blocking;
