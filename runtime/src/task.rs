@@ -22,8 +22,8 @@
 //!    and drops the user's future under `catch_unwind`, so that a panicking
 //!    destructor cannot take a worker (or, inside async-task, the process)
 //!    down;
-//! 5. reports each poll, and how the task ended, to telemetry
-//!    (`telemetry::PollProbe`): one relaxed load when telemetry is off.
+//! 5. reports how the task ended to telemetry (the worker that polls it
+//!    measures each poll): one relaxed load when telemetry is off.
 //!
 //! Every task gets a [`TaskId`] at spawn, from a counter of its runtime, so
 //! that a deterministic runtime numbers its tasks the same way every run.
@@ -45,7 +45,7 @@ use crate::sync::Arc;
 use crate::sync::atomic::AtomicBool;
 use crate::sync::atomic::Ordering::{Acquire, SeqCst};
 use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
-use crate::telemetry::{self, Outcome, PollProbe};
+use crate::telemetry::{self, Outcome};
 
 /// A scheduled task, as the queues hold it.
 pub(crate) type Runnable = async_task::Runnable<Header>;
@@ -183,25 +183,33 @@ impl<F: Future> Future for TaskFuture<'_, F> {
         if this.header.blocking {
             return this.poll_blocking(cx);
         }
-        let probe = PollProbe::start(this.header);
         let (outcome, poll) = this.poll_user(cx);
-        probe.finish(this.header.id, outcome);
+        if let Some(outcome) = outcome {
+            telemetry::finished(&this.header.shared, outcome);
+        }
         poll
     }
 }
 
+/// What `poll_user` returns: how the task ended, if it did, and the poll.
+type Polled<T> = (Option<Outcome>, Poll<Result<T, JoinError>>);
+
 impl<F: Future> TaskFuture<'_, F> {
     /// Steps 1 to 3 of the module docs.
-    fn poll_user(&mut self, cx: &mut Context<'_>) -> (Outcome, Poll<Result<F::Output, JoinError>>) {
+    fn poll_user(&mut self, cx: &mut Context<'_>) -> Polled<F::Output> {
+        let cancelled = (
+            Some(Outcome::Cancelled),
+            Poll::Ready(Err(JoinError::cancelled())),
+        );
         if self.header.is_aborted() {
             self.finished = true;
-            return (Outcome::Cancelled, Poll::Ready(Err(JoinError::cancelled())));
+            return cancelled;
         }
         // SAFETY: every `TaskFuture` is pinned (see the type's docs) and
         // `future` never moves (field invariant).
         let future = unsafe { Pin::new_unchecked(&mut *self.future) };
-        let (outcome, poll) = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Ready(output)) => (Outcome::Completed, Poll::Ready(Ok(output))),
+        let polled = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Ready(output)) => (Some(Outcome::Completed), Poll::Ready(Ok(output))),
             Ok(Poll::Pending) => {
                 if self.slot == Slot::NONE {
                     let shared = &self.header.shared;
@@ -211,23 +219,26 @@ impl<F: Future> TaskFuture<'_, F> {
                         // Shutdown began: nobody would ever cancel this task.
                         None => {
                             self.finished = true;
-                            return (Outcome::Cancelled, Poll::Ready(Err(JoinError::cancelled())));
+                            return cancelled;
                         }
                     }
                 }
-                (Outcome::Pending, Poll::Pending)
+                (None, Poll::Pending)
             }
-            Err(payload) => (Outcome::Failed, Poll::Ready(Err(JoinError::panic(payload)))),
+            Err(payload) => (
+                Some(Outcome::Failed),
+                Poll::Ready(Err(JoinError::panic(payload))),
+            ),
         };
-        self.finished = poll.is_ready();
-        (outcome, poll)
+        self.finished = polled.1.is_ready();
+        polled
     }
 
     /// A `spawn_blocking` task's only poll, on a blocking-pool thread: the
     /// pool counts it; a panic is reported to the pool as a failed job.
     fn poll_blocking(&mut self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
         let (outcome, poll) = self.poll_user(cx);
-        if outcome == Outcome::Failed {
+        if outcome == Some(Outcome::Failed) {
             telemetry::report_job_failed();
         }
         poll
@@ -237,7 +248,7 @@ impl<F: Future> TaskFuture<'_, F> {
 impl<F> Drop for TaskFuture<'_, F> {
     fn drop(&mut self) {
         if !self.finished && !self.header.blocking {
-            telemetry::dropped_unfinished(&self.header.shared);
+            telemetry::finished(&self.header.shared, Outcome::Cancelled);
         }
         self.header.shared.registry.remove(self.slot);
         let future = &mut self.future;

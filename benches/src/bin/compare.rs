@@ -233,5 +233,43 @@ fn main() {
         _ => eprintln!("memory_per_pending_task: {memory:?}"),
     }
     drop((tokio, smol));
+    telemetry_overhead(&veda, options.rounds);
     process_pool_figures(&veda.rt);
+}
+
+/// vedart with telemetry on vs off, rounds interleaved, on the paths it
+/// instruments most densely (the target: on costs at most 3% more than off).
+fn telemetry_overhead(veda: &Veda, rounds: usize) {
+    let runs: [(&str, Run<Veda>); 2] = [
+        ("spawn_many_local", |rt| {
+            time(|| spawn_many_local(rt, 10_000))
+        }),
+        ("yield_many", |rt| time(|| yield_many(rt, 200, 1_000))),
+    ];
+    println!(
+        "\n{:<34} {:>12} {:>12} {:>8}",
+        "telemetry_overhead (vedart)", "off", "on", "on/off"
+    );
+    for (name, run) in runs {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for round in 0..4 * rounds.max(5) {
+            let enabled = round % 2 == 0;
+            vedart::telemetry::set_enabled(enabled);
+            let elapsed = run(veda);
+            if enabled {
+                on.push(elapsed)
+            } else {
+                off.push(elapsed)
+            }
+        }
+        vedart::telemetry::set_enabled(true);
+        let (on, off) = (median(on), median(off));
+        println!(
+            "{:<34} {:>12} {:>12} {:>8.3}",
+            format!("telemetry_overhead {name}"),
+            format_time(off),
+            format_time(on),
+            on.as_secs_f64() / off.as_secs_f64()
+        );
+    }
 }

@@ -91,11 +91,13 @@ impl Histogram {
     }
 
     /// Records one duration (saturating at `u64::MAX` nanoseconds).
+    #[inline]
     pub fn record(&self, value: Duration) {
         self.record_nanos(u64::try_from(value.as_nanos()).unwrap_or(u64::MAX));
     }
 
     /// Records one value in nanoseconds.
+    #[inline]
     pub fn record_nanos(&self, nanos: u64) {
         self.buckets[index(nanos)].fetch_add(1, Relaxed);
         self.sum.fetch_add(nanos, Relaxed);

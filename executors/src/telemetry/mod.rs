@@ -95,11 +95,13 @@ pub fn set_enabled(enabled: bool) {
 }
 
 /// Whether counting is on; see [`set_enabled`].
+#[inline]
 pub fn is_enabled() -> bool {
     status().is_enabled()
 }
 
 /// Both switches, read at once: what an instrumented hot path checks.
+#[inline]
 pub fn status() -> Status {
     Status(STATUS.load(Relaxed))
 }
@@ -110,16 +112,19 @@ pub struct Status(u8);
 
 impl Status {
     /// Counters and histograms move ([`set_enabled`]).
+    #[inline]
     pub fn is_enabled(self) -> bool {
         self.0 & ENABLED != 0
     }
 
     /// Spans are recorded ([`start_spans`]).
+    #[inline]
     pub fn is_tracing(self) -> bool {
         self.0 & TRACING != 0
     }
 
     /// Either switch is on: something must be measured.
+    #[inline]
     pub fn is_active(self) -> bool {
         self.0 != 0
     }

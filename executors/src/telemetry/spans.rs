@@ -101,12 +101,14 @@ std::thread_local! {
 
 /// The instant every span's times are measured from: fixed the first time any
 /// telemetry function needs it.
+#[inline]
 pub fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
 /// `instant` as an offset from [`epoch`] (zero if it is earlier).
+#[inline]
 pub fn since_epoch(instant: Instant) -> Duration {
     instant.saturating_duration_since(epoch())
 }

@@ -232,7 +232,7 @@ impl Shared {
 
     /// Queues a task from a thread that is not one of this runtime's workers.
     pub(crate) fn schedule_remote(&self, task: Runnable) {
-        crate::telemetry::scheduled(task.metadata(), self.stats.block(None).0, false);
+        crate::telemetry::scheduled_remote(task.metadata(), self.stats.block(None).0);
         match self.injector.push(task) {
             Ok(()) => self.notify_parked_remote(),
             // Closed: the runtime shut down. Dropping the runnable cancels the task.

@@ -67,7 +67,7 @@ use crate::sync::atomic::AtomicBool;
 use crate::sync::atomic::Ordering::SeqCst;
 use crate::sync::{Arc, lock};
 use crate::task::Runnable;
-use crate::telemetry::{self, Event};
+use crate::telemetry::{self, Event, PollProbe};
 
 /// Ticks between non-blocking reactor polls (step 1). Prime, as in tokio, so
 /// that it does not beat with [`GLOBAL_QUEUE_INTERVAL`].
@@ -240,6 +240,10 @@ pub(crate) struct Context {
     /// Borrowed only for short scheduling steps, never while a task runs, so
     /// that tasks can schedule onto it.
     pub(super) core: RefCell<Core>,
+    /// Polls this core has run (telemetry, while enabled): kept here, where
+    /// counting costs nothing but a plain increment, and published to the
+    /// worker's stats block by `publish_polls`.
+    polls: Cell<u64>,
 }
 
 #[cfg(not(feature = "loom"))]
@@ -358,10 +362,27 @@ pub(crate) fn assert_not_in_worker() {
 }
 
 impl Context {
+    /// The context of worker `index` of `shared`, running `core`.
+    pub(super) fn new(shared: Arc<Shared>, index: usize, core: Core) -> Context {
+        // Resume the count a previous context of this core published.
+        let polls = shared.stats.block(Some(index)).0.get(Event::Polls);
+        Context {
+            shared,
+            index,
+            core: RefCell::new(core),
+            polls: Cell::new(polls),
+        }
+    }
+
+    /// Publishes the poll count to this worker's stats block.
+    pub(super) fn publish_polls(&self) {
+        let block = self.shared.stats.block(Some(self.index)).0;
+        block.set(Event::Polls, self.polls.get());
+    }
+
     /// Queues a task woken on this core's thread (see the module docs).
     fn schedule_local(&self, core: &mut Core, task: Runnable, is_yield: bool) {
-        let (block, owner) = self.shared.stats.block(Some(self.index));
-        telemetry::scheduled(task.metadata(), block, owner);
+        telemetry::scheduled_local(task.metadata(), self.polls.get());
         if let Some(det) = &mut core.det {
             det.push(task, &self.shared);
             return;
@@ -421,6 +442,7 @@ impl Context {
 
     /// Step 1.
     pub(super) fn maintenance(&self) {
+        self.publish_polls();
         if let Some(mut driver) = self.shared.driver().try_lock() {
             self.core.borrow_mut().in_driver = true;
             driver.poll();
@@ -431,12 +453,36 @@ impl Context {
         }
     }
 
+    /// Polls `task` once, counted and (if sampled) measured by telemetry.
+    #[inline]
+    pub(super) fn run_one(&self, task: Runnable) {
+        let status = telemetry::status();
+        if !status.is_active() {
+            task.run();
+            return;
+        }
+        let polls = self.polls.get();
+        if status.is_enabled() {
+            self.polls.set(polls + 1);
+        }
+        let block = || self.shared.stats.block(Some(self.index)).0;
+        match PollProbe::start(&task, status, polls, block) {
+            None => {
+                task.run();
+            }
+            Some(probe) => {
+                task.run();
+                probe.finish();
+            }
+        }
+    }
+
     /// Step 4.
     fn run_task(&self, task: Runnable) {
         self.core
             .borrow_mut()
             .transition_from_searching(&self.shared);
-        task.run();
+        self.run_one(task);
         let mut lifo_polls = 0;
         loop {
             let next = {
@@ -455,7 +501,7 @@ impl Context {
                     }
                 }
             };
-            next.run();
+            self.run_one(next);
         }
     }
 
@@ -484,11 +530,12 @@ impl Context {
         }
     }
 
-    /// Counts a park for telemetry.
+    /// Counts a park for telemetry, and publishes the poll count.
     pub(super) fn count_park(&self) {
         if telemetry::is_enabled() {
             let (block, owner) = self.shared.stats.block(Some(self.index));
             block.add(Event::Parks, owner);
+            block.set(Event::Polls, self.polls.get());
         }
     }
 
@@ -618,13 +665,10 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, core: Core) {
     // threads) must stay untouched; the models spawn through handles.
     #[cfg(not(feature = "loom"))]
     let _handle = crate::runtime::Handle::from_shared(shared.clone()).enter();
-    let cx = Context {
-        shared,
-        index,
-        core: RefCell::new(core),
-    };
+    let cx = Context::new(shared, index, core);
     let _guard = ContextGuard::enter(&cx);
     cx.run();
+    cx.publish_polls();
     cx.drain();
 }
 
@@ -671,11 +715,7 @@ pub(crate) fn block_on_current_thread<F: Future>(shared: &Arc<Shared>, future: F
             core
         };
         if let Some(core) = core {
-            let cx = Context {
-                shared: shared.clone(),
-                index: 0,
-                core: RefCell::new(core),
-            };
+            let cx = Context::new(shared.clone(), 0, core);
             let result = {
                 let _guard = ContextGuard::enter(&cx);
                 if shared.flavor == Flavor::Deterministic {
@@ -684,6 +724,7 @@ pub(crate) fn block_on_current_thread<F: Future>(shared: &Arc<Shared>, future: F
                     cx.run_until(future.as_mut(), &main, &waker)
                 }
             };
+            cx.publish_polls();
             let core = cx.core.into_inner();
             let waiters = {
                 let mut slot = lock(&shared.core_slot);

@@ -55,10 +55,12 @@
 //! 1. Every hook first reads one status word (relaxed). With telemetry and
 //!    tracing off that is all it costs.
 //! 2. Counts go to the running worker's own block (a relaxed load and store:
-//!    it is the only writer), so workers never share a counter cache line.
-//! 3. Clocks are read for one poll in [`SAMPLE_INTERVAL`] per worker (and
-//!    for one wake-up in as many, which stamps the task header for its queue
-//!    wait), and for every poll while spans are recorded.
+//!    it is the only writer), so workers never share a counter cache line;
+//!    polls, the most frequent event, are counted in a plain cell of the
+//!    worker and published to its block now and then.
+//! 3. Clocks are read for a sample of polls and wake-ups (a wake-up stamps
+//!    the task header for its queue wait; see [`SAMPLE_INTERVAL`]), and for
+//!    every poll while spans are recorded.
 //!
 //! Steps 2 and 3 and the registry of runtimes are written up in `stats.rs`.
 //! The measured overhead (telemetry on vs off) is in the crate README.
@@ -76,7 +78,7 @@ pub use vedart_executors::telemetry::{
     status, stop_spans, take_spans,
 };
 
-pub(crate) use probe::{Outcome, PollProbe, dropped_unfinished, scheduled, spawned};
+pub(crate) use probe::{Outcome, PollProbe, finished, scheduled_local, scheduled_remote, spawned};
 pub(crate) use stats::{Event, RuntimeStats};
 
 /// Lists a runtime in the process-wide registry that [`snapshot()`] reads.

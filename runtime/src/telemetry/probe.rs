@@ -1,21 +1,32 @@
 //! The hooks the scheduler and the task wrapper call on their hot paths.
 //!
 //! Each hook starts with one relaxed load of the telemetry status word and
-//! does nothing more while telemetry and span recording are both off. The
-//! rest is described in `stats` (per-worker blocks, sampling).
+//! does nothing more while telemetry and span recording are both off. A poll
+//! is measured by the worker that runs it ([`PollProbe`], around
+//! `Runnable::run`), which counts its polls in a plain cell and publishes the
+//! count now and then; only the end of a task (once per task) and a spawn
+//! look the stats block up through the thread-local worker context. The rest
+//! is described in `stats` (per-worker blocks, sampling).
 
 use std::time::Duration;
 
-use vedart_executors::telemetry::{self as exec, ExecutorKind};
+use vedart_executors::telemetry::{self as exec, ExecutorKind, Status};
 
 use super::stats::{Event, SAMPLE_INTERVAL, WorkerStats};
 use crate::scheduler::{Shared, worker};
-use crate::task::{Header, TaskId};
+use crate::task::{Header, Runnable};
 
 /// Nanoseconds since the telemetry epoch; never zero (zero means "no stamp").
 fn now_nanos() -> u64 {
     let nanos = exec::since_epoch(std::time::Instant::now()).as_nanos();
     u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
+}
+
+/// Whether the event counted `previous` events before it is timed: the first
+/// [`SAMPLE_INTERVAL`] of a worker, then one in [`SAMPLE_INTERVAL`].
+#[inline]
+pub(crate) fn sampled(previous: u64) -> bool {
+    previous < SAMPLE_INTERVAL || previous % SAMPLE_INTERVAL == 0
 }
 
 /// The stats block the calling thread counts into for `shared`.
@@ -33,112 +44,123 @@ pub(crate) fn spawned(shared: &Shared) {
     }
 }
 
-/// Counts a task queued through `block` (worker `owner` or anyone), and stamps
-/// one in [`SAMPLE_INTERVAL`] with the time, for its queue wait.
+/// Stamps a task woken on the worker whose poll count is `polls` with the
+/// time, for its queue wait, if that count says this wake-up is sampled.
 #[inline]
-pub(crate) fn scheduled(header: &Header, block: &WorkerStats, owner: bool) {
-    if exec::is_enabled() && block.add(Event::Schedules, owner) % SAMPLE_INTERVAL == 0 {
+pub(crate) fn scheduled_local(header: &Header, polls: u64) {
+    if exec::is_enabled() && sampled(polls) {
         header.stamp(now_nanos());
     }
 }
 
-/// Counts a task dropped before it finished (aborted while queued, or
-/// cancelled by shutdown).
-pub(crate) fn dropped_unfinished(shared: &Shared) {
-    if exec::is_enabled() {
-        let (block, owner) = block(shared);
-        block.add(Event::Cancelled, owner);
+/// Stamps a task queued from outside the runtime's workers, if a count of
+/// such wake-ups in the shared `block` says this one is sampled.
+#[inline]
+pub(crate) fn scheduled_remote(header: &Header, block: &WorkerStats) {
+    if exec::is_enabled() && sampled(block.add(Event::RemoteSchedules, false)) {
+        header.stamp(now_nanos());
     }
 }
 
-/// How a poll ended, for the counters.
+/// How a task ended, for the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// The task is waiting.
-    Pending,
     /// The task produced its output.
     Completed,
     /// The task panicked.
     Failed,
-    /// The task was aborted (or refused by a shutting-down registry).
+    /// The task was aborted, refused by a shutting-down registry, or dropped
+    /// before it finished.
     Cancelled,
 }
 
-/// One poll being measured: created before the poll, finished after it.
+/// Counts the end of a task of `shared`.
+#[inline]
+pub(crate) fn finished(shared: &Shared, outcome: Outcome) {
+    if exec::is_enabled() {
+        let (block, owner) = block(shared);
+        block.add(
+            match outcome {
+                Outcome::Completed => Event::Completed,
+                Outcome::Failed => Event::Failed,
+                Outcome::Cancelled => Event::Cancelled,
+            },
+            owner,
+        );
+    }
+}
+
+/// One poll being measured by the worker that runs it: created before the
+/// poll only when there is something to measure (a sampled poll, a stamped
+/// task, span recording).
 #[must_use = "a probe records nothing until it is finished"]
 pub(crate) struct PollProbe<'a> {
-    /// `None` while telemetry and tracing are both off.
-    block: Option<(&'a WorkerStats, bool)>,
-    enabled: bool,
-    tracing: bool,
-    /// When the poll started, if it is timed (else 0).
+    block: &'a WorkerStats,
+    /// Record the run time.
+    timed: bool,
+    /// The task's id, while spans are recorded (else 0).
+    span_task: u64,
+    /// When the poll started, if it is timed or traced (else 0).
     start: u64,
 }
 
 impl<'a> PollProbe<'a> {
-    /// Starts measuring a poll of the task with `header`: counts it, records
-    /// its queue wait if it was stamped, and reads the clock if this poll is
-    /// sampled or spans are being recorded.
+    /// Starts measuring a poll of `task`, the worker's poll number `polls`
+    /// (counted by the caller, see `stats`): records the task's queue wait if
+    /// it was stamped, and reads the clock if this poll is sampled or spans
+    /// are recorded. `block` gives the worker's stats block, only if needed.
+    /// `None` if there is nothing to measure.
     #[inline]
-    pub(crate) fn start(header: &'a Header) -> PollProbe<'a> {
-        let status = exec::status();
-        if !status.is_active() {
-            return PollProbe {
-                block: None,
-                enabled: false,
-                tracing: false,
-                start: 0,
-            };
-        }
-        let (block, owner) = block(&header.shared);
+    pub(crate) fn start(
+        task: &Runnable,
+        status: Status,
+        polls: u64,
+        block: impl FnOnce() -> &'a WorkerStats,
+    ) -> Option<PollProbe<'a>> {
+        let header = task.metadata();
         let enabled = status.is_enabled();
         let tracing = status.is_tracing();
-        let mut timed = tracing;
-        let mut stamp = 0;
-        if enabled {
-            timed |= block.add(Event::Polls, owner) % SAMPLE_INTERVAL == 0;
-            stamp = header.take_stamp();
+        let timed = enabled && sampled(polls);
+        let stamp = if enabled { header.take_stamp() } else { 0 };
+        if !timed && !tracing && stamp == 0 {
+            return None;
         }
-        let start = if timed || stamp != 0 { now_nanos() } else { 0 };
+        let block = block();
+        let start = now_nanos();
         if stamp != 0 {
             block.queue_wait.record_nanos(start.saturating_sub(stamp));
         }
-        PollProbe {
-            block: Some((block, owner)),
-            enabled,
-            tracing,
-            start: if timed { start } else { 0 },
+        if timed {
+            // Sampled polls also publish the worker's poll count.
+            block.set(Event::Polls, polls + 1);
         }
+        Some(PollProbe {
+            block,
+            timed,
+            span_task: if tracing { header.id.as_u64() } else { 0 },
+            start: if timed || tracing { start } else { 0 },
+        })
     }
 
-    /// Ends the measurement of a poll of task `task` that ended with `outcome`.
+    /// Ends the measurement, after the poll.
     #[inline]
-    pub(crate) fn finish(self, task: TaskId, outcome: Outcome) {
-        let Some((block, owner)) = self.block else {
+    pub(crate) fn finish(self) {
+        if self.start == 0 {
             return;
-        };
-        if self.start != 0 {
-            let end = now_nanos();
-            if self.enabled {
-                block.run_time.record_nanos(end.saturating_sub(self.start));
-            }
-            if self.tracing {
-                exec::record_span_at(
-                    ExecutorKind::Async,
-                    task.as_u64(),
-                    Duration::from_nanos(self.start),
-                    Duration::from_nanos(end),
-                );
-            }
         }
-        if self.enabled {
-            let event = match outcome {
-                Outcome::Pending => return,
-                Outcome::Completed => Event::Completed,
-                Outcome::Failed => Event::Failed,
-                Outcome::Cancelled => Event::Cancelled,
-            };
-            block.add(event, owner);
+        let end = now_nanos();
+        if self.timed {
+            self.block
+                .run_time
+                .record_nanos(end.saturating_sub(self.start));
+        }
+        if self.span_task != 0 {
+            exec::record_span_at(
+                ExecutorKind::Async,
+                self.span_task,
+                Duration::from_nanos(self.start),
+                Duration::from_nanos(end),
+            );
         }
     }
 }

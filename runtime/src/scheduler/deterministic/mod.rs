@@ -250,7 +250,7 @@ pub(crate) fn run_until<F: Future>(
         match picked {
             Some((Pick::Task(task), runnable)) => {
                 det.record(Some(task.metadata().id), runnable, shared.reactor.now());
-                task.run();
+                cx.run_one(task);
             }
             Some((Pick::BlockOn, runnable)) => {
                 det.record(None, runnable, shared.reactor.now());
