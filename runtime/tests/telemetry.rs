@@ -314,6 +314,7 @@ fn scheduler_gauges_follow_runtimes_and_queues() {
     assert_eq!(during.injector_depth, before.injector_depth + 25);
     assert_eq!(during.queue_depth(), before.queue_depth() + 25);
     assert!(during.parks >= before.parks + 2, "{during:?}");
+    assert!(during.schedules >= before.schedules + 25);
 
     idle.block_on(async {
         for task in queued {

@@ -244,6 +244,8 @@ pub(crate) struct Context {
     /// counting costs nothing but a plain increment, and published to the
     /// worker's stats block by `publish_polls`.
     polls: Cell<u64>,
+    /// Tasks queued on this core (telemetry), published with `polls`.
+    schedules: Cell<u64>,
 }
 
 #[cfg(not(feature = "loom"))]
@@ -364,25 +366,29 @@ pub(crate) fn assert_not_in_worker() {
 impl Context {
     /// The context of worker `index` of `shared`, running `core`.
     pub(super) fn new(shared: Arc<Shared>, index: usize, core: Core) -> Context {
-        // Resume the count a previous context of this core published.
-        let polls = shared.stats.block(Some(index)).0.get(Event::Polls);
+        // Resume the counts a previous context of this core published.
+        let block = shared.stats.block(Some(index)).0;
+        let polls = Cell::new(block.get(Event::Polls));
+        let schedules = Cell::new(block.get(Event::Schedules));
         Context {
             shared,
             index,
             core: RefCell::new(core),
-            polls: Cell::new(polls),
+            polls,
+            schedules,
         }
     }
 
-    /// Publishes the poll count to this worker's stats block.
+    /// Publishes the poll and schedule counts to this worker's stats block.
     pub(super) fn publish_polls(&self) {
         let block = self.shared.stats.block(Some(self.index)).0;
         block.set(Event::Polls, self.polls.get());
+        block.set(Event::Schedules, self.schedules.get());
     }
 
     /// Queues a task woken on this core's thread (see the module docs).
     fn schedule_local(&self, core: &mut Core, task: Runnable, is_yield: bool) {
-        telemetry::scheduled_local(task.metadata(), self.polls.get());
+        telemetry::scheduled_local(task.metadata(), self.polls.get(), &self.schedules);
         if let Some(det) = &mut core.det {
             det.push(task, &self.shared);
             return;
@@ -535,8 +541,8 @@ impl Context {
         if telemetry::is_enabled() {
             let (block, owner) = self.shared.stats.block(Some(self.index));
             block.add(Event::Parks, owner);
-            block.set(Event::Polls, self.polls.get());
         }
+        self.publish_polls();
     }
 
     /// Enters or leaves `park`, during which this thread may turn the reactor.

@@ -8,6 +8,7 @@
 //! look the stats block up through the thread-local worker context. The rest
 //! is described in `stats` (per-worker blocks, sampling).
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use vedart_executors::telemetry::{self as exec, ExecutorKind, Status};
@@ -44,12 +45,16 @@ pub(crate) fn spawned(shared: &Shared) {
     }
 }
 
-/// Stamps a task woken on the worker whose poll count is `polls` with the
-/// time, for its queue wait, if that count says this wake-up is sampled.
+/// Counts a task woken on a worker, in the worker's own `schedules` cell
+/// (published with its poll count), and stamps it with the time, for its
+/// queue wait, if the worker's poll count `polls` says this one is sampled.
 #[inline]
-pub(crate) fn scheduled_local(header: &Header, polls: u64) {
-    if exec::is_enabled() && sampled(polls) {
-        header.stamp(now_nanos());
+pub(crate) fn scheduled_local(header: &Header, polls: u64, schedules: &Cell<u64>) {
+    if exec::is_enabled() {
+        schedules.set(schedules.get() + 1);
+        if sampled(polls) {
+            header.stamp(now_nanos());
+        }
     }
 }
 

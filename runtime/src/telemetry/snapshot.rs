@@ -31,6 +31,8 @@ pub struct SchedulerStats {
     pub local_queue_depth: usize,
     /// Task polls.
     pub polls: u64,
+    /// Tasks queued: each spawn and each wake-up.
+    pub schedules: u64,
     /// Successful steals from another worker's queue.
     pub steals: u64,
     /// Times a worker went to sleep for want of work.
@@ -83,6 +85,7 @@ pub fn snapshot() -> Snapshot {
     let mut scheduler = SchedulerStats {
         runtimes: runtimes.len(),
         polls: totals.get(Event::Polls),
+        schedules: totals.get(Event::Schedules) + totals.get(Event::RemoteSchedules),
         steals: totals.get(Event::Steals),
         parks: totals.get(Event::Parks),
         ..SchedulerStats::default()
@@ -364,6 +367,13 @@ impl Snapshot {
             Counter,
             None,
             scheduler.polls,
+        );
+        push(
+            "vedart_scheduler_schedules_total",
+            "Async tasks queued (spawns and wake-ups).",
+            Counter,
+            None,
+            scheduler.schedules,
         );
         push(
             "vedart_scheduler_steals_total",

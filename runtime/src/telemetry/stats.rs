@@ -48,8 +48,11 @@ pub(crate) enum Event {
     /// publishes the count here at sampled polls, at maintenance and when it
     /// parks or stops (so a snapshot may lag by a few dozen polls).
     Polls,
+    /// A task was queued (spawned or woken) by its worker; published like
+    /// `Polls`.
+    Schedules,
     /// A task was queued from outside the runtime's workers (counted in the
-    /// shared block only, to sample those wake-ups; not reported).
+    /// shared block only).
     RemoteSchedules,
     /// A worker stole from another's queue.
     Steals,
@@ -58,7 +61,7 @@ pub(crate) enum Event {
 }
 
 /// Number of [`Event`]s.
-const EVENTS: usize = 8;
+const EVENTS: usize = 9;
 
 /// Counters and histograms of one worker (or of everyone else); see step 1.
 #[repr(align(128))]
