@@ -235,11 +235,12 @@ impl<F: Future> TaskFuture<'_, F> {
     }
 
     /// A `spawn_blocking` task's only poll, on a blocking-pool thread: the
-    /// pool counts it; a panic is reported to the pool as a failed job.
+    /// pool counts it, as failed if it panicked, before the output reaches
+    /// the `JoinHandle` (so whoever awaits it finds the job counted).
     fn poll_blocking(&mut self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
         let (outcome, poll) = self.poll_user(cx);
-        if outcome == Some(Outcome::Failed) {
-            telemetry::report_job_failed();
+        if poll.is_ready() {
+            telemetry::report_job_done(outcome == Some(Outcome::Completed));
         }
         poll
     }

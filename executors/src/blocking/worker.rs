@@ -61,6 +61,7 @@ fn serve(inner: &Inner) {
         while let Some(job) = shared.queue.pop_front() {
             drop(shared);
             let started = Instant::now();
+            telemetry::blocking_job_started(started);
             let panicked = match catch_unwind(AssertUnwindSafe(job)) {
                 Ok(()) => false,
                 Err(payload) => {
@@ -70,7 +71,7 @@ fn serve(inner: &Inner) {
                 }
             };
             let elapsed = started.elapsed();
-            telemetry::blocking_job_ran(started, elapsed, panicked);
+            telemetry::blocking_job_ran(panicked);
             shared = lock(&inner.shared);
             shared.estimator.record_service(elapsed);
             shared.jobs_completed += 1;

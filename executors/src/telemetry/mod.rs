@@ -8,7 +8,7 @@
 //!
 //! | executor | spawned | completed | failed | cancelled |
 //! | --- | --- | --- | --- | --- |
-//! | blocking pool | jobs accepted | jobs that returned | jobs that panicked, or called [`report_job_failed`] | jobs dropped unrun at shutdown |
+//! | blocking pool | jobs accepted | jobs that returned (or called [`report_job_done`]) | jobs that panicked, or called [`report_job_failed`] | jobs dropped unrun at shutdown |
 //! | process pool | calls made | calls answered | calls that ended in an error | calls cancelled or dropped before their answer |
 //! | GPU | stream operations queued (each `GpuFuture`) | resolved `Ok` | resolved `Err` (stream failure) | futures dropped before they resolved |
 //!
@@ -55,6 +55,7 @@ mod spans;
 
 use std::cell::Cell;
 use std::fmt;
+use std::time::Instant;
 
 pub use histogram::{BUCKETS, Histogram, HistogramSnapshot};
 pub use spans::{
@@ -318,18 +319,58 @@ pub(crate) fn blocking_queue_wait(wait: std::time::Duration) {
     }
 }
 
-/// Records a blocking job that ran from `started` for `run`: its counters,
-/// its run time and (while recording) its span. `panicked` is whether the
-/// job panicked; a job that called [`report_job_failed`] counts as failed too.
-pub(crate) fn blocking_job_ran(
-    started: std::time::Instant,
-    run: std::time::Duration,
-    panicked: bool,
-) {
-    let failed = take_job_failed() || panicked;
+/// What telemetry knows about the blocking-pool job running on this thread.
+#[derive(Clone, Copy)]
+struct Job {
+    /// When the pool started it; `None` outside a pool job.
+    started: Option<Instant>,
+    /// Set by [`report_job_failed`].
+    failed: bool,
+    /// Set once the job was counted (by [`report_job_done`], early).
+    reported: bool,
+}
+
+impl Job {
+    const NONE: Job = Job {
+        started: None,
+        failed: false,
+        reported: false,
+    };
+}
+
+std::thread_local! {
+    static JOB: Cell<Job> = const { Cell::new(Job::NONE) };
+}
+
+/// Called by a pool thread just before it runs a job that started at `started`.
+pub(crate) fn blocking_job_started(started: Instant) {
+    JOB.with(|job| {
+        job.set(Job {
+            started: Some(started),
+            ..Job::NONE
+        });
+    });
+}
+
+/// Called by a pool thread after its job returned (`panicked`: by a panic):
+/// counts the job, unless it counted itself with [`report_job_done`].
+pub(crate) fn blocking_job_ran(panicked: bool) {
+    let job = JOB.with(|job| job.replace(Job::NONE));
+    if let (Some(started), false) = (job.started, job.reported) {
+        record_blocking_job(started, !(job.failed || panicked));
+    }
+}
+
+/// Counts a blocking job that started at `started`: its counters, its run
+/// time and (while recording) its span.
+fn record_blocking_job(started: Instant, ok: bool) {
     let status = status();
+    if !status.is_active() {
+        return;
+    }
+    let run = started.elapsed();
     if status.is_enabled() {
-        BLOCKING.0.finished(!failed);
+        BLOCKING.0.finished(ok);
         blocking_histograms().1.record(run);
     }
     if status.is_tracing() {
@@ -339,22 +380,35 @@ pub(crate) fn blocking_job_ran(
     }
 }
 
-std::thread_local! {
-    /// Set by `report_job_failed`, taken when the job returns.
-    static JOB_FAILED: Cell<bool> = const { Cell::new(false) };
-}
-
 /// Marks the blocking-pool job running on this thread as failed, for a job
 /// that catches its own errors (a Python exception, a panic caught by a task
 /// wrapper) and returns normally: telemetry then counts it as failed rather
 /// than completed. Outside a pool job it has no effect.
 pub fn report_job_failed() {
-    JOB_FAILED.with(|failed| failed.set(true));
+    JOB.with(|job| {
+        let mut state = job.get();
+        state.failed = true;
+        job.set(state);
+    });
 }
 
-/// Takes the flag `report_job_failed` set on this thread.
-fn take_job_failed() -> bool {
-    JOB_FAILED.with(|failed| failed.replace(false))
+/// Counts the blocking-pool job running on this thread now, as completed
+/// (`ok`) or failed, instead of when it returns. A job that hands its result
+/// to a waiting thread calls this just before, so that whoever receives the
+/// result finds the job already counted (its run time measured up to here).
+/// Outside a pool job, or called twice, it has no effect.
+pub fn report_job_done(ok: bool) {
+    let job = JOB.with(|job| {
+        let state = job.get();
+        job.set(Job {
+            reported: true,
+            ..state
+        });
+        state
+    });
+    if let (Some(started), false) = (job.started, job.reported) {
+        record_blocking_job(started, ok && !job.failed);
+    }
 }
 
 /// Counts one GPU fallback: work meant for a GPU that ran on the CPU instead
