@@ -16,7 +16,9 @@
 //!   turns Ctrl+C into `KeyboardInterrupt`;
 //! - `errors`: raising the exception classes of `vedart.exceptions`;
 //! - `asyncio_bridge`: pyo3-async-runtimes' generic runtime implemented for
-//!   VedaRT, so that a task can be awaited from asyncio without blocking.
+//!   VedaRT, so that a task can be awaited from asyncio without blocking;
+//! - `telemetry`: counters of Python tasks, the executors' telemetry, task
+//!   spans, and the atomic `Counter` behind progress bars.
 //!
 //! This file only registers the module.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -31,6 +33,7 @@ mod group;
 mod runtime;
 mod sync;
 mod task;
+mod telemetry;
 mod tstate;
 
 /// Records that the interpreter is exiting: pool threads stop attaching to it.
@@ -56,6 +59,15 @@ fn _vedart(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(task::in_task, m)?)?;
     m.add_function(wrap_pyfunction!(thread_name, m)?)?;
     m.add_function(wrap_pyfunction!(_mark_interpreter_exiting, m)?)?;
+    m.add_class::<telemetry::Counter>()?;
+    m.add_function(wrap_pyfunction!(telemetry::snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::set_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::is_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::record_gpu_fallback, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::start_spans, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::stop_spans, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::clock_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(telemetry::take_spans, m)?)?;
     m.add(
         "SIGNAL_CHECK_INTERVAL",
         detach::SIGNAL_CHECK_INTERVAL.as_secs_f64(),

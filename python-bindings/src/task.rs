@@ -37,6 +37,7 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::errors::{cancelled_error, internal_panic};
 use crate::group::GroupInner;
 use crate::sync::{Arc, AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
+use crate::telemetry::{self, TaskEnd};
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -80,6 +81,8 @@ pub(crate) struct TaskInner {
     elapsed_ns: AtomicU64,
     /// Name of the thread that ran the task, for error messages.
     worker: Mutex<Option<String>>,
+    /// When the task was created, while telemetry counts (its queue wait).
+    queued_at: Option<Instant>,
     /// The one async waiter (`Task.wait_async`).
     waker: AtomicWaker,
 }
@@ -101,6 +104,7 @@ impl TaskInner {
             future: Mutex::new(future),
             elapsed_ns: AtomicU64::new(0),
             worker: Mutex::new(None),
+            queued_at: telemetry::task_spawned(),
             waker: AtomicWaker::new(),
         })
     }
@@ -165,7 +169,9 @@ impl TaskInner {
                     .bind(py)
                     .call(call.args.bind(py), call.kwargs.as_ref().map(|k| k.bind(py)))
             }));
-            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let run = started.elapsed();
+            telemetry::task_ran(self.queued_at, started, run);
+            let nanos = u64::try_from(run.as_nanos()).unwrap_or(u64::MAX);
             self.elapsed_ns.store(nanos, Ordering::Relaxed);
             match result {
                 Ok(Ok(value)) => Outcome::Value(value.unbind()),
@@ -201,11 +207,12 @@ impl TaskInner {
     /// pool dropped the job during shutdown, or the interpreter is exiting) the
     /// attached future is left as it is.
     fn finish(self: &Arc<Self>, py: Option<Python<'_>>, outcome: Outcome) {
-        let final_state = if matches!(outcome, Outcome::Cancelled) {
-            CANCELLED
-        } else {
-            DONE
+        let (final_state, end) = match outcome {
+            Outcome::Value(_) => (DONE, TaskEnd::Completed),
+            Outcome::Error(_) => (DONE, TaskEnd::Failed),
+            Outcome::Cancelled => (CANCELLED, TaskEnd::Cancelled),
         };
+        telemetry::task_finished(end);
         let failure = match (&outcome, py) {
             (Outcome::Error(error), Some(py)) => Some(error.clone_ref(py)),
             _ => None,

@@ -121,7 +121,7 @@ def test_tasks_run_on_the_calling_thread_and_other_threads_run_normally():
     def elsewhere():
         # A thread of its own (fresh context): the ordinary thread pool.
         other["names"] = set(
-            veda.par_iter(range(64), chunk_size=1)
+            veda.par_iter(range(64), chunk_size=1, executor="thread")
             .map(lambda _: threading.current_thread().name)
             .collect()
         )

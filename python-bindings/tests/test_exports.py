@@ -52,8 +52,8 @@ def test_all_lists_exactly_the_public_names():
     for name in veda.__all__:
         assert hasattr(veda, name), name
     public = {n for n in dir(veda) if not n.startswith("_")}
-    # Besides __all__, only the documented submodule `exceptions` is public.
-    assert public - set(veda.__all__) == {"exceptions"}
+    # Besides __all__, only the documented submodules are public.
+    assert public - set(veda.__all__) == {"exceptions", "telemetry"}
 
 
 def test_every_public_item_is_documented():
@@ -106,6 +106,8 @@ def test_private_modules_import_cleanly():
         "_context",
         "_deterministic",
         "_trace",
+        "_progress",
+        "telemetry",
         "exceptions",
     ):
         importlib.import_module(f"vedart.{module}")
@@ -129,7 +131,9 @@ def test_gil_is_not_required():
     assert _vedart.SIGNAL_CHECK_INTERVAL <= 0.1
 
 
-@pytest.mark.parametrize("module", ["_config", "_par_iter", "_scope", "_deterministic"])
+@pytest.mark.parametrize(
+    "module", ["_config", "_par_iter", "_scope", "_deterministic", "telemetry"]
+)
 def test_docstring_examples_run(module):
     import doctest
 

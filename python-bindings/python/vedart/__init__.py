@@ -20,6 +20,7 @@ and cancel the rest when one fails. Configure the runtime with :class:`Config`
 and :func:`init`, or let the first use start it with defaults.
 """
 
+from . import telemetry  # noqa: F401  (the public submodule vedart.telemetry)
 from ._config import Config, ConfigBuilder, SchedulingPolicy
 from ._deterministic import ExecutionTrace, TraceEvent, deterministic, replay
 from ._executors import Executor, Run

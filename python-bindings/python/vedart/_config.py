@@ -85,8 +85,10 @@ class Config:
     scheduling_policy: Union[SchedulingPolicy, str] = SchedulingPolicy.ADAPTIVE
     #: Allow the GPU executor when a device is present.
     enable_gpu: bool = False
-    #: Collect telemetry counters.
-    enable_telemetry: bool = False
+    #: Count tasks, queue waits and run times (:mod:`vedart.telemetry`); on by
+    #: default, it costs a few atomic increments per task. :func:`vedart.init`
+    #: applies it process-wide.
+    enable_telemetry: bool = True
     #: Seed for deterministic scheduling; ``None`` for normal scheduling.
     deterministic_seed: Optional[int] = None
     #: Threads kept alive even when idle; default 1.

@@ -17,7 +17,7 @@ from typing import (
     Union,
 )
 
-from . import _asyncio, _deterministic
+from . import _asyncio, _deterministic, _progress
 from ._engine import Execution, partials
 from ._executors import Executor, check_executor_spec
 from ._runtime import get_runtime
@@ -50,6 +50,9 @@ __all__ = ["par_iter", "ParallelIterator"]
 
 T = TypeVar("T")
 U = TypeVar("U")
+
+#: ``progress=`` of terminal operations: off, on, or on with this description.
+Progress = Union[None, bool, str]
 
 _END: Any = object()
 
@@ -223,57 +226,84 @@ class ParallelIterator(Generic[T]):
 
     # -- terminal operations --------------------------------------------------
 
-    def _run(self, reducer: Reducer) -> Any:
+    def _run(self, reducer: Reducer, progress: Progress = False) -> Any:
         """Runs the pipeline to completion on this thread."""
         runtime = get_runtime()
         executor = _deterministic.executor_for(self._executor, runtime)
         chunk_size = self._chunk_size or runtime.config.chunk_size
-        execution = Execution(executor, chunk_size)
-        try:
-            return reducer.combine(partials(execution, self._source, self._stages, reducer))
-        finally:
-            execution.close()
+        with _progress.tracking(progress, self._source) as bar:
+            execution = Execution(executor, chunk_size, bar)
+            try:
+                return reducer.combine(partials(execution, self._source, self._stages, reducer))
+            finally:
+                execution.close()
 
-    def _terminal(self, reducer: Reducer) -> Any:
+    def _terminal(self, reducer: Reducer, progress: Progress = False) -> Any:
+        if progress is not False:
+            _progress.check(progress)
         if _asyncio.running_loop() is None:
-            return self._run(reducer)
-        return _deterministic.awaitable_terminal(self._run, reducer)
+            return self._run(reducer, progress)
+        return _deterministic.awaitable_terminal(self._run, reducer, progress)
 
-    def collect(self) -> list[T]:
-        """All results, in input order."""
-        return self._terminal(Collect())  # type: ignore[no-any-return]
+    # Every terminal operation takes ``progress``: ``True`` shows a progress bar
+    # (tqdm when installed, else a text bar on stderr), a string also names it.
 
-    def sum(self, start: Any = 0) -> Any:
+    def collect(self, *, progress: Progress = False) -> list[T]:
+        """All results, in input order. ``progress=True`` shows a progress bar
+        (as do the other terminal operations)."""
+        return self._terminal(Collect(), progress)  # type: ignore[no-any-return]
+
+    def sum(self, start: Any = 0, *, progress: Progress = False) -> Any:
         """``start + x0 + x1 + ...``; works for any type supporting ``+``."""
-        return self._terminal(Sum(start))
+        return self._terminal(Sum(start), progress)
 
-    def count(self) -> int:
+    def count(self, *, progress: Progress = False) -> int:
         """The number of items."""
-        return self._terminal(Count())  # type: ignore[no-any-return]
+        return self._terminal(Count(), progress)  # type: ignore[no-any-return]
 
-    def min(self, *, key: Optional[Callable[[T], Any]] = None, default: Any = None) -> Any:
+    def min(
+        self,
+        *,
+        key: Optional[Callable[[T], Any]] = None,
+        default: Any = None,
+        progress: Progress = False,
+    ) -> Any:
         """The smallest item (the first of equals), or ``default`` when empty."""
         if key is not None:
             _check_callable("min", key)
-        return self._terminal(MinMax(min, key, default))
+        return self._terminal(MinMax(min, key, default), progress)
 
-    def max(self, *, key: Optional[Callable[[T], Any]] = None, default: Any = None) -> Any:
+    def max(
+        self,
+        *,
+        key: Optional[Callable[[T], Any]] = None,
+        default: Any = None,
+        progress: Progress = False,
+    ) -> Any:
         """The largest item (the first of equals), or ``default`` when empty."""
         if key is not None:
             _check_callable("max", key)
-        return self._terminal(MinMax(max, key, default))
+        return self._terminal(MinMax(max, key, default), progress)
 
-    def reduce(self, op: Callable[[Any, Any], Any], initial: Any = _MISSING) -> Any:
+    def reduce(
+        self,
+        op: Callable[[Any, Any], Any],
+        initial: Any = _MISSING,
+        *,
+        progress: Progress = False,
+    ) -> Any:
         """Combines the items with the associative ``op``; ``initial`` (if given)
         comes first. ``None`` when empty without ``initial``."""
         _check_callable("reduce", op)
-        return self._terminal(Reduce(op, initial))
+        return self._terminal(Reduce(op, initial), progress)
 
     def fold(
         self,
         identity: Any,
         op: Callable[[Any, T], Any],
         combine: Optional[Callable[[Any, Any], Any]] = None,
+        *,
+        progress: Progress = False,
     ) -> Any:
         """Folds each chunk from a fresh ``identity`` with ``op(acc, item)``, then
         merges the per-chunk results with ``combine`` (default ``op``).
@@ -284,34 +314,38 @@ class ParallelIterator(Generic[T]):
         _check_callable("fold", op)
         if combine is not None:
             _check_callable("fold", combine)
-        return self._terminal(Fold(identity, op, combine))
+        return self._terminal(Fold(identity, op, combine), progress)
 
-    def any(self, pred: Optional[Callable[[T], Any]] = None) -> bool:
+    def any(self, pred: Optional[Callable[[T], Any]] = None, *, progress: Progress = False) -> bool:
         """Whether some item (or ``pred(item)``) is true; stops once one is."""
         if pred is not None:
             _check_callable("any", pred)
-        return self._terminal(AnyAll(True, pred))  # type: ignore[no-any-return]
+        return self._terminal(AnyAll(True, pred), progress)  # type: ignore[no-any-return]
 
-    def all(self, pred: Optional[Callable[[T], Any]] = None) -> bool:
+    def all(self, pred: Optional[Callable[[T], Any]] = None, *, progress: Progress = False) -> bool:
         """Whether every item (or ``pred(item)``) is true; stops once one is not."""
         if pred is not None:
             _check_callable("all", pred)
-        return self._terminal(AnyAll(False, pred))  # type: ignore[no-any-return]
+        return self._terminal(AnyAll(False, pred), progress)  # type: ignore[no-any-return]
 
-    def for_each(self, fn: Callable[[T], Any]) -> None:
+    def for_each(self, fn: Callable[[T], Any], *, progress: Progress = False) -> None:
         """Calls ``fn`` on every item for its side effects."""
         _check_callable("for_each", fn)
-        return self._terminal(ForEach(fn))  # type: ignore[no-any-return]
+        return self._terminal(ForEach(fn), progress)  # type: ignore[no-any-return]
 
     def to_dict(
-        self, key: Callable[[T], Any], value: Optional[Callable[[T], Any]] = None
+        self,
+        key: Callable[[T], Any],
+        value: Optional[Callable[[T], Any]] = None,
+        *,
+        progress: Progress = False,
     ) -> dict[Any, Any]:
         """``{key(x): value(x)}`` (``value`` defaults to the item); on equal keys
         the later item wins."""
         _check_callable("to_dict", key)
         if value is not None:
             _check_callable("to_dict", value)
-        return self._terminal(ToDict(key, value))  # type: ignore[no-any-return]
+        return self._terminal(ToDict(key, value), progress)  # type: ignore[no-any-return]
 
     # -- streaming ------------------------------------------------------------
 

@@ -155,6 +155,7 @@ def init(config: Optional[Config] = None) -> Runtime:
                 "vedart is already initialized; call vedart.shutdown() before init() again"
             )
         _current = Runtime(config)
+    _vedart.telemetry_set_enabled(config.enable_telemetry)
     return _current
 
 
