@@ -71,8 +71,8 @@ def main() -> None:
     ):
         fn()  # warm the pool
         contestants = {
-            f"telemetry off ({title.split(',')[0]})": switched(False, fn),
-            f"telemetry on ({title.split(',')[0]})": switched(True, fn),
+            "telemetry off": switched(False, fn),
+            "telemetry on": switched(True, fn),
         }
         times = measure(contestants, args.repeat, check)
         report(title, times, next(iter(contestants)), note)
