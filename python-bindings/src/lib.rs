@@ -18,7 +18,10 @@
 //! - `asyncio_bridge`: pyo3-async-runtimes' generic runtime implemented for
 //!   VedaRT, so that a task can be awaited from asyncio without blocking;
 //! - `telemetry`: counters of Python tasks, the executors' telemetry, task
-//!   spans, and the atomic `Counter` behind progress bars.
+//!   spans, and the atomic `Counter` behind progress bars;
+//! - `process`: the process executor's pool of warm worker processes, its
+//!   batches of calls and their waits;
+//! - `gpu`: CUDA streams from the device's stream pool, for CuPy.
 //!
 //! This file only registers the module.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -29,7 +32,9 @@ use pyo3::prelude::*;
 mod asyncio_bridge;
 mod detach;
 mod errors;
+mod gpu;
 mod group;
+mod process;
 mod runtime;
 mod sync;
 mod task;
@@ -68,6 +73,13 @@ fn _vedart(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(telemetry::stop_spans, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::clock_ns, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::take_spans, m)?)?;
+    m.add_class::<process::PyProcessPool>()?;
+    m.add_class::<process::PyProcessContext>()?;
+    m.add_class::<process::PyProcessBatch>()?;
+    m.add_class::<process::PyProcessCall>()?;
+    m.add_class::<gpu::PyGpuStream>()?;
+    m.add_function(wrap_pyfunction!(gpu::gpu_available, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu::gpu_device_count, m)?)?;
     m.add(
         "SIGNAL_CHECK_INTERVAL",
         detach::SIGNAL_CHECK_INTERVAL.as_secs_f64(),

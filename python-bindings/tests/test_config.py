@@ -163,12 +163,21 @@ def test_config_chunk_size_is_used(runtime_config):
     assert len(seen) >= 1
 
 
-def test_policies_without_an_executor_in_this_build_are_refused(runtime_config):
+def test_every_policy_has_an_executor(runtime_config):
+    import os
+
     runtime_config(veda.Config(scheduling_policy=veda.SchedulingPolicy.PROCESS_ONLY))
-    with pytest.raises(veda.ExecutorError, match="PROCESS_ONLY"):
-        veda.par_iter([1, 2]).collect()
-    # An explicit executor still works.
-    assert veda.par_iter([1, 2], executor="thread").collect() == [1, 2]
+    pids = veda.par_iter(range(4)).map(lambda _: os.getpid()).collect()
+    assert os.getpid() not in pids
+    assert "PROCESS_ONLY" in veda.par_iter([1]).map(abs).explain().reason
+    # An explicit executor still wins over the policy.
+    assert (
+        veda.par_iter([1, 2], executor="thread").map(lambda _: os.getpid()).collect()
+        == [os.getpid()] * 2
+    )
+    runtime_config(veda.Config(scheduling_policy="async_only"))
+    names = veda.par_iter(range(4)).map(lambda _: threading.current_thread().name).collect()
+    assert all(name.startswith("veda-blocking-") for name in names)
 
 
 def test_to_dict_of_config():

@@ -173,9 +173,9 @@ def test_bad_input_leaves_no_work_running(runtime_config):
     assert stats.queue_depth == 0
 
 
-def test_unavailable_executor_is_refused_clearly():
-    with pytest.raises(veda.ExecutorError, match="process"):
-        veda.par_iter([1], executor="process").collect()
+def test_unknown_executor_is_refused_clearly():
+    with pytest.raises(ValueError, match="process"):
+        veda.par_iter([1], executor="processes")  # type: ignore[arg-type]
 
 
 def test_exception_hierarchy():

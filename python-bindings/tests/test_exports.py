@@ -18,6 +18,10 @@ EXPECTED = {
     "__version__",
     "par_iter",
     "ParallelIterator",
+    "Explanation",
+    "gpu",
+    "gpu_available",
+    "WorkerCrashedError",
     "scope",
     "Scope",
     "spawn",
@@ -104,6 +108,10 @@ def test_private_modules_import_cleanly():
         "_asyncio",
         "_async_stage",
         "_context",
+        "_process",
+        "_worker",
+        "_gpu",
+        "_adaptive",
         "_deterministic",
         "_trace",
         "_progress",
@@ -132,7 +140,7 @@ def test_gil_is_not_required():
 
 
 @pytest.mark.parametrize(
-    "module", ["_config", "_par_iter", "_scope", "_deterministic", "telemetry"]
+    "module", ["_config", "_par_iter", "_scope", "_gpu", "_deterministic", "telemetry"]
 )
 def test_docstring_examples_run(module):
     import doctest

@@ -23,8 +23,10 @@ and :func:`init`, or let the first use start it with defaults.
 from . import telemetry  # noqa: F401  (the public submodule vedart.telemetry)
 from ._config import Config, ConfigBuilder, SchedulingPolicy
 from ._deterministic import ExecutionTrace, TraceEvent, deterministic, replay
+from ._adaptive import Explanation
 from ._executors import Executor, Run
 from ._future import Future
+from ._gpu import gpu, gpu_available
 from ._par_iter import ParallelIterator, par_iter
 from ._runtime import Runtime, RuntimeStats, get_runtime, init, shutdown
 from ._scope import Scope, cancelled, scope, spawn
@@ -36,6 +38,7 @@ from .exceptions import (
     RuntimeStateError,
     ScopeClosedError,
     VedaError,
+    WorkerCrashedError,
 )
 
 __version__ = "0.1.0"
@@ -45,6 +48,10 @@ __all__ = [
     # pipelines
     "par_iter",
     "ParallelIterator",
+    "Explanation",
+    # GPU
+    "gpu",
+    "gpu_available",
     # structured concurrency
     "scope",
     "Scope",
@@ -74,5 +81,6 @@ __all__ = [
     "ScopeClosedError",
     "CancelledError",
     "ExecutorError",
+    "WorkerCrashedError",
     "ReplayError",
 ]

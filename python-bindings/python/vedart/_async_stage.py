@@ -1,66 +1,218 @@
 """``async_map``: coroutines over a stream, with bounded concurrency, in order.
 
-The stage runs in the thread that drives the pipeline. Items are grouped into
-batches of ``2 * concurrency``; each batch becomes one coroutine submitted to
-the target loop (the awaiting caller's loop when the pipeline is awaited, else
-VedaRT's background loop), where a semaphore shared by the whole stage keeps at
-most ``concurrency`` item coroutines in flight. Two batches are in flight at
-once, so the loop always has the next batch ready; results come back in input
-order. Closing the stream (an early stop, an error, Ctrl+C, or cancellation of
-the awaiting task) cancels the coroutines still running.
+The stage runs in the thread that drives the pipeline (the *feeder*); its
+coroutines run on the target loop: the awaiting caller's loop when the
+pipeline is awaited, else VedaRT's background loop ``veda-async-loop``.
+
+1. The feeder hands the loop *blocks* of items: each chunk of the upstream
+   parallel segment as soon as that chunk is done (so items enter the stage
+   while the upstream stage is still working), or consecutive items of a plain
+   source. A block holds at most ``2 * concurrency`` items.
+2. On the loop, :class:`_Lanes` keeps a FIFO of waiting items and at most
+   ``concurrency`` *lane* tasks; a lane awaits ``fn(item)`` for one item after
+   another until the FIFO is empty. There is no task and no semaphore per
+   item: per item the loop only runs the coroutine itself.
+3. Each block has a :class:`concurrent.futures.Future`, completed with the
+   block's results in order once its last item is done, or with the first
+   exception (the block's other items are then skipped).
+4. The feeder keeps at most ``4 * concurrency`` items submitted and not yet
+   consumed (bounded buffering), takes the blocks in order and yields their
+   results; blocks already done are yielded without waiting.
+5. Closing the stream (an early stop, an error, Ctrl+C, or cancellation of
+   the awaiting task, noticed within 50 ms) cancels the lanes: the coroutines
+   in flight get :class:`asyncio.CancelledError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional
+import concurrent.futures
+from typing import Any, Awaitable, Callable, Generator, Iterable, Iterator, Optional
 
-from ._asyncio import background_loop, submit_coroutine, target_loop, wait_concurrent
+from ._asyncio import background_loop, target_loop, wait_concurrent
 from ._stages import chunked
 
 #: Coroutines in flight when ``async_map`` is given no ``concurrency``.
 DEFAULT_CONCURRENCY = 64
 
-#: Batches submitted to the loop ahead of the one being consumed.
-BATCHES_IN_FLIGHT = 2
+#: Items per block, in multiples of the concurrency (step 1).
+BLOCK_FACTOR = 2
+
+#: Items submitted and not yet consumed, in multiples of the concurrency (step 4).
+BUFFER_FACTOR = 4
 
 
-async def _run_batch(
-    fn: Callable[[Any], Awaitable[Any]], block: list[Any], shared: dict[str, Any], concurrency: int
-) -> list[Any]:
-    sem = shared.get("sem")
-    if sem is None:  # created on the loop, on first use
-        sem = shared["sem"] = asyncio.Semaphore(concurrency)
+class _Block:
+    """Step 3: one block's results and the future that delivers them."""
 
-    async def one(item: Any) -> Any:
-        async with sem:
-            return await fn(item)
+    __slots__ = ("future", "results", "remaining")
 
-    tasks = [asyncio.ensure_future(one(item)) for item in block]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
+    def __init__(self, size: int) -> None:
+        self.future: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+        self.results: list[Any] = [None] * size
+        self.remaining = size
+
+
+class _Lanes:
+    """Step 2. Created by the feeder, then used only on the loop's thread."""
+
+    __slots__ = ("fn", "limit", "queue", "lanes", "closed")
+
+    def __init__(self, fn: Callable[[Any], Awaitable[Any]], limit: int) -> None:
+        self.fn = fn
+        self.limit = limit
+        self.queue: collections.deque[tuple[_Block, int, Any]] = collections.deque()
+        self.lanes: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    def add(self, block: _Block, items: list[Any]) -> None:
+        if self.closed or not block.future.set_running_or_notify_cancel():
+            return
+        if not items:
+            block.future.set_result([])
+            return
+        self.queue.extend((block, i, item) for i, item in enumerate(items))
+        loop = asyncio.get_running_loop()
+        for _ in range(min(self.limit - len(self.lanes), len(self.queue))):
+            task = loop.create_task(self._lane())
+            self.lanes.add(task)
+            task.add_done_callback(self.lanes.discard)
+
+    async def _lane(self) -> None:
+        queue, fn = self.queue, self.fn
+        while queue:
+            block, index, item = queue.popleft()
+            future = block.future
+            if future.done():  # an earlier item of the block failed
+                continue
+            try:
+                value = await fn(item)
+            except asyncio.CancelledError as exc:
+                if self.closed:
+                    raise
+                _fail(future, exc)  # the coroutine cancelled itself
+            except BaseException as exc:  # delivered in order by the feeder
+                _fail(future, exc)
+            else:
+                block.results[index] = value
+                block.remaining -= 1
+                if block.remaining == 0 and not future.done():
+                    future.set_result(block.results)
+
+    def close(self) -> None:
+        self.closed = True
+        self.queue.clear()
+        for task in list(self.lanes):
             task.cancel()
-        raise
+
+
+def _fail(future: concurrent.futures.Future[list[Any]], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _blocks(
+    items: Iterable[Any], batches: Optional[Iterator[list[Any]]], size: int
+) -> Iterator[list[Any]]:
+    """Step 1: upstream chunks as they complete, split to at most ``size``."""
+    if batches is None:
+        yield from chunked(items, size)
+        return
+    for batch in batches:
+        if len(batch) <= size:
+            yield batch
+        else:
+            for start in range(0, len(batch), size):
+                yield batch[start : start + size]
+
+
+class AsyncMapStream:
+    """The results of ``async_map``, in input order (see the module docs)."""
+
+    __slots__ = ("fn", "limit", "loop", "_results")
+
+    def __init__(
+        self,
+        items: Iterable[Any],
+        fn: Callable[[Any], Awaitable[Any]],
+        concurrency: Optional[int],
+        batches: Optional[Iterator[list[Any]]] = None,
+    ) -> None:
+        self.fn = fn
+        self.limit = concurrency or DEFAULT_CONCURRENCY
+        self.loop = target_loop.get()
+        self._results = self._feed(items, batches)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._results)
+
+    def close(self) -> None:
+        """Cancels the coroutines still in flight (step 5)."""
+        self._results.close()
+
+    def explain(self) -> tuple[str, str]:
+        """``(executor, reason)`` for ``ParallelIterator.explain``."""
+        where = (
+            "the awaiting caller's event loop"
+            if self.loop is not None
+            else (
+                "VedaRT's background loop (veda-async-loop), the pipeline being run from "
+                "synchronous code"
+            )
+        )
+        name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
+        return (
+            "async",
+            f"{name} is a coroutine function: awaited on {where}, at most "
+            f"{self.limit} at once, results in input order",
+        )
+
+    def _feed(
+        self, items: Iterable[Any], batches: Optional[Iterator[list[Any]]]
+    ) -> Generator[Any, None, None]:
+        loop = self.loop or background_loop()
+        limit = self.limit
+        lanes = _Lanes(self.fn, limit)
+        pending: collections.deque[tuple[_Block, int]] = collections.deque()
+        in_flight = 0
+        budget = BUFFER_FACTOR * limit
+        try:
+            for block_items in _blocks(items, batches, BLOCK_FACTOR * limit):
+                while pending and in_flight + len(block_items) > budget:
+                    block, size = pending.popleft()
+                    in_flight -= size
+                    yield from wait_concurrent(block.future)
+                block = _Block(len(block_items))
+                loop.call_soon_threadsafe(lanes.add, block, block_items)
+                pending.append((block, len(block_items)))
+                in_flight += len(block_items)
+                while pending and pending[0][0].future.done():
+                    block, size = pending.popleft()
+                    in_flight -= size
+                    yield from block.future.result()
+            while pending:
+                block, size = pending.popleft()
+                in_flight -= size
+                yield from wait_concurrent(block.future)
+        finally:
+            for block, _ in pending:
+                block.future.cancel()
+            try:
+                loop.call_soon_threadsafe(lanes.close)
+            except RuntimeError:  # the loop is closed: its tasks are gone already
+                pass
 
 
 def async_map_items(
-    items: Iterable[Any], fn: Callable[[Any], Awaitable[Any]], concurrency: Optional[int]
-) -> Iterator[Any]:
-    """``await fn(x)`` for each item, in order (see the module documentation)."""
-    limit = concurrency or DEFAULT_CONCURRENCY
-    loop = target_loop.get() or background_loop()
-    shared: dict[str, Any] = {}
-    pending: collections.deque[Any] = collections.deque()
-    try:
-        for block in chunked(items, 2 * limit):
-            pending.append(submit_coroutine(_run_batch(fn, block, shared, limit), loop))
-            while len(pending) >= BATCHES_IN_FLIGHT:
-                yield from wait_concurrent(pending.popleft())
-        while pending:
-            yield from wait_concurrent(pending.popleft())
-    finally:
-        for future in pending:
-            future.cancel()
+    items: Iterable[Any],
+    fn: Callable[[Any], Awaitable[Any]],
+    concurrency: Optional[int],
+    batches: Optional[Iterator[list[Any]]] = None,
+) -> AsyncMapStream:
+    """``await fn(x)`` for each item, in order (see the module documentation).
+    ``batches``, when given, are the upstream segment's chunks (step 1)."""
+    return AsyncMapStream(items, fn, concurrency, batches)

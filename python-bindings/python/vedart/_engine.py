@@ -23,7 +23,14 @@ How a terminal operation runs (see :func:`partials`):
    items hold the interpreter anyway and the caller runs the rest itself, in
    large chunks, going back to the workers if items become expensive.
 6. Whatever happens (early stop, error, Ctrl+C), every run started for the
-   operation is cancelled when the operation ends (:class:`Execution`).
+   operation is stopped when the operation ends (:class:`Execution`): after
+   an error or an interrupt it is cancelled; when the consumer merely stopped
+   early (``take``, ``any``, a ``break``) it is *released*, which lets an
+   executor finish short work in flight rather than kill it (the process
+   executor; for the others it is the same as cancelling).
+7. A run may set the chunk duration it wants (``target_chunk_seconds``: tens
+   of milliseconds for worker processes, whose hand-off costs more) and is
+   told how many items to expect (``expect``), when that is known.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import collections
 import itertools
 import math
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -141,6 +149,18 @@ class IterSource(Source):
         return self.it
 
 
+class BatchSource(IterSource):
+    """The output of a parallel segment: its chunks' result lists, in order,
+    flattened lazily. ``async_map`` reads the lists themselves, so that items
+    enter it as soon as their chunk is done."""
+
+    __slots__ = ("batches",)
+
+    def __init__(self, batches: Iterator[list[Any]]) -> None:
+        self.batches = batches
+        super().__init__(itertools.chain.from_iterable(batches))
+
+
 def make_source(items: Any) -> Source:
     """A :class:`SeqSource` for sliceable sequences, else an :class:`IterSource`."""
     if isinstance(items, (list, tuple, range, str, bytes)) or (
@@ -159,13 +179,15 @@ def make_source(items: Any) -> Source:
 class ChunkSizer:
     """Picks chunk sizes from measured per-item cost (see the module docs)."""
 
-    __slots__ = ("fixed", "workers", "per_item", "last")
+    __slots__ = ("fixed", "workers", "per_item", "last", "target")
 
     def __init__(self, fixed: Optional[int], workers: int) -> None:
         self.fixed = fixed
         self.workers = max(1, workers)
         self.per_item: Optional[float] = None
         self.last = 1
+        #: Seconds one chunk should take (the run's ``target_chunk_seconds``).
+        self.target = TARGET_CHUNK_SECONDS
 
     def next(self, remaining: Optional[int]) -> int:
         if self.fixed is not None:
@@ -175,7 +197,7 @@ class ChunkSizer:
         if self.per_item <= 0.0:
             ideal = MAX_CHUNK_ITEMS
         else:
-            ideal = int(TARGET_CHUNK_SECONDS / self.per_item)
+            ideal = int(self.target / self.per_item)
         size = max(1, min(ideal, self.last * GROWTH_LIMIT, MAX_CHUNK_ITEMS))
         if remaining is not None:
             size = min(size, max(1, math.ceil(remaining / (2 * self.workers))))
@@ -200,7 +222,7 @@ class Execution:
     items of the first parallel segment as their chunks' results come back.
     """
 
-    __slots__ = ("executor", "chunk_size", "runs", "progress")
+    __slots__ = ("executor", "chunk_size", "runs", "progress", "segments")
 
     def __init__(
         self, executor: Executor, chunk_size: Optional[int], progress: Optional[Any] = None
@@ -211,6 +233,9 @@ class Execution:
         self.chunk_size = chunk_size
         self.runs: list[Run] = []
         self.progress = progress
+        #: ``(label, run)`` of every parallel segment and ``(label, choice)`` of
+        #: every ``async_map``, in pipeline order: what ``explain()`` reports.
+        self.segments: list[tuple[str, Any]] = []
 
     def start(self, mode: str) -> Run:
         run = self.executor.start(mode)
@@ -220,7 +245,7 @@ class Execution:
     def close(self) -> None:
         runs, self.runs = self.runs, []
         for run in runs:
-            run.cancel()
+            stop_run(run)
 
     def parallel(
         self, source: Source, chunk_fn: Callable[[Any], Any], mode: str, label: str = "chunk"
@@ -229,7 +254,12 @@ class Execution:
         ``label`` names the work (``"map(f).sum()"``) for traces."""
         run = self.start(mode)
         run.describe(label)
+        self.segments.append((label, run))
+        expect = getattr(run, "expect", None)
+        if expect is not None:
+            expect(source.remaining())
         sizer = ChunkSizer(self.chunk_size, self.executor.workers)
+        sizer.target = _target_of(run)
         window = 2 * self.executor.workers + 2
         hook = _context.chunk_hook.get()
         tracer = _trace.recorder
@@ -259,6 +289,7 @@ class Execution:
                     if progress is not None:
                         progress.advance(size)
                     elapsed = handle.elapsed
+                    sizer.target = _target_of(run)
                     sizer.observe(size, elapsed)
                     if (
                         inline_below is not None
@@ -293,7 +324,34 @@ class Execution:
                 yield value
         finally:
             if inflight:
-                run.cancel()
+                stop_run(run)
+
+
+def _target_of(run: Any) -> float:
+    """The chunk duration ``run`` asks for (step 7), else the engine's default."""
+    return getattr(run, "target_chunk_seconds", None) or TARGET_CHUNK_SECONDS
+
+
+def stop_run(run: Any) -> None:
+    """Step 6: cancels ``run`` while an error or interrupt propagates, else
+    releases it (the consumer stopped early; ``run.release`` if it has one)."""
+    error = sys.exc_info()[1]
+    if error is None or isinstance(error, GeneratorExit):
+        release = getattr(run, "release", None)
+        if release is not None:
+            release()
+            return
+    run.cancel()
+
+
+def with_plan(
+    chunk_fn: Callable[[Any], Any], stages: tuple[Stage, ...], finish: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    """Marks ``chunk_fn`` with what it runs (``veda_plan``: the fused stages and
+    the reducer step), so that an executor that cannot ship the function itself
+    (the process executor) can rebuild it elsewhere."""
+    chunk_fn.veda_plan = (stages, finish)  # type: ignore[attr-defined]
+    return chunk_fn
 
 
 def _pushdown_take(pending: list[Stage], source: Source, n: int) -> Optional[Source]:
@@ -334,17 +392,25 @@ def partials(
                 continue
         if pending:
             mode = "ordered" if (final_mode_ordered or limited_after[i]) else "fail_fast"
+            stages_run = tuple(pending)
             batches = execution.parallel(
-                source, make_chunk_fn(tuple(pending), list), mode, _label(pending)
+                source,
+                with_plan(make_chunk_fn(stages_run, list), stages_run, list),
+                mode,
+                _label(pending),
             )
-            source = IterSource(itertools.chain.from_iterable(batches))
+            source = BatchSource(batches)
             pending = []
         source = _apply_sequential(stage, source, execution)
 
     if pending or reducer.calls_user_code:
         mode = "ordered" if final_mode_ordered else "fail_fast"
+        stages_run = tuple(pending)
         return execution.parallel(
-            source, make_chunk_fn(tuple(pending), reducer.chunk), mode, _label(pending, reducer)
+            source,
+            with_plan(make_chunk_fn(stages_run, reducer.chunk), stages_run, reducer.chunk),
+            mode,
+            _label(pending, reducer),
         )
     # Nothing of the user's runs any more: reduce right here.
     return iter((reducer.chunk(source.iterate()),))
@@ -379,7 +445,10 @@ def _apply_sequential(stage: Stage, source: Source, execution: Execution) -> Sou
 
         fn, concurrency = stage.fn, stage.arg
         assert fn is not None
-        return IterSource(async_map_items(source.iterate(), fn, concurrency))
+        batches = source.batches if isinstance(source, BatchSource) else None
+        stream = async_map_items(source.iterate(), fn, concurrency, batches=batches)
+        execution.segments.append((repr(stage), stream))
+        return IterSource(stream)
     raise AssertionError(f"unknown stage {kind}")  # pragma: no cover
 
 

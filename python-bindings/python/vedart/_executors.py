@@ -11,6 +11,12 @@ collects their results in order. This is the seam later executors plug into
   task runs in a copy of the caller's :mod:`contextvars` context.
 * :class:`SerialExecutor` runs each chunk at once on the calling thread
   (``executor="serial"``): the reference behaviour, handy for debugging.
+* :class:`AsyncExecutor` (``executor="async"``, ``ASYNC_ONLY``): coroutine
+  functions are awaited on an event loop by the ``async_map`` stage; the plain
+  callables of the pipeline run on the thread pool, never on the loop.
+* The process executor (:mod:`vedart._process`), the GPU executor
+  (:mod:`vedart._gpu`) and the adaptive choice between them all
+  (:mod:`vedart._adaptive`, the default) live in their own modules.
 """
 
 from __future__ import annotations
@@ -23,10 +29,22 @@ from . import _vedart
 from ._config import SchedulingPolicy
 from .exceptions import CancelledError, ExecutorError, _attach_others
 
-__all__ = ["Executor", "Run", "ThreadExecutor", "SerialExecutor", "resolve_executor"]
+__all__ = [
+    "Executor",
+    "Run",
+    "ThreadExecutor",
+    "SerialExecutor",
+    "AsyncExecutor",
+    "resolve_executor",
+]
 
 #: Executor names accepted by ``par_iter(..., executor=...)``.
 EXECUTOR_NAMES = ("auto", "thread", "serial", "process", "async", "gpu")
+
+#: ``Stage.arg`` of a ``map`` stage whose function must run on the thread pool
+#: (a plain callable given to ``async_map``): the adaptive executor then never
+#: runs its segment inline or in other processes.
+THREAD_POOL = "thread pool"
 
 
 class Run:
@@ -53,6 +71,25 @@ class Run:
         """Names the work the chunks do (the fused stages, e.g. ``"map(f)"``);
         deterministic traces record it. The default ignores it."""
 
+    #: Seconds one chunk should take; ``None``: the engine's default (a few
+    #: milliseconds). Read after every chunk, so a run may change it.
+    target_chunk_seconds: Optional[float] = None
+
+    def expect(self, items: Optional[int]) -> None:
+        """Told, before the first ``submit``, how many items the engine will
+        submit (``None`` when unknown). The default ignores it."""
+
+    def release(self) -> None:
+        """The consumer stopped early without an error (``take``, ``any``, a
+        ``break``): results still in flight are not wanted. The default
+        cancels them; a run may instead let short work finish."""
+        self.cancel()
+
+    def explain(self) -> tuple[str, str]:
+        """``(executor, reason)`` for ``ParallelIterator.explain()``; the
+        default leaves it to the executor's ``name`` and ``reason``."""
+        return ("", "")
+
 
 class Executor:
     """Runs chunk functions somewhere; see the module documentation."""
@@ -68,6 +105,8 @@ class Executor:
     #: ``None`` adapts it to measured cost (deterministic mode fixes it, since
     #: chunk boundaries must not depend on timing).
     default_chunk_size: Optional[int] = None
+    #: Why this executor was chosen, for ``explain()``.
+    reason = "a vedart.Executor was given"
 
     def start(self, mode: str) -> Run:
         """Starts a :class:`Run` with failure policy ``mode``."""
@@ -121,11 +160,12 @@ class ThreadExecutor(Executor):
     """Runs chunks on the runtime's thread pool."""
 
     name = "thread"
-    inline_per_item = THREAD_INLINE_PER_ITEM
+    inline_per_item: Optional[float] = THREAD_INLINE_PER_ITEM
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Any, reason: str = 'executor="thread" was requested') -> None:
         self._pool = runtime._pool
         self.workers = runtime.num_workers
+        self.reason = reason
 
     def start(self, mode: str) -> Run:
         return _ThreadRun(self._pool, mode)
@@ -172,6 +212,7 @@ class SerialExecutor(Executor):
 
     name = "serial"
     workers = 1
+    reason = 'executor="serial" was requested'
 
     def start(self, mode: str) -> Run:
         return _SerialRun(mode)
@@ -180,34 +221,62 @@ class SerialExecutor(Executor):
 _SERIAL = SerialExecutor()
 
 
+class AsyncExecutor(ThreadExecutor):
+    """``executor="async"``: coroutine functions are awaited on an event loop
+    (by the ``async_map`` stage); the pipeline's plain callables run on the
+    thread pool, never on the loop (nor on the calling thread)."""
+
+    name = "async"
+    inline_per_item: Optional[float] = None
+
+    def __init__(self, runtime: Any, reason: str = 'executor="async" was requested') -> None:
+        super().__init__(runtime, reason)
+        self.reason = (
+            f"{reason}; plain callables of an async pipeline run on the thread pool, "
+            "never on the event loop"
+        )
+
+
 def resolve_executor(spec: Union[None, str, Executor], runtime: Any) -> Executor:
     """Chooses the executor for a pipeline: explicit ``spec`` first, then the
     runtime's :class:`~vedart.SchedulingPolicy`.
 
-    Today the thread executor serves ``"auto"``/``None`` (ADAPTIVE, THREAD_ONLY
-    and DETERMINISTIC, whose ordering :mod:`vedart._deterministic` adds on
-    top); the process, async and GPU executors are not part of this build and
-    are refused with :class:`~vedart.ExecutorError` rather than silently
-    replaced.
+    ``"auto"``/``None`` under ADAPTIVE (the default) gives the adaptive
+    executor, which measures the first chunk (:mod:`vedart._adaptive`);
+    THREAD_ONLY and DETERMINISTIC (whose ordering :mod:`vedart._deterministic`
+    adds on top) give the thread executor, PROCESS_ONLY the process executor,
+    ASYNC_ONLY the async executor. Coroutine functions are always awaited on
+    an event loop, whatever the executor (the ``async_map`` stage).
     """
     if isinstance(spec, Executor):
         return spec
     if spec is None or spec == "auto":
         policy = runtime.config.scheduling_policy
-        if policy in (
-            SchedulingPolicy.ADAPTIVE,
-            SchedulingPolicy.THREAD_ONLY,
-            SchedulingPolicy.DETERMINISTIC,
-        ):
-            return ThreadExecutor(runtime)
-        raise ExecutorError(
-            f"scheduling policy {policy.name} needs an executor that this build of "
-            "vedart does not provide; use ADAPTIVE or THREAD_ONLY"
-        )
+        if policy is SchedulingPolicy.ADAPTIVE:
+            from ._adaptive import AdaptiveExecutor
+
+            return AdaptiveExecutor(runtime)
+        if policy is SchedulingPolicy.PROCESS_ONLY:
+            from ._process import ProcessExecutor
+
+            return ProcessExecutor(runtime, "the scheduling policy is PROCESS_ONLY")
+        if policy is SchedulingPolicy.ASYNC_ONLY:
+            return AsyncExecutor(runtime, "the scheduling policy is ASYNC_ONLY")
+        return ThreadExecutor(runtime, f"the scheduling policy is {policy.name}")
     if spec == "thread":
         return ThreadExecutor(runtime)
     if spec == "serial":
         return _SERIAL
+    if spec == "process":
+        from ._process import ProcessExecutor
+
+        return ProcessExecutor(runtime)
+    if spec == "async":
+        return AsyncExecutor(runtime)
+    if spec == "gpu":
+        from ._gpu import GpuExecutor
+
+        return GpuExecutor(runtime)
     raise ExecutorError(f"executor {spec!r} is not available in this build of vedart")
 
 

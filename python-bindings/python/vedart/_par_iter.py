@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import (
     Any,
     AsyncIterator,
@@ -19,7 +18,8 @@ from typing import (
 
 from . import _asyncio, _deterministic, _progress
 from ._engine import Execution, partials
-from ._executors import Executor, check_executor_spec
+from ._adaptive import explained, stages_for
+from ._executors import THREAD_POOL, Executor, check_executor_spec
 from ._runtime import get_runtime
 from ._stages import (
     ASYNC_MAP,
@@ -79,17 +79,11 @@ def _check_iterable(name: str, items: Any) -> None:
         raise TypeError(f"{name} expects an iterable, got {type(items).__name__}") from None
 
 
-_gpu_warned = False
-
-
-def _warn_gpu_fallback() -> None:
-    global _gpu_warned
-    if not _gpu_warned:
-        _gpu_warned = True
-        warnings.warn(
-            "vedart: no GPU executor in this build; gpu_map runs on the CPU thread executor",
-            RuntimeWarning,
-            stacklevel=3,
+def _check_not_async(name: str, fn: Any) -> None:
+    if _asyncio.is_coroutine_function(fn):
+        raise TypeError(
+            f"{name}() expects a plain callable, got the coroutine function "
+            f"{getattr(fn, '__qualname__', fn)!r}; await it in an async_map() stage first"
         )
 
 
@@ -108,8 +102,13 @@ def par_iter(
             look-ahead.
         chunk_size: items per chunk; default adapts to the measured cost per
             item so that a chunk takes a few milliseconds.
-        executor: ``"thread"``, ``"serial"``, ``"auto"``/``None`` (chosen by the
-            runtime's scheduling policy) or an :class:`vedart.Executor`.
+        executor: ``"auto"``/``None`` (chosen by the runtime's scheduling
+            policy; by default from the measured cost of the first chunk, see
+            :meth:`ParallelIterator.explain`), ``"thread"``, ``"process"``,
+            ``"async"``, ``"gpu"``, ``"serial"``, or a :class:`vedart.Executor`.
+            Side effects of your functions (globals, mutated arguments) are
+            only visible to the caller with ``"thread"`` and ``"serial"``:
+            ``"process"`` runs them in other processes, and ``"auto"`` may.
 
     Raises:
         TypeError: ``iterable`` is not iterable.
@@ -140,7 +139,7 @@ class ParallelIterator(Generic[T]):
     message and traceback; the first one cancels the work still outstanding.
     """
 
-    __slots__ = ("_source", "_stages", "_chunk_size", "_executor")
+    __slots__ = ("_source", "_stages", "_chunk_size", "_executor", "_explained")
 
     def __init__(
         self,
@@ -153,6 +152,8 @@ class ParallelIterator(Generic[T]):
         self._stages = stages
         self._chunk_size = chunk_size
         self._executor = executor
+        #: What the last run of this pipeline ran where (see ``explain``).
+        self._explained: Any = None
 
     def _then(self, stage: Stage) -> ParallelIterator[Any]:
         return ParallelIterator(
@@ -162,18 +163,23 @@ class ParallelIterator(Generic[T]):
     # -- stages ---------------------------------------------------------------
 
     def map(self, fn: Callable[[T], U]) -> ParallelIterator[U]:
-        """Applies ``fn`` to every item."""
+        """Applies ``fn`` to every item. A coroutine function is awaited on an
+        event loop, as by :meth:`async_map`."""
         _check_callable("map", fn)
+        if _asyncio.is_coroutine_function(fn):
+            return self._then(Stage(ASYNC_MAP, fn, None))
         return self._then(Stage(MAP, fn))
 
     def filter(self, pred: Callable[[T], Any]) -> ParallelIterator[T]:
         """Keeps the items for which ``pred`` is true, in order."""
         _check_callable("filter", pred)
+        _check_not_async("filter", pred)
         return self._then(Stage(FILTER, pred))
 
     def flat_map(self, fn: Callable[[T], Iterable[U]]) -> ParallelIterator[U]:
         """Replaces every item by the items of the iterable ``fn(item)``."""
         _check_callable("flat_map", fn)
+        _check_not_async("flat_map", fn)
         return self._then(Stage(FLAT_MAP, fn))
 
     def enumerate(self, start: int = 0) -> ParallelIterator[tuple[int, T]]:
@@ -207,22 +213,46 @@ class ParallelIterator(Generic[T]):
         (default 64), results in input order.
 
         Coroutines run on the caller's event loop when the pipeline is awaited,
-        and on VedaRT's background loop when it is run from synchronous code. A
-        plain (non-``async``) callable runs in the thread pool like ``map``.
+        and on VedaRT's background loop when it is run from synchronous code;
+        cancelling the awaiting task cancels the coroutines in flight. Items
+        enter the stage as soon as the chunk of the stage before it is done. A
+        plain (non-``async``) callable runs in the thread pool like ``map``,
+        never on the event loop.
         """
         _check_callable("async_map", fn)
         if concurrency is not None:
             _check_int("concurrency", concurrency, 1)
         if not _asyncio.is_coroutine_function(fn):
-            return self._then(Stage(MAP, fn))
+            return self._then(Stage(MAP, fn, THREAD_POOL))
         return self._then(Stage(ASYNC_MAP, fn, concurrency))
 
     def gpu_map(self, fn: Callable[[T], U]) -> ParallelIterator[U]:
-        """Applies ``fn`` on the GPU executor when there is one; in this build it
-        runs on the CPU thread executor and warns once per process."""
+        """Applies ``fn`` to every item on the GPU: with CuPy and a CUDA
+        device, NumPy arrays among ``fn``'s arguments move to the device on a
+        stream of VedaRT's stream pool and results come back as NumPy arrays
+        (see :func:`vedart.gpu`). Without either, ``fn`` runs on the CPU, with
+        one warning per process."""
         _check_callable("gpu_map", fn)
-        _warn_gpu_fallback()
-        return self._then(Stage(GPU_MAP, fn))
+        from ._gpu import as_gpu_function
+
+        return self._then(Stage(GPU_MAP, as_gpu_function(fn)))
+
+    def explain(self) -> Any:
+        """Where each part of the pipeline runs and why, as a
+        :class:`vedart.Explanation` (its ``str()`` is a readable summary).
+
+        After a terminal operation of this pipeline object, it reports what that
+        run chose, including the adaptive executor's measurements; before,
+        what the executor and policy say in advance.
+
+        Examples:
+            >>> import vedart as veda
+            >>> veda.par_iter(range(3), executor="thread").map(str).explain().executor
+            'thread'
+        """
+        from ._adaptive import explain
+
+        return explain(self)
 
     # -- terminal operations --------------------------------------------------
 
@@ -234,9 +264,12 @@ class ParallelIterator(Generic[T]):
         with _progress.tracking(progress, self._source) as bar:
             execution = Execution(executor, chunk_size, bar)
             try:
-                return reducer.combine(partials(execution, self._source, self._stages, reducer))
+                return reducer.combine(
+                    partials(execution, self._source, stages_for(self._stages, executor), reducer)
+                )
             finally:
                 execution.close()
+                self._explained = explained(execution)
 
     def _terminal(self, reducer: Reducer, progress: Progress = False) -> Any:
         if progress is not False:
@@ -355,9 +388,16 @@ class ParallelIterator(Generic[T]):
         chunk_size = self._chunk_size or runtime.config.chunk_size
         execution = Execution(executor, chunk_size)
         try:
-            yield from partials(execution, self._source, self._stages, Collect(), stream_mode=True)
+            yield from partials(
+                execution,
+                self._source,
+                stages_for(self._stages, executor),
+                Collect(),
+                stream_mode=True,
+            )
         finally:
             execution.close()
+            self._explained = explained(execution)
 
     def __iter__(self) -> Iterator[T]:
         """Yields results in input order as they are ready, reading the input

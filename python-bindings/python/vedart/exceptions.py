@@ -12,6 +12,7 @@ module is the single definition of the hierarchy.
 from __future__ import annotations
 
 import concurrent.futures
+from typing import Any, Optional, Sequence
 
 __all__ = [
     "VedaError",
@@ -60,6 +61,40 @@ class CancelledError(VedaError, concurrent.futures.CancelledError):
 
 class ExecutorError(VedaError):
     """The requested executor does not exist or is not available here."""
+
+
+class WorkerCrashedError(VedaError):
+    """A worker process of the process executor died while it ran your work
+    (a crash, ``os._exit``, a signal such as the kernel's OOM kill).
+
+    The pool has already started a replacement, so the next call works. The
+    message names the pid and the exit code or signal, and ends with the last
+    lines the child wrote to stderr.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        pid: Optional[int] = None,
+        exit_code: Optional[int] = None,
+        signal: Optional[int] = None,
+        stderr_tail: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        #: The dead child's pid.
+        self.pid = pid
+        #: Its exit status, if it exited (rather than being killed by a signal).
+        self.exit_code = exit_code
+        #: The signal that killed it, if one did (9 for SIGKILL).
+        self.signal = signal
+        #: The last lines it wrote to stderr, oldest first.
+        self.stderr_tail = tuple(stderr_tail)
+
+    def __reduce__(self) -> Any:
+        return (
+            type(self),
+            (str(self), self.pid, self.exit_code, self.signal, self.stderr_tail),
+        )
 
 
 class ReplayError(VedaError):

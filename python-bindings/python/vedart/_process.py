@@ -1,0 +1,509 @@
+"""The process executor (``executor="process"``, ``SchedulingPolicy.PROCESS_ONLY``).
+
+Chunks run in warm worker processes of the Rust process pool
+(``_vedart.ProcessPool``, see ``python-bindings/src/process.rs``); each child
+runs :mod:`vedart._worker`.
+
+How a pipeline segment runs on it (:class:`_ProcessRun`):
+
+1. The pool is started on first use (one per process, ``num_processes``
+   children: ``sys.executable .../vedart/_worker.py``, fork+exec, never a bare
+   fork of this threaded process) and kept warm until the interpreter exits.
+   Children get the parent's ``sys.path`` (``VEDART_WORKER_SYS_PATH``) and
+   ``OMP_NUM_THREADS`` and friends set to ``cores // children`` (at least 1),
+   so that NumPy and other BLAS users in several children do not
+   oversubscribe the machine.
+2. The segment's *plan* (its fused stages and reducer step, see
+   :func:`plan_of`) is pickled once with cloudpickle (lambdas and closures
+   work) and becomes a pool *context*: each child receives it once, before the
+   first chunk it runs.
+3. Each chunk is pickled (protocol 5) and sent as one request; the child
+   answers with the pickled partial result and the time the chunk took, which
+   the engine's chunk sizer uses (chunks aim at :data:`TARGET_CHUNK_SECONDS`,
+   like joblib's auto batching).
+4. Failures: an exception in the child is re-raised here with its own type and
+   message and the child's traceback attached (a note, and
+   ``exc.veda_remote_traceback``); a child that dies raises
+   :class:`~vedart.WorkerCrashedError` naming its pid and exit code or signal
+   (the pool replaces it); a callable or an item that cannot be pickled raises
+   :class:`TypeError` naming it, before anything runs.
+5. Cancellation (Ctrl+C, an error, a cancelled caller) cancels the calls in
+   flight: the children running them get SIGTERM, then SIGKILL after the grace
+   period, and are replaced. When the consumer merely stops early (``take``,
+   ``any``), chunks in flight that are short are left to finish and their
+   results dropped, which is cheaper than restarting children.
+
+Memory model: the work runs in other processes, so its side effects (globals,
+mutated arguments, ``print`` goes to stderr) never reach this process; only
+results do.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import struct
+import sys
+import threading
+from typing import Any, Callable, Optional
+
+from . import _stages, _vedart
+from ._executors import Executor, Run
+from .exceptions import (
+    CancelledError,
+    ExecutorError,
+    WorkerCrashedError,
+    _attach_note,
+    _attach_others,
+)
+
+__all__ = ["ProcessExecutor", "get_pool", "shutdown_pool", "plan_of"]
+
+#: How long one chunk should take in a worker process, in seconds: a process
+#: hand-off (pickling, two pipe transfers) costs tens of microseconds, so
+#: chunks are longer than the thread executor's.
+TARGET_CHUNK_SECONDS = 0.02
+
+#: Step 5: chunks in flight are left to finish when an early stop happens and
+#: chunks have taken at most this long on average.
+RELEASE_MAX_CHUNK_SECONDS = 0.25
+
+#: Time between SIGTERM and SIGKILL for a child being terminated.
+GRACE_PERIOD_SECONDS = 1.0
+
+#: How long the exit hook waits for children to exit on EOF.
+EXIT_TIMEOUT_SECONDS = 2.0
+
+#: Distinct chunk functions per run that get a context of their own; beyond
+#: (a chunk hook making one function per chunk) each request carries its plan.
+MAX_CONTEXTS_PER_RUN = 8
+
+#: Environment variables that cap the threads of numeric libraries.
+THREAD_LIMIT_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+#: Set in every child: VedaRT inside a worker never starts processes on its own.
+WORKER_MARKER = "VEDART_WORKER"
+
+_ANSWER = struct.Struct("<dB")
+_FLAG_MISSING = 1
+
+_cloudpickle: Any = None
+
+
+def _pickler() -> Any:
+    global _cloudpickle
+    if _cloudpickle is None:
+        import cloudpickle  # type: ignore[import-untyped]
+
+        _cloudpickle = cloudpickle
+    return _cloudpickle
+
+
+def in_worker() -> bool:
+    """Whether this process is a worker of a VedaRT process pool."""
+    return os.environ.get(WORKER_MARKER) == "1"
+
+
+# -- the pool -------------------------------------------------------------------
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+def worker_command() -> tuple[str, list[str]]:
+    """The children's program and arguments (step 1).
+
+    The worker file is run by path: ``python -m vedart._worker`` would import
+    the whole package first (about a hundred milliseconds per child), and the
+    worker needs none of it. Where the file is not on disk (a zip import), the
+    module is run with ``-m``.
+    """
+    executable = sys.executable
+    if not executable:
+        raise ExecutorError("the process executor needs sys.executable, which is empty here")
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
+    if os.path.isfile(worker):
+        return executable, [worker]
+    return executable, ["-m", "vedart._worker"]
+
+
+def worker_env(workers: int) -> list[tuple[str, str]]:
+    """The variables added to the children's environment (step 1)."""
+    threads = str(max(1, _cores() // max(1, workers)))
+    env = [(name, threads) for name in THREAD_LIMIT_VARIABLES]
+    env.append(("VEDART_WORKER_SYS_PATH", os.pathsep.join(p for p in sys.path if p)))
+    env.append((WORKER_MARKER, "1"))
+    return env
+
+
+_lock = threading.Lock()
+_pool: Optional[Any] = None
+_pool_pid = 0
+# Pools inherited across fork(): never used nor dropped in the child.
+_inherited: list[Any] = []
+
+
+def get_pool(workers: int) -> Any:
+    """The process pool with ``workers`` children, started on first use."""
+    global _pool, _pool_pid
+    pool = _pool
+    if pool is not None and _pool_pid == os.getpid() and pool.workers == workers:
+        if not pool.closed:
+            return pool
+    with _lock:
+        pool = _pool
+        if pool is not None and _pool_pid != os.getpid():
+            _inherited.append(pool)
+            pool = _pool = None
+        if pool is not None and (pool.closed or pool.workers != workers):
+            _pool = None
+            pool.shutdown(EXIT_TIMEOUT_SECONDS)
+            pool = None
+        if pool is None:
+            program, args = worker_command()
+            pool = _vedart.ProcessPool(
+                program, args, worker_env(workers), workers, GRACE_PERIOD_SECONDS
+            )
+            _pool, _pool_pid = pool, os.getpid()
+        return pool
+
+
+def current_pool() -> Optional[Any]:
+    """The running pool of this process, if one was started."""
+    pool = _pool
+    if pool is None or _pool_pid != os.getpid() or pool.closed:
+        return None
+    return pool
+
+
+def shutdown_pool(timeout: Optional[float] = EXIT_TIMEOUT_SECONDS) -> None:
+    """Stops the worker processes: they exit at EOF once their calls are done;
+    after ``timeout`` seconds the rest are terminated. The next process map
+    starts a new pool."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None and _pool_pid == os.getpid():
+        pool.shutdown(timeout)
+
+
+def _after_fork_in_child() -> None:
+    global _pool, _lock
+    _lock = threading.Lock()
+    if _pool is not None:
+        _inherited.append(_pool)
+    _pool = None
+
+
+atexit.register(shutdown_pool)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- plans: what a child runs (step 2) --------------------------------------------
+
+
+def _finish_spec(finish: Callable[[Any], Any]) -> Optional[tuple[Any, ...]]:
+    """The reducer step as data the worker understands, or ``None``."""
+    if finish is list:
+        return ("collect",)
+    if finish is _stages._count:
+        return ("count",)
+    if finish is _stages._sum_partial:
+        return ("sum",)
+    owner = getattr(finish, "__self__", None)
+    if isinstance(owner, _stages.MinMax):
+        if owner.pick is min:
+            return ("min", owner.key)
+        if owner.pick is max:
+            return ("max", owner.key)
+        return None
+    if isinstance(owner, _stages.Reduce):
+        return ("reduce", owner.op)
+    if isinstance(owner, _stages.Fold):
+        return ("fold", owner.identity, owner.op)
+    if isinstance(owner, _stages.AnyAll):
+        return ("any" if owner.want else "all", owner.pred)
+    if isinstance(owner, _stages.ForEach):
+        return ("for_each", owner.fn)
+    if isinstance(owner, _stages.ToDict):
+        return ("to_dict", owner.key, owner.value)
+    return None
+
+
+_PORTABLE_KINDS = frozenset({_stages.MAP, _stages.FILTER, _stages.FLAT_MAP, _stages.GPU_MAP})
+
+
+def plan_of(fn: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """What a child needs to run ``fn`` over a chunk: the stages and reducer
+    step (``("chain", ((kind, fn), ...), spec)``) when the engine marked ``fn``
+    with them, so the child never imports vedart; else ``("call", fn)``."""
+    plan = getattr(fn, "veda_plan", None)
+    if plan is not None:
+        stages, finish = plan
+        spec = _finish_spec(finish)
+        if spec is not None and all(stage.kind in _PORTABLE_KINDS for stage in stages):
+            return ("chain", tuple((stage.kind, stage.fn) for stage in stages), spec)
+    return ("call", fn)
+
+
+def _describe(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else repr(fn)
+
+
+def dumps_plan(plan: tuple[Any, ...]) -> bytes:
+    """``plan`` pickled with cloudpickle.
+
+    Raises:
+        TypeError: a callable of the plan cannot be pickled; the message names it.
+    """
+    cloudpickle = _pickler()
+    try:
+        return cloudpickle.dumps(plan, protocol=5)  # type: ignore[no-any-return]
+    except Exception as error:
+        culprit = None
+        if plan[0] == "chain":
+            for kind, stage_fn in plan[1]:
+                try:
+                    cloudpickle.dumps(stage_fn, protocol=5)
+                except Exception:
+                    culprit = f"{kind}({_describe(stage_fn)})"
+                    break
+            else:
+                culprit = f"the reducer step {plan[2][0]}()"
+        else:
+            culprit = _describe(plan[1])
+        raise TypeError(
+            f"{culprit} cannot be sent to a worker process (it does not pickle: {error}); "
+            'use executor="thread" for work that cannot leave this process'
+        ) from error
+
+
+def dumps_chunk(chunk: Any, offset: int) -> bytes:
+    """``chunk`` pickled (protocol 5).
+
+    Raises:
+        TypeError: an item cannot be pickled; the message names it and its
+            position in the input (``offset`` is that of the chunk's first item).
+    """
+    cloudpickle = _pickler()
+    try:
+        return cloudpickle.dumps(chunk, protocol=5)  # type: ignore[no-any-return]
+    except Exception as error:
+        for position, item in enumerate(chunk):
+            try:
+                cloudpickle.dumps(item, protocol=5)
+            except Exception as item_error:
+                text = repr(item)
+                if len(text) > 80:
+                    text = text[:77] + "..."
+                raise TypeError(
+                    f"item {offset + position} of the input ({text}) cannot be sent to a "
+                    f"worker process (it does not pickle: {item_error})"
+                ) from item_error
+        raise TypeError(
+            f"a chunk of the input cannot be sent to a worker process: {error}"
+        ) from error
+
+
+# -- answers (step 4) -------------------------------------------------------------
+
+
+def decode_answer(data: bytes) -> tuple[Any, float]:
+    """``(partial result, seconds the chunk took)`` from a child's answer."""
+    elapsed, flags = _ANSWER.unpack_from(data)
+    if flags & _FLAG_MISSING:
+        return _stages._MISSING, elapsed
+    return pickle.loads(memoryview(data)[_ANSWER.size :]), elapsed
+
+
+def remote_error(payload: bytes, pid: Optional[int]) -> BaseException:
+    """The exception a child reported, rebuilt here with its traceback text."""
+    info = pickle.loads(payload)
+    exc: Optional[BaseException] = None
+    if info.get("exc") is not None:
+        try:
+            exc = pickle.loads(info["exc"])
+        except Exception:
+            exc = None
+    if exc is None and info.get("type_bytes") is not None:
+        try:
+            cls = pickle.loads(info["type_bytes"])
+            exc = cls.__new__(cls)
+            exc.args = (info["message"],)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = ExecutorError(f"{info['type']}: {info['message']}")
+    text = info.get("traceback", "")
+    try:
+        exc.veda_remote_traceback = text  # type: ignore[attr-defined]
+        exc.veda_worker_pid = pid  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # pragma: no cover - exotic exception types
+        pass
+    _attach_note(exc, f"vedart: raised in worker process {pid}; its traceback:\n{text.rstrip()}")
+    return exc
+
+
+def crash_error(outcome: tuple[Any, ...]) -> WorkerCrashedError:
+    """:class:`~vedart.WorkerCrashedError` from a ``("died", ...)`` outcome."""
+    _, message, pid, exit_code, signal, tail = outcome
+    if signal is not None:
+        how = f"was killed by signal {signal}"
+    elif exit_code is not None:
+        how = f"exited with status {exit_code}"
+    else:
+        how = "died (exit status unknown)"
+    text = (
+        f"worker process {pid} {how} while running a chunk of the pipeline; "
+        "the pool started a replacement"
+    )
+    if tail:
+        text += "\nits last stderr lines:\n" + "\n".join(f"  {line}" for line in tail)
+    return WorkerCrashedError(
+        text, pid=pid, exit_code=exit_code, signal=signal, stderr_tail=tuple(tail)
+    )
+
+
+def outcome_error(outcome: tuple[Any, ...]) -> BaseException:
+    """The exception for a failed call's outcome."""
+    kind = outcome[0]
+    if kind == "remote":
+        return remote_error(outcome[1], outcome[2])
+    if kind == "died":
+        return crash_error(outcome)
+    if kind == "cancelled":
+        return CancelledError("the pipeline was cancelled")
+    if kind == "closed":
+        return ExecutorError("the process pool was shut down while the pipeline ran")
+    return ExecutorError(f"process executor: {outcome[1]}")
+
+
+# -- the executor -------------------------------------------------------------------
+
+
+class _ProcessHandle:
+    __slots__ = ("call", "elapsed")
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.elapsed = 0.0
+
+
+class _ProcessRun(Run):
+    """One segment's chunks on the pool; see the module documentation."""
+
+    target_chunk_seconds = TARGET_CHUNK_SECONDS
+
+    __slots__ = (
+        "_pool",
+        "_batch",
+        "_fail_fast",
+        "_contexts",
+        "_items",
+        "_chunk_seconds",
+        "_chunks_done",
+        "_reason",
+    )
+
+    def __init__(self, pool: Any, mode: str, reason: str) -> None:
+        self._pool = pool
+        self._batch = pool.batch()
+        self._fail_fast = mode == "fail_fast"
+        self._contexts: dict[int, tuple[Any, Any]] = {}
+        self._items = 0
+        self._chunk_seconds = 0.0
+        self._chunks_done = 0
+        self._reason = reason
+
+    def _context(self, fn: Callable[[Any], Any]) -> Optional[Any]:
+        entry = self._contexts.get(id(fn))
+        if entry is not None and entry[0] is fn:
+            return entry[1]
+        if len(self._contexts) >= MAX_CONTEXTS_PER_RUN:
+            return None
+        context = self._pool.context(dumps_plan(plan_of(fn)))
+        self._contexts[id(fn)] = (fn, context)
+        return context
+
+    def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
+        context = self._context(fn)
+        if context is None:
+            request = dumps_chunk((plan_of(fn), chunk), self._items)
+        else:
+            request = dumps_chunk(chunk, self._items)
+        self._items += len(chunk)
+        return _ProcessHandle(self._batch.submit(request, context))
+
+    def result(self, handle: Any) -> Any:
+        call = handle.call
+        if not call.done:
+            status = self._batch.wait(call, self._fail_fast)
+            if status == "failed":
+                raise self._first_failure()
+            if status == "cancelled":
+                self._batch.cancel()
+                raise CancelledError("the pipeline was cancelled")
+        outcome = call.outcome()
+        if outcome[0] == "ok":
+            value, elapsed = decode_answer(outcome[1])
+            handle.elapsed = elapsed
+            self._chunk_seconds += elapsed
+            self._chunks_done += 1
+            return value
+        if outcome[0] == "cancelled" and self._batch.failures():
+            raise self._first_failure()
+        error = outcome_error(outcome)
+        index = call.index
+        others = [outcome_error(c.outcome()) for c in self._batch.failures() if c.index != index]
+        self._batch.cancel()
+        raise _attach_others(error, others)
+
+    def _first_failure(self) -> BaseException:
+        failures = self._batch.failures()
+        self._batch.cancel()
+        errors = [outcome_error(call.outcome()) for call in failures]
+        return _attach_others(errors[0], errors[1:])
+
+    def cancel(self) -> None:
+        self._batch.cancel()
+
+    def release(self) -> None:
+        """Step 5: short chunks in flight finish in the background."""
+        if self._chunks_done == 0:
+            self._batch.cancel()
+            return
+        if self._chunk_seconds / self._chunks_done > RELEASE_MAX_CHUNK_SECONDS:
+            self._batch.cancel()
+
+    def explain(self) -> tuple[str, str]:
+        return ("process", self._reason)
+
+
+class ProcessExecutor(Executor):
+    """Runs chunks in the worker processes of the process pool."""
+
+    name = "process"
+    #: Never run work on the calling thread: its side effects would be visible.
+    inline_per_item = None
+
+    def __init__(self, runtime: Any, reason: str = 'executor="process" was requested') -> None:
+        workers = runtime.config.num_processes
+        self.workers = int(workers) if workers else _cores()
+        self.reason = reason
+
+    def start(self, mode: str) -> Run:
+        return _ProcessRun(get_pool(self.workers), mode, self.reason)

@@ -1,0 +1,445 @@
+"""The worker process of the process executor.
+
+Each child of the process pool runs this file (``python .../vedart/_worker.py``,
+or ``python -m vedart._worker``) and answers the frames of the pool's wire
+protocol (``executors/src/process/README.md``) on its stdin and stdout:
+
+1. Start-up: ``sys.path`` becomes the parent's (``VEDART_WORKER_SYS_PATH``);
+   the protocol pipes move to private descriptors, fd 0 becomes ``/dev/null``
+   and fd 1 becomes stderr, so that ``print``, ``input()`` and C libraries
+   writing to stdout cannot corrupt the stream. ``cloudpickle`` is imported
+   while the parent prepares the first request.
+2. ``Control``/``Install`` frames carry a pickled *plan*: the fused stage chain
+   of one pipeline segment and its reducer step, as plain data and the user's
+   callables (see ``vedart._process``). It is unpickled and built into a chunk
+   function on first use, then kept until ``Control``/``Release``.
+3. A ``Request`` payload is ``[context id: u64 LE][pickled chunk]`` (context id
+   0: ``[pickled (plan, chunk)]``). The answer is a ``Response`` whose payload
+   is ``[run time: f64 LE][flags: u8][pickled result]`` (flag 1: the reducer
+   found no item), or an ``Error`` whose payload is a pickled dict describing
+   the exception (the exception itself when it pickles, its type, message and
+   traceback text).
+4. Answers are buffered and written when no further request is waiting in the
+   input buffer. At EOF on stdin the worker exits with status 0.
+
+This module imports nothing from ``vedart``: importing the package costs a
+hundred milliseconds, which would be paid by every child at start-up.
+Results and exceptions are pickled with :mod:`pickle` and, when that fails
+(classes defined in the parent's ``__main__``), with ``cloudpickle``, whose
+class tracking gives the parent back its own classes.
+"""
+
+import os
+import sys
+
+
+def _adopt_parent_path() -> None:
+    """Step 1: the parent's ``sys.path`` replaces ours before any import that a
+    module of this directory could shadow (run as a script, the directory of
+    this file is ``sys.path[0]``)."""
+    path = os.environ.get("VEDART_WORKER_SYS_PATH")
+    if path is not None:
+        sys.path[:] = [entry for entry in path.split(os.pathsep) if entry]
+    elif sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(
+        os.path.abspath(__file__)
+    ):
+        del sys.path[0]
+
+
+if __name__ == "__main__":
+    _adopt_parent_path()
+
+import functools  # noqa: E402
+import itertools  # noqa: E402
+import pickle  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Callable, Iterable, Optional  # noqa: E402
+
+#: Frame header: payload length (u32), id (u64), kind (u8), little-endian.
+_HEADER = struct.Struct("<IQB")
+_REQUEST, _RESPONSE, _ERROR, _CONTROL = 1, 2, 3, 4
+_INSTALL, _RELEASE = 1, 2
+#: Response payload prefix: run time in seconds (f64), flags (u8).
+_ANSWER = struct.Struct("<dB")
+#: Response flag: the reducer step found no item (the parent's ``_MISSING``).
+_FLAG_MISSING = 1
+_CONTEXT_ID = struct.Struct("<Q")
+#: Most buffers handed to one ``writev``.
+_MAX_IOV = 512
+_READ_SIZE = 1 << 16
+
+_MISSING: Any = object()
+_cloudpickle: Any = None
+
+
+# -- the plan: building a chunk function from plain data ---------------------
+
+
+def _flat_map(fn: Callable[[Any], Iterable[Any]], items: Iterable[Any]) -> Iterable[Any]:
+    return itertools.chain.from_iterable(map(fn, items))
+
+
+_BUILDERS: dict[str, Callable[[Any, Iterable[Any]], Iterable[Any]]] = {
+    "map": map,
+    "gpu_map": map,
+    "filter": filter,
+    "flat_map": _flat_map,
+}
+
+
+def _sum(items: Iterable[Any]) -> Any:
+    it = iter(items)
+    first = next(it, _MISSING)
+    if first is _MISSING:
+        return _MISSING
+    if isinstance(first, (str, bytes, bytearray)):  # sum() refuses strings as start
+        return functools.reduce(lambda a, b: a + b, it, first)
+    return sum(it, first)
+
+
+def _reduce(op: Callable[[Any, Any], Any]) -> Callable[[Iterable[Any]], Any]:
+    def finish(items: Iterable[Any]) -> Any:
+        it = iter(items)
+        first = next(it, _MISSING)
+        if first is _MISSING:
+            return _MISSING
+        return functools.reduce(op, it, first)
+
+    return finish
+
+
+def _fold(identity: Any, op: Callable[[Any, Any], Any]) -> Callable[[Iterable[Any]], Any]:
+    import copy
+
+    def finish(items: Iterable[Any]) -> Any:
+        start = identity() if callable(identity) else copy.copy(identity)
+        return functools.reduce(op, items, start)
+
+    return finish
+
+
+def _pick(pick: Any, key: Any) -> Callable[[Iterable[Any]], Any]:
+    return lambda items: pick(items, key=key, default=_MISSING)
+
+
+def _any_all(want: bool, pred: Any) -> Callable[[Iterable[Any]], bool]:
+    test = any if want else all
+
+    def finish(items: Iterable[Any]) -> bool:
+        return test(items if pred is None else map(pred, items))
+
+    return finish
+
+
+def _for_each(fn: Callable[[Any], Any]) -> Callable[[Iterable[Any]], None]:
+    def finish(items: Iterable[Any]) -> None:
+        for _ in map(fn, items):
+            pass
+
+    return finish
+
+
+def _to_dict(key: Any, value: Any) -> Callable[[Iterable[Any]], dict]:
+    if value is None:
+        return lambda items: {key(x): x for x in items}
+    return lambda items: {key(x): value(x) for x in items}
+
+
+def _finisher(spec: tuple) -> Callable[[Iterable[Any]], Any]:
+    """The reducer step of a plan (mirrors ``vedart._stages``'s reducers)."""
+    tag = spec[0]
+    if tag == "collect":
+        return list
+    if tag == "count":
+        return lambda items: len(list(items))
+    if tag == "sum":
+        return _sum
+    if tag == "min":
+        return _pick(min, spec[1])
+    if tag == "max":
+        return _pick(max, spec[1])
+    if tag == "reduce":
+        return _reduce(spec[1])
+    if tag == "fold":
+        return _fold(spec[1], spec[2])
+    if tag == "any":
+        return _any_all(True, spec[1])
+    if tag == "all":
+        return _any_all(False, spec[1])
+    if tag == "for_each":
+        return _for_each(spec[1])
+    if tag == "to_dict":
+        return _to_dict(spec[1], spec[2])
+    raise ValueError(f"vedart worker: unknown reducer step {tag!r}")
+
+
+def build(plan: tuple) -> Callable[[Any], Any]:
+    """The chunk function of a plan: ``("call", fn)`` is ``fn`` itself;
+    ``("chain", ((kind, fn), ...), reducer_spec)`` is the fused chain."""
+    if plan[0] == "call":
+        return plan[1]  # type: ignore[no-any-return]
+    _, stages, finish_spec = plan
+    finish = _finisher(finish_spec)
+    if len(stages) == 1 and stages[0][0] in ("map", "gpu_map") and finish is list:
+        fn = stages[0][1]
+        return lambda chunk: list(map(fn, chunk))
+    steps = tuple((_BUILDERS[kind], fn) for kind, fn in stages)
+
+    def run(chunk: Iterable[Any]) -> Any:
+        it = chunk
+        for builder, fn in steps:
+            it = builder(fn, it)
+        return finish(it)
+
+    return run
+
+
+# -- pickling -----------------------------------------------------------------
+
+
+def _dump(value: Any) -> bytes:
+    """``value`` pickled (protocol 5), with cloudpickle as the fallback."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception as plain_error:
+        if _cloudpickle is None:
+            raise
+        try:
+            return _cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
+        except Exception:
+            raise plain_error from None
+
+
+def _round_trips(data: bytes) -> bool:
+    try:
+        pickle.loads(data)
+    except Exception:
+        return False
+    return True
+
+
+def _describe_error(exc: BaseException) -> bytes:
+    """The ``Error`` payload for ``exc``: see step 3 of the module docs."""
+    import traceback
+
+    tb = exc.__traceback__
+    # The first frames are this module's: the user's code starts after them.
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    cls = type(exc)
+    exc_bytes: Optional[bytes] = None
+    type_bytes: Optional[bytes] = None
+    try:
+        candidate = _dump(exc)
+        if _round_trips(candidate):
+            exc_bytes = candidate
+    except Exception:
+        pass
+    if exc_bytes is None:
+        try:
+            candidate = _dump(cls)
+            if _round_trips(candidate):
+                type_bytes = candidate
+        except Exception:
+            pass
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<{cls.__name__}: str() failed>"
+    return pickle.dumps(
+        {
+            "exc": exc_bytes,
+            "type_bytes": type_bytes,
+            "type": f"{cls.__module__}.{cls.__qualname__}",
+            "message": message,
+            "traceback": text,
+        },
+        protocol=5,
+    )
+
+
+# -- the frame loop -----------------------------------------------------------
+
+
+class _Reader:
+    """Frames from a pipe, read in large pieces (step 4 needs to know whether
+    another frame is already buffered)."""
+
+    __slots__ = ("fd", "buf", "pos")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.pos = 0
+
+    def _fill(self, need: int) -> bool:
+        while len(self.buf) - self.pos < need:
+            if self.pos:
+                del self.buf[: self.pos]
+                self.pos = 0
+            piece = os.read(self.fd, max(need - len(self.buf), _READ_SIZE))
+            if not piece:
+                return False
+            self.buf += piece
+        return True
+
+    def has_frame(self) -> bool:
+        """Whether a whole frame is buffered."""
+        available = len(self.buf) - self.pos
+        if available < _HEADER.size:
+            return False
+        (length,) = struct.unpack_from("<I", self.buf, self.pos)
+        return available >= _HEADER.size + length
+
+    def next_frame(self) -> Optional[tuple[int, int, Any]]:
+        """``(id, kind, payload)``, or ``None`` at EOF."""
+        if not self._fill(_HEADER.size):
+            return None
+        length, frame_id, kind = _HEADER.unpack_from(self.buf, self.pos)
+        start = self.pos + _HEADER.size
+        available = len(self.buf) - start
+        if available >= length:
+            payload: Any = bytes(self.buf[start : start + length])
+            self.pos = start + length
+            return frame_id, kind, payload
+        # A large payload: read the rest straight into its own buffer.
+        payload = bytearray(length)
+        payload[:available] = self.buf[start:]
+        self.buf.clear()
+        self.pos = 0
+        view = memoryview(payload)
+        got = available
+        while got < length:
+            n = os.readv(self.fd, [view[got:]])
+            if n == 0:
+                return None
+            got += n
+        view.release()
+        return frame_id, kind, payload
+
+
+def _write_all(fd: int, parts: list) -> None:
+    index = 0
+    while index < len(parts):
+        written = os.writev(fd, parts[index : index + _MAX_IOV])
+        while written:
+            size = len(parts[index])
+            if written >= size:
+                written -= size
+                index += 1
+            else:
+                parts[index] = memoryview(parts[index])[written:]
+                written = 0
+
+
+class _Worker:
+    """Step 2 and 3: installed plans and the answer to one request."""
+
+    __slots__ = ("contexts",)
+
+    def __init__(self) -> None:
+        #: Context id -> pickled plan (bytes) until first used, then its chunk function.
+        self.contexts: dict[int, Any] = {}
+
+    def control(self, frame_id: int, payload: Any) -> None:
+        op = payload[0] if payload else 0
+        if op == _INSTALL:
+            self.contexts[frame_id] = bytes(payload[1:])
+        elif op == _RELEASE:
+            self.contexts.pop(frame_id, None)
+
+    def _function(self, context_id: int) -> Callable[[Any], Any]:
+        fn = self.contexts[context_id]
+        if isinstance(fn, bytes):
+            fn = build(pickle.loads(fn))
+            self.contexts[context_id] = fn
+        return fn  # type: ignore[no-any-return]
+
+    def answer(self, request_id: int, payload: Any) -> list:
+        started = time.perf_counter()
+        try:
+            (context_id,) = _CONTEXT_ID.unpack_from(payload)
+            body = memoryview(payload)[_CONTEXT_ID.size :]
+            if context_id:
+                fn = self._function(context_id)
+                chunk = pickle.loads(body)
+            else:
+                plan, chunk = pickle.loads(body)
+                fn = build(plan)
+            del body
+            value = fn(chunk)
+            del chunk
+            elapsed = time.perf_counter() - started
+            flags = 0
+            if value is _MISSING or value is _parent_missing():
+                flags, value = _FLAG_MISSING, None
+            try:
+                data = _dump(value)
+            except Exception as error:
+                raise TypeError(
+                    f"the result ({type(value).__name__}) cannot be sent back from the "
+                    f"worker process: {error}"
+                ) from None
+        except BaseException as exc:  # reported to the parent, never fatal here
+            error_payload = _describe_error(exc)
+            return [_HEADER.pack(len(error_payload), request_id, _ERROR), error_payload]
+        head = _ANSWER.pack(elapsed, flags)
+        return [_HEADER.pack(len(head) + len(data), request_id, _RESPONSE), head, data]
+
+
+def _parent_missing() -> Any:
+    """``vedart._stages._MISSING`` if a ``("call", fn)`` plan imported it."""
+    stages = sys.modules.get("vedart._stages")
+    return getattr(stages, "_MISSING", _MISSING) if stages is not None else _MISSING
+
+
+def serve(in_fd: int, out_fd: int) -> int:
+    """Answers frames from ``in_fd`` on ``out_fd`` until EOF; returns 0."""
+    reader = _Reader(in_fd)
+    worker = _Worker()
+    pending: list = []
+    while True:
+        frame = reader.next_frame()
+        if frame is None:
+            break
+        frame_id, kind, payload = frame
+        if kind == _REQUEST:
+            pending.extend(worker.answer(frame_id, payload))
+        elif kind == _CONTROL:
+            worker.control(frame_id, payload)
+        del frame, payload
+        if pending and not reader.has_frame():
+            _write_all(out_fd, pending)
+            pending = []
+    if pending:
+        _write_all(out_fd, pending)
+    return 0
+
+
+def main() -> int:
+    """Step 1, then :func:`serve`."""
+    global _cloudpickle
+    _adopt_parent_path()
+    in_fd = os.dup(0)
+    out_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        import cloudpickle  # type: ignore[import-untyped]
+
+        _cloudpickle = cloudpickle
+    except ImportError:  # plain pickle still serves functions of importable modules
+        pass
+    try:
+        return serve(in_fd, out_fd)
+    except BrokenPipeError:  # the parent went away
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
