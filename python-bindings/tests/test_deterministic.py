@@ -152,6 +152,29 @@ def test_results_and_reductions_are_unchanged():
         assert veda.par_iter(range(100)).min(key=lambda x: -x) == 99
 
 
+def test_other_executors_get_one_seeded_task_at_a_time():
+    import os
+
+    def run(seed):
+        with veda.deterministic(seed, record=True) as trace:
+            values = (
+                veda.par_iter(range(100), executor="process")
+                .map(lambda _: (random.random(), os.getpid()))
+                .collect()
+            )
+        return values, trace
+
+    try:
+        first, trace = run(1)
+    except veda.ExecutorError:
+        pytest.skip("no process executor in this build")
+    assert {pid for _, pid in first} - {os.getpid()}  # ran in worker processes
+    again, same = run(1)
+    assert [v for v, _ in again] == [v for v, _ in first] and same == trace
+    assert [v for v, _ in run(2)[0]] != [v for v, _ in first]
+    assert {event.executor for event in trace} == {"process"}
+
+
 def test_nested_pipelines_are_deterministic():
     def run(seed):
         with veda.deterministic(seed):

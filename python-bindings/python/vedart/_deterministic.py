@@ -479,7 +479,12 @@ class _ChunkTask(_Task):
                 _seed_generators(seed)
                 self.value = run.ctx.copy().run(fn, chunk)
             else:
-                handle = run.inner.submit(_Seeded(fn), (seed, chunk))
+                seeded = run.seeded
+                if seeded is None or seeded.fn is not fn:
+                    # One wrapper per chunk function: executors that ship the
+                    # function once per run (the process executor) see one.
+                    seeded = run.seeded = _Seeded(fn)
+                handle = run.inner.submit(seeded, (seed, chunk))
                 self.value = run.inner.result(handle)
         except BaseException as error:
             self.error = error
@@ -507,6 +512,7 @@ class _DetRun:
         "closed",
         "error",
         "count",
+        "seeded",
     )
 
     def __init__(self, scheduler: Scheduler, inner: Any, mode: str, executor_name: str) -> None:
@@ -520,6 +526,7 @@ class _DetRun:
         self.closed = False
         self.error: Optional[_ChunkTask] = None
         self.count = 0
+        self.seeded: Optional[_Seeded] = None
 
     def describe(self, label: str) -> None:
         self.label = label
