@@ -120,7 +120,7 @@ def test_config_enable_telemetry_applies_at_init(runtime_config):
 def test_async_runtime_tasks_are_counted():
     import asyncio
 
-    before = telemetry.snapshot().executors["async"]
+    before = telemetry.snapshot().runtime
 
     async def main():
         # Awaited pipelines are bridged to asyncio by VedaRT's async runtime.
@@ -128,11 +128,43 @@ def test_async_runtime_tasks_are_counted():
             await veda.par_iter(range(10)).map(abs).collect()
 
     asyncio.run(main())
-    after = telemetry.snapshot().executors["async"]
+    after = telemetry.snapshot().runtime
     assert after["tasks"]["spawned"] - before["tasks"]["spawned"] >= 5
     assert after["tasks"]["completed"] - before["tasks"]["completed"] >= 5
     assert after["polls"] > before["polls"]
     assert after["runtimes"] >= 1 and after["workers"]["max"] >= 1
+
+
+def test_async_map_coroutines_are_counted():
+    import asyncio
+
+    async def ok(x):
+        await asyncio.sleep(0)
+        return x
+
+    async def bad(x):
+        if x == 3:
+            raise KeyError(x)
+        await asyncio.sleep(0.05)
+        return x
+
+    before = telemetry.snapshot().executors["async"]["tasks"]
+    assert veda.par_iter(range(100)).async_map(ok).collect() == list(range(100))
+    with pytest.raises(KeyError):
+        veda.par_iter(range(100)).async_map(bad, concurrency=5).collect()
+    deadline = time.monotonic() + HANG_TIMEOUT
+    while True:  # lanes hand their counts over when they end
+        after = telemetry.snapshot().executors["async"]["tasks"]
+        if after["live"] == 0 and after["spawned"] > before["spawned"] + 100:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert after["completed"] - before["completed"] >= 100
+    assert after["failed"] - before["failed"] == 1
+    assert after["cancelled"] > before["cancelled"]  # the failure cancelled the others
+    started = after["spawned"] - before["spawned"]
+    ended = sum(after[k] - before[k] for k in ("completed", "failed", "cancelled"))
+    assert started == ended
 
 
 def test_to_dict_and_to_json_round_trip():
@@ -144,6 +176,7 @@ def test_to_dict_and_to_json_round_trip():
     assert set(thread["tasks"]) == {"spawned", "completed", "failed", "cancelled", "live"}
     assert thread["run_time"]["count"] == snap.run_time.count
     assert {"thread", "process", "async", "gpu"} <= set(data["executors"])
+    assert data["runtime"]["tasks"]["spawned"] >= 0 and "steals" in data["runtime"]
     assert data["executors"]["gpu"]["fallbacks"] >= 0
 
 
@@ -162,9 +195,8 @@ def test_prometheus_exposition_parses():
     assert spawned["thread"] == snap.executors["thread"]["tasks"]["spawned"]
     hist = families["vedart_task_run_time_seconds"]
     assert hist.type == "histogram"
-    for executor in ("thread", "async"):
+    for executor, expected in (("thread", snap.run_time), ("runtime", snap.runtime["run_time"])):
         mine = [s for s in hist.samples if s.labels["executor"] == executor]
-        expected = snap.executors[executor]["run_time"]
         buckets = [s for s in mine if s.name.endswith("_bucket")]
         values = [s.value for s in buckets]
         assert values == sorted(values)  # cumulative

@@ -28,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 from typing import Any, Awaitable, Callable, Generator, Iterable, Iterator, Optional
 
 from ._asyncio import background_loop, target_loop, wait_concurrent
 from ._stages import chunked
+from .telemetry import _count_coroutines
 
 #: Coroutines in flight when ``async_map`` is given no ``concurrency``.
 DEFAULT_CONCURRENCY = 64
@@ -75,26 +77,34 @@ class _Lanes:
         self.queue.extend((block, i, item) for i, item in enumerate(items))
         loop = asyncio.get_running_loop()
         for _ in range(min(self.limit - len(self.lanes), len(self.queue))):
-            task = loop.create_task(self._lane())
+            # Coroutines started, returned, raised, cancelled: counted by the
+            # lane on this thread, handed to telemetry when the lane ends.
+            counts = [0, 0, 0, 0]
+            task = loop.create_task(self._lane(counts))
             self.lanes.add(task)
             task.add_done_callback(self.lanes.discard)
+            task.add_done_callback(functools.partial(_hand_over, counts))
 
-    async def _lane(self) -> None:
+    async def _lane(self, counts: list[int]) -> None:
         queue, fn = self.queue, self.fn
         while queue:
             block, index, item = queue.popleft()
             future = block.future
             if future.done():  # an earlier item of the block failed
                 continue
+            counts[0] += 1
             try:
                 value = await fn(item)
             except asyncio.CancelledError as exc:
+                counts[3] += 1
                 if self.closed:
                     raise
                 _fail(future, exc)  # the coroutine cancelled itself
             except BaseException as exc:  # delivered in order by the feeder
+                counts[2] += 1
                 _fail(future, exc)
             else:
+                counts[1] += 1
                 block.results[index] = value
                 block.remaining -= 1
                 if block.remaining == 0 and not future.done():
@@ -105,6 +115,11 @@ class _Lanes:
         self.queue.clear()
         for task in list(self.lanes):
             task.cancel()
+
+
+def _hand_over(counts: list[int], _task: asyncio.Task[None]) -> None:
+    """A lane ended: its coroutine counts go to telemetry."""
+    _count_coroutines(*counts)
 
 
 def _fail(future: concurrent.futures.Future[list[Any]], exc: BaseException) -> None:

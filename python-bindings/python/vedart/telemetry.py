@@ -62,6 +62,28 @@ MAX_TRACE_SPANS = 1 << 20
 #: log buckets too, so the cumulative counts are exact.
 PROMETHEUS_BOUNDS_NS = tuple(1 << power for power in range(10, 37))
 
+#: ``async_map`` coroutines: started, returned, raised, cancelled. The stage
+#: counts on its event loop in plain integers and adds them here (Rust
+#: atomics) when a lane of coroutines ends: see :func:`_count_coroutines`.
+_COROUTINES = tuple(_vedart.Counter() for _ in range(4))
+
+
+def _count_coroutines(started: int, completed: int, failed: int, cancelled: int) -> None:
+    """Adds coroutine counts of the async executor (while counting is on)."""
+    if not _vedart.telemetry_is_enabled():
+        return
+    for counter, n in zip(_COROUTINES, (started, completed, failed, cancelled)):
+        if n:
+            counter.add(n)
+
+
+def _coroutine_counts() -> dict[str, int]:
+    spawned, completed, failed, cancelled = (counter.value for counter in _COROUTINES)
+    return _counts(
+        {"spawned": spawned, "completed": completed, "failed": failed, "cancelled": cancelled}
+    )
+
+
 _sources_lock = threading.Lock()
 _sources: dict[str, Callable[[], dict[str, Any]]] = {}
 
@@ -184,13 +206,16 @@ class Snapshot:
       (:class:`Histogram`).
     * ``"process"``: calls to worker processes; ``children``,
       ``children_spawned``, ``respawns``, ``bytes_sent``, ``bytes_received``.
-    * ``"async"``: tasks of VedaRT's Rust async runtimes (in Python, the
-      bridge that lets asyncio await VedaRT work); ``workers``,
-      ``queue_depth``, ``polls``, ``steals``, ``parks``, and histograms of
-      queue wait and poll time (sampled, as `vedart::telemetry` documents).
+    * ``"async"``: coroutines of ``async_map`` stages (counted when each
+      lane of coroutines on the event loop ends, so a running stage shows up
+      a little late).
     * ``"gpu"``: stream operations, and ``fallbacks``: GPU work that ran on
       the CPU.
 
+    ``runtime`` holds VedaRT's Rust async runtimes (in Python, the bridge
+    that lets asyncio await VedaRT work): ``tasks``, ``workers``,
+    ``queue_depth``, ``polls``, ``steals``, ``parks``, and histograms of
+    queue wait and poll time (sampled, as ``vedart::telemetry`` documents).
     ``queue_wait``, ``run_time`` and ``p50``/``p95``/``p99`` are the thread
     executor's.
     """
@@ -246,26 +271,30 @@ class Snapshot:
                 "bytes_sent": int(process["bytes_sent"]),
                 "bytes_received": int(process["bytes_received"]),
             },
-            "async": {
-                "tasks": _counts(runtime),
-                "runtimes": int(runtime["runtimes"]),
-                "workers": {
-                    "current": int(runtime["threads"]),
-                    "active": int(runtime["active_workers"]),
-                    "min": int(runtime["workers"]),
-                    "max": int(runtime["workers"]),
-                },
-                "queue_depth": int(runtime["injector_depth"]) + int(runtime["local_queue_depth"]),
-                "injector_depth": int(runtime["injector_depth"]),
-                "local_queue_depth": int(runtime["local_queue_depth"]),
-                "polls": int(runtime["polls"]),
-                "schedules": int(runtime["schedules"]),
-                "steals": int(runtime["steals"]),
-                "parks": int(runtime["parks"]),
-                "queue_wait": Histogram._from_raw(runtime["queue_wait"]),
-                "run_time": Histogram._from_raw(runtime["run_time"]),
-            },
+            "async": {"tasks": _coroutine_counts()},
             "gpu": {"tasks": _counts(gpu), "fallbacks": int(gpu["fallbacks"])},
+        }
+        #: VedaRT's Rust async runtimes (in Python, the bridge that lets
+        #: asyncio await VedaRT work): tasks, workers, queues, scheduler
+        #: counters, histograms of queue wait and poll time (sampled).
+        self.runtime: dict[str, Any] = {
+            "tasks": _counts(runtime),
+            "runtimes": int(runtime["runtimes"]),
+            "workers": {
+                "current": int(runtime["threads"]),
+                "active": int(runtime["active_workers"]),
+                "min": int(runtime["workers"]),
+                "max": int(runtime["workers"]),
+            },
+            "queue_depth": int(runtime["injector_depth"]) + int(runtime["local_queue_depth"]),
+            "injector_depth": int(runtime["injector_depth"]),
+            "local_queue_depth": int(runtime["local_queue_depth"]),
+            "polls": int(runtime["polls"]),
+            "schedules": int(runtime["schedules"]),
+            "steals": int(runtime["steals"]),
+            "parks": int(runtime["parks"]),
+            "queue_wait": Histogram._from_raw(runtime["queue_wait"]),
+            "run_time": Histogram._from_raw(runtime["run_time"]),
         }
         #: The Rust blocking pools' own figures (jobs, gauges, histograms):
         #: the thread executor's pool and any other in the process.
@@ -300,6 +329,10 @@ class Snapshot:
         """99th percentile of their run time, in seconds."""
         return self.run_time.p99
 
+    def _task_sources(self) -> list[tuple[str, dict[str, Any]]]:
+        sources = [(name, f) for name, f in self.executors.items() if "tasks" in f]
+        return sources + [("runtime", self.runtime)]
+
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain data (histograms as dicts)."""
 
@@ -314,6 +347,7 @@ class Snapshot:
             "taken_at": self.taken_at,
             "enabled": self.enabled,
             "executors": plain(self.executors),
+            "runtime": plain(self.runtime),
             "blocking_pools": plain(self.blocking_pools),
             "spans_dropped": self.spans_dropped,
         }
@@ -326,7 +360,8 @@ class Snapshot:
         """The snapshot in the Prometheus text exposition format (0.0.4).
 
         Counters: ``vedart_tasks_spawned_total`` and ``vedart_tasks_finished_total``
-        (label ``outcome``: completed, failed, cancelled), per ``executor``;
+        (label ``outcome``: completed, failed, cancelled), per ``executor``
+        (thread, process, async, gpu, and runtime for the Rust async runtime);
         ``vedart_process_respawns_total``, ``vedart_process_children_spawned_total``,
         ``vedart_process_bytes_sent_total``, ``vedart_process_bytes_received_total``,
         ``vedart_gpu_fallbacks_total``, ``vedart_scheduler_polls_total``,
@@ -335,46 +370,42 @@ class Snapshot:
         and ``kind``: current, idle, min, max, target, active),
         ``vedart_queue_depth``, ``vedart_process_children``,
         ``vedart_telemetry_enabled``. Histograms (power-of-two buckets, label
-        ``executor``: thread, async): ``vedart_task_queue_wait_seconds``,
+        ``executor``: thread, runtime): ``vedart_task_queue_wait_seconds``,
         ``vedart_task_run_time_seconds``.
         """
         out = _Exposition()
         out.family("vedart_telemetry_enabled", "gauge", "Whether telemetry counts (1) or not (0).")
         out.sample("vedart_telemetry_enabled", {}, int(self.enabled))
         out.family("vedart_tasks_spawned_total", "counter", "Tasks started, per executor.")
-        for name, figures in self.executors.items():
-            if "tasks" in figures:
-                out.sample(
-                    "vedart_tasks_spawned_total", {"executor": name}, figures["tasks"]["spawned"]
-                )
+        for name, figures in self._task_sources():
+            out.sample(
+                "vedart_tasks_spawned_total", {"executor": name}, figures["tasks"]["spawned"]
+            )
         out.family(
             "vedart_tasks_finished_total",
             "counter",
             "Tasks ended, per executor and outcome (completed, failed, cancelled).",
         )
-        for name, figures in self.executors.items():
-            if "tasks" in figures:
-                for outcome in ("completed", "failed", "cancelled"):
-                    out.sample(
-                        "vedart_tasks_finished_total",
-                        {"executor": name, "outcome": outcome},
-                        figures["tasks"][outcome],
-                    )
+        for name, figures in self._task_sources():
+            for outcome in ("completed", "failed", "cancelled"):
+                out.sample(
+                    "vedart_tasks_finished_total",
+                    {"executor": name, "outcome": outcome},
+                    figures["tasks"][outcome],
+                )
         out.family("vedart_tasks_live", "gauge", "Tasks queued or running, per executor.")
-        for name, figures in self.executors.items():
-            if "tasks" in figures:
-                out.sample("vedart_tasks_live", {"executor": name}, figures["tasks"]["live"])
-        runtime = self.executors["async"]
+        for name, figures in self._task_sources():
+            out.sample("vedart_tasks_live", {"executor": name}, figures["tasks"]["live"])
+        runtime = self.runtime
         process = self.executors["process"]
+        timed = {"thread": self.executors["thread"], "runtime": runtime}
         out.family("vedart_workers", "gauge", "Worker threads per executor, by kind.")
-        for name in ("thread", "async"):
-            for kind, value in self.executors[name]["workers"].items():
+        for name, figures in timed.items():
+            for kind, value in figures["workers"].items():
                 out.sample("vedart_workers", {"executor": name, "kind": kind}, value)
         out.family("vedart_queue_depth", "gauge", "Work waiting for a worker, per executor.")
-        for name in ("thread", "async"):
-            out.sample(
-                "vedart_queue_depth", {"executor": name}, self.executors[name]["queue_depth"]
-            )
+        for name, figures in timed.items():
+            out.sample("vedart_queue_depth", {"executor": name}, figures["queue_depth"])
         for key, help_text in (
             ("polls", "Polls of async tasks."),
             ("steals", "Tasks an async worker stole from another worker's queue."),
@@ -400,17 +431,17 @@ class Snapshot:
             (
                 "vedart_task_queue_wait_seconds",
                 "queue_wait",
-                "Time tasks waited to run, per executor (async: sampled polls).",
+                "Time tasks waited to run (runtime: sampled polls).",
             ),
             (
                 "vedart_task_run_time_seconds",
                 "run_time",
-                "Run time of tasks (async: of one poll, sampled), per executor.",
+                "Run time of tasks (runtime: of one poll, sampled).",
             ),
         ):
             out.family(metric, "histogram", help_text)
-            for name in ("thread", "async"):
-                histogram = self.executors[name][key]
+            for name, figures in timed.items():
+                histogram = figures[key]
                 labels = {"executor": name}
                 for bound in PROMETHEUS_BOUNDS_NS:
                     out.sample(
