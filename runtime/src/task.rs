@@ -50,9 +50,11 @@ use crate::telemetry::{self, Outcome};
 /// A scheduled task, as the queues hold it.
 pub(crate) type Runnable = async_task::Runnable<Header>;
 
-/// A task's identity: unique among the tasks of its runtime, numbered from 1
-/// in spawn order. A deterministic runtime therefore gives the same task the
-/// same id on every run with the same seed.
+/// A task's identity: unique among the tasks of its runtime (never reused),
+/// and increasing in the order tasks are spawned by any one thread. Ids come
+/// from a counter of the runtime, starting at 1, which workers draw from in
+/// blocks; a deterministic runtime, which runs on one thread, therefore gives
+/// the same task the same id on every run with the same seed.
 ///
 /// # Examples
 ///
@@ -270,7 +272,6 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    telemetry::spawned(shared);
     let (runnable, task) = build(shared, future);
     let handle = JoinHandle::new(task, runnable.waker());
     if shared.is_shutdown() {
@@ -350,7 +351,7 @@ where
 {
     let header = Header {
         shared: shared.clone(),
-        id: shared.next_task_id(),
+        id: scheduler::worker::new_task_id(shared, !blocking),
         aborted: AtomicBool::new(false),
         blocking,
         scheduled_at: AtomicU64::new(0),

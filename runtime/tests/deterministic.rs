@@ -88,7 +88,7 @@ fn the_trace_names_every_poll() {
     }
     assert!(trace.iter().any(|event| event.task.is_none()));
     assert!(trace.iter().all(|event| event.runnable >= 1));
-    // Ids count from 1 in spawn order, so they replay too.
+    // Spawned from outside the runtime: ids count from 1 in spawn order.
     let numbers: Vec<u64> = ids.iter().map(|id| id.as_u64()).collect();
     assert_eq!(numbers, [1, 2, 3, 4, 5]);
     assert_eq!(rt.seed(), Some(3));

@@ -120,7 +120,7 @@ pub(crate) struct Shared {
     live_workers: Mutex<usize>,
     /// Signalled when `live_workers` drops.
     workers_exited: Condvar,
-    /// Source of task ids; on its own line, as every spawn increments it.
+    /// Source of task ids, on its own line; workers take them in blocks.
     next_task_id: CachePadded<AtomicU64>,
     /// Per-worker telemetry counters (also listed in the process-wide
     /// registry that `telemetry::snapshot` reads).
@@ -197,9 +197,10 @@ impl Shared {
         (shared, cores)
     }
 
-    /// The id of the next task spawned on this runtime.
-    pub(crate) fn next_task_id(&self) -> TaskId {
-        TaskId::new(self.next_task_id.0.fetch_add(1, Relaxed))
+    /// Reserves `count` task ids and returns the first (workers reserve them
+    /// in blocks: `worker::new_task_id`).
+    pub(crate) fn reserve_task_ids(&self, count: u64) -> TaskId {
+        TaskId::new(self.next_task_id.0.fetch_add(count, Relaxed))
     }
 
     /// Tasks in the workers' local queues (telemetry; racy).

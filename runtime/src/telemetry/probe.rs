@@ -36,11 +36,10 @@ fn block(shared: &Shared) -> (&WorkerStats, bool) {
     shared.stats.block(worker::current_index(shared))
 }
 
-/// Counts the spawn of a task on `shared`.
+/// Counts the spawn of a task, into the spawning thread's `block`.
 #[inline]
-pub(crate) fn spawned(shared: &Shared) {
+pub(crate) fn spawned((block, owner): (&WorkerStats, bool)) {
     if exec::is_enabled() {
-        let (block, owner) = block(shared);
         block.add(Event::Spawned, owner);
     }
 }
