@@ -131,12 +131,14 @@ impl PyProcessPool {
     /// Starts `workers` children running `program` with `args`, with the
     /// variables `env` added to this process's environment. `grace_period` is
     /// the time in seconds between SIGTERM and SIGKILL when a child is
-    /// terminated. Blocks (with the interpreter released) for the fork+exec of
-    /// each child, not for their start-up.
+    /// terminated; with `forward_stderr` what the children write to stderr is
+    /// copied to this process's stderr (their last lines are kept for crash
+    /// reports either way). Blocks (with the interpreter released) for the
+    /// fork+exec of each child, not for their start-up.
     ///
     /// Raises `vedart.ExecutorError` when a child cannot be started.
     #[new]
-    #[pyo3(signature = (program, args, env, workers, grace_period=1.0))]
+    #[pyo3(signature = (program, args, env, workers, grace_period=1.0, forward_stderr=true))]
     fn new(
         py: Python<'_>,
         program: OsString,
@@ -144,6 +146,7 @@ impl PyProcessPool {
         env: Vec<(OsString, OsString)>,
         workers: usize,
         grace_period: f64,
+        forward_stderr: bool,
     ) -> PyResult<Self> {
         let grace = Duration::try_from_secs_f64(grace_period).map_err(|_| {
             pyo3::exceptions::PyValueError::new_err(format!(
@@ -157,7 +160,8 @@ impl PyProcessPool {
             .args(args)
             .envs(env)
             .workers(workers)
-            .grace_period(grace);
+            .grace_period(grace)
+            .forward_stderr(forward_stderr);
         let built = py.detach(move || builder.build());
         let pool = built.map_err(|error| {
             executor_error(

@@ -41,11 +41,14 @@ results do.
 from __future__ import annotations
 
 import atexit
+import collections
+import io
 import os
 import pickle
 import struct
 import sys
 import threading
+import types
 from typing import Any, Callable, Optional
 
 from . import _stages, _vedart
@@ -95,16 +98,39 @@ WORKER_MARKER = "VEDART_WORKER"
 _ANSWER = struct.Struct("<dB")
 _FLAG_MISSING = 1
 
-_cloudpickle: Any = None
+_pickler_class: Any = None
 
 
-def _pickler() -> Any:
-    global _cloudpickle
-    if _cloudpickle is None:
-        import cloudpickle  # type: ignore[import-untyped]
+def _make_pickler() -> Any:
+    """cloudpickle's pickler, keeping the file names of the code it pickles by
+    value (cloudpickle writes ``<dynamic-code>`` instead, for reproducible
+    bytes), so that tracebacks from worker processes name the user's files."""
+    import cloudpickle  # type: ignore[import-untyped]
 
-        _cloudpickle = cloudpickle
-    return _cloudpickle
+    base = cloudpickle.Pickler
+    code_reduce = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
+    if code_reduce is None:  # pragma: no cover - another cloudpickle layout
+        return base
+
+    def reduce_code(code: types.CodeType) -> Any:
+        constructor, args = code_reduce(code)
+        filename = code.co_filename
+        return constructor, tuple(filename if arg == "<dynamic-code>" else arg for arg in args)
+
+    class Pickler(base):  # type: ignore[misc, valid-type]
+        dispatch_table = collections.ChainMap({types.CodeType: reduce_code}, base.dispatch_table)
+
+    return Pickler
+
+
+def _dumps(value: Any) -> bytes:
+    """``value`` pickled with cloudpickle (protocol 5); see :func:`_make_pickler`."""
+    global _pickler_class
+    if _pickler_class is None:
+        _pickler_class = _make_pickler()
+    buffer = io.BytesIO()
+    _pickler_class(buffer, protocol=5).dump(value)
+    return buffer.getvalue()
 
 
 def in_worker() -> bool:
@@ -270,15 +296,14 @@ def dumps_plan(plan: tuple[Any, ...]) -> bytes:
     Raises:
         TypeError: a callable of the plan cannot be pickled; the message names it.
     """
-    cloudpickle = _pickler()
     try:
-        return cloudpickle.dumps(plan, protocol=5)  # type: ignore[no-any-return]
+        return _dumps(plan)
     except Exception as error:
         culprit = None
         if plan[0] == "chain":
             for kind, stage_fn in plan[1]:
                 try:
-                    cloudpickle.dumps(stage_fn, protocol=5)
+                    _dumps(stage_fn)
                 except Exception:
                     culprit = f"{kind}({_describe(stage_fn)})"
                     break
@@ -299,13 +324,12 @@ def dumps_chunk(chunk: Any, offset: int) -> bytes:
         TypeError: an item cannot be pickled; the message names it and its
             position in the input (``offset`` is that of the chunk's first item).
     """
-    cloudpickle = _pickler()
     try:
-        return cloudpickle.dumps(chunk, protocol=5)  # type: ignore[no-any-return]
+        return _dumps(chunk)
     except Exception as error:
         for position, item in enumerate(chunk):
             try:
-                cloudpickle.dumps(item, protocol=5)
+                _dumps(item)
             except Exception as item_error:
                 text = repr(item)
                 if len(text) > 80:
@@ -340,10 +364,14 @@ def remote_error(payload: bytes, pid: Optional[int]) -> BaseException:
         except Exception:
             exc = None
     if exc is None and info.get("type_bytes") is not None:
+        # Put together without calling ``__init__`` (see vedart._worker).
         try:
             cls = pickle.loads(info["type_bytes"])
-            exc = cls.__new__(cls)
-            exc.args = (info["message"],)
+            args = pickle.loads(info["args"]) if info.get("args") else (info["message"],)
+            exc = cls.__new__(cls, *args)
+            exc.args = tuple(args)
+            if info.get("state"):
+                exc.__dict__.update(pickle.loads(info["state"]))
         except Exception:
             exc = None
     if not isinstance(exc, BaseException):

@@ -129,6 +129,7 @@ class ProcessPool:
         env: list[tuple[str, str]],
         workers: int,
         grace_period: float = 1.0,
+        forward_stderr: bool = True,
     ) -> ProcessPool: ...
     @property
     def workers(self) -> int: ...
