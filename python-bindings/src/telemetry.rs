@@ -305,3 +305,48 @@ impl Counter {
         format!("Counter({})", self.value())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The counters are process-wide: one test drives them, reading deltas.
+    #[test]
+    fn task_counters_and_histograms_follow_the_switch() {
+        let before = python_tasks();
+        let runs = histograms().1.snapshot().count();
+
+        let queued = task_spawned();
+        assert!(queued.is_some(), "counting is on by default");
+        task_ran(queued, Instant::now(), Duration::from_micros(250));
+        task_finished(TaskEnd::Completed);
+        let failed = task_spawned();
+        task_ran(failed, Instant::now(), Duration::from_micros(40));
+        task_finished(TaskEnd::Failed);
+        task_spawned();
+        task_finished(TaskEnd::Cancelled);
+
+        let after = python_tasks();
+        assert_eq!(after.spawned - before.spawned, 3);
+        assert_eq!(after.completed - before.completed, 1);
+        assert_eq!(after.failed - before.failed, 1);
+        assert_eq!(after.cancelled - before.cancelled, 1);
+        let run_time = histograms().1.snapshot();
+        assert_eq!(run_time.count() - runs, 2);
+        assert!(run_time.max() >= Duration::from_micros(250));
+
+        exec::set_enabled(false);
+        assert!(task_spawned().is_none());
+        task_ran(None, Instant::now(), Duration::from_micros(1));
+        task_finished(TaskEnd::Completed);
+        exec::set_enabled(true);
+        assert_eq!(python_tasks(), after);
+        assert_eq!(histograms().1.snapshot().count(), run_time.count());
+    }
+
+    #[test]
+    fn nanos_saturate() {
+        assert_eq!(nanos(Duration::from_micros(3)), 3_000);
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
+    }
+}
