@@ -251,10 +251,16 @@ class Execution:
         self, source: Source, chunk_fn: Callable[[Any], Any], mode: str, label: str = "chunk"
     ) -> Iterator[Any]:
         """``chunk_fn`` of each chunk of ``source``, in order (steps 2 to 5).
-        ``label`` names the work (``"map(f).sum()"``) for traces."""
+        ``label`` names the work (``"map(f).sum()"``) for traces. The run starts
+        (and is recorded for ``explain()``) at once, the chunks when iterated."""
         run = self.start(mode)
         run.describe(label)
         self.segments.append((label, run))
+        return self._chunks(run, source, chunk_fn, label)
+
+    def _chunks(
+        self, run: Run, source: Source, chunk_fn: Callable[[Any], Any], label: str
+    ) -> Iterator[Any]:
         expect = getattr(run, "expect", None)
         if expect is not None:
             expect(source.remaining())
@@ -262,7 +268,8 @@ class Execution:
         sizer.target = _target_of(run)
         window = 2 * self.executor.workers + 2
         hook = _context.chunk_hook.get()
-        tracer = _trace.recorder
+        # Spans of chunks that run in other processes could not come back.
+        tracer = _trace.recorder if self.executor.name != "process" else None
         progress = self.progress
         if progress is not None and not progress.attach(source):
             progress = None  # only the first segment counts
@@ -412,8 +419,26 @@ def partials(
             mode,
             _label(pending, reducer),
         )
+    if stream_mode:
+        # Streaming what sequential stages produce: hand items on as they come.
+        return _stream(source)
     # Nothing of the user's runs any more: reduce right here.
     return iter((reducer.chunk(source.iterate()),))
+
+
+#: Items per list when streaming a sequence that no parallel stage processes.
+STREAM_SLICE_ITEMS = 4096
+
+
+def _stream(source: Source) -> Iterator[list[Any]]:
+    if isinstance(source, SeqSource):
+        while True:
+            chunk = source.take(STREAM_SLICE_ITEMS)
+            if chunk is None:
+                return
+            yield list(chunk)
+    for item in source.iterate():
+        yield [item]
 
 
 def _label(stages: list[Stage], reducer: Optional[Reducer] = None) -> str:
