@@ -300,9 +300,10 @@ class _AdaptiveRun(Run):
         first, second = self._probes[0], self._probes[1]
         if first.measured is None or second.measured is None:
             return None
-        wait = getattr(second.inner, "wait", None)
-        if wait is None or not getattr(second.inner, "done", True):
-            # Its outcome (even an error) is left for the engine to collect.
+        if not getattr(second.inner, "done", False):
+            # Wait for it to end; its outcome (even an error) is left for the
+            # engine to collect in order.
+            wait = getattr(second.inner, "wait", None)
             if wait is None or not wait(SECOND_PROBE_WAIT_FACTOR * first.measured.wall + 0.005):
                 return None
         a, b = first.measured, second.measured

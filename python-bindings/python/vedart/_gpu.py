@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 import threading
 import warnings
 from typing import Any, Callable, Optional, TypeVar, overload
@@ -186,6 +187,15 @@ class GpuFunction:
         return GpuFunction(self.fn.__get__(instance, owner), self.device)
 
     def __reduce__(self) -> Any:
+        # A decorated module-level function is found again by its name; the
+        # function it wraps is not (its name now means this object).
+        module = sys.modules.get(getattr(self, "__module__", "") or "")
+        if module is not None and module.__name__ != "__main__":
+            found: Any = module
+            for part in str(getattr(self, "__qualname__", "")).split("."):
+                found = getattr(found, part, None)
+            if found is self:
+                return self.__qualname__
         return (GpuFunction, (self.fn, self.device))
 
     def __repr__(self) -> str:
