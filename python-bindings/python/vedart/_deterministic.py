@@ -888,11 +888,6 @@ def replay(trace: ExecutionTrace) -> Iterator[ExecutionTrace]:
         yield scheduler.trace
 
 
-def is_active() -> bool:
-    """Whether deterministic mode applies to the calling context."""
-    return current() is not None
-
-
 def awaitable_terminal(fn: Callable[..., Any], *args: Any) -> Any:
     """What a terminal operation returns on a thread with a running event loop:
     in deterministic mode the work runs when awaited, on the loop's thread."""
