@@ -95,6 +95,25 @@ def test_results_match_serial_for_every_terminal_operation():
     assert processes(items=["a", "b", "c"]).map(str.upper).sum("") == "ABC"
 
 
+def test_closures_and_lambdas_load_in_a_fresh_child_without_cloudpickle():
+    # Regression: every child imported cloudpickle (tens of ms at start-up) to
+    # rebuild lambdas; the parent's pickler now names vedart._worker's copies.
+    _process.shutdown_pool()
+    offset = 10
+
+    def make(scale):
+        def scaled(x):
+            import math
+
+            return math.floor(x * scale) + offset
+
+        return scaled
+
+    assert processes(items=range(5)).map(make(2)).collect() == [10, 12, 14, 16, 18]
+    loaded = processes(items=range(4)).map(lambda _: "cloudpickle" in sys.modules).collect()
+    assert loaded == [False] * 4
+
+
 def test_the_work_runs_in_other_processes_and_the_pool_stays_warm():
     pids = set(processes().map(lambda _: os.getpid()).collect())
     assert os.getpid() not in pids

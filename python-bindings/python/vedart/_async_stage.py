@@ -48,12 +48,15 @@ BUFFER_FACTOR = 4
 class _Block:
     """Step 3: one block's results and the future that delivers them."""
 
-    __slots__ = ("future", "results", "remaining")
+    __slots__ = ("future", "results", "remaining", "failed")
 
     def __init__(self, size: int) -> None:
         self.future: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
         self.results: list[Any] = [None] * size
         self.remaining = size
+        #: Set on the loop when an item failed: the block's other items are
+        #: skipped (a plain flag: the future's ``done()`` takes a lock).
+        self.failed = False
 
 
 class _Lanes:
@@ -89,8 +92,7 @@ class _Lanes:
         queue, fn = self.queue, self.fn
         while queue:
             block, index, item = queue.popleft()
-            future = block.future
-            if future.done():  # an earlier item of the block failed
+            if block.failed:  # an earlier item of the block failed
                 continue
             counts[0] += 1
             try:
@@ -99,16 +101,16 @@ class _Lanes:
                 counts[3] += 1
                 if self.closed:
                     raise
-                _fail(future, exc)  # the coroutine cancelled itself
+                _fail(block, exc)  # the coroutine cancelled itself
             except BaseException as exc:  # delivered in order by the feeder
                 counts[2] += 1
-                _fail(future, exc)
+                _fail(block, exc)
             else:
                 counts[1] += 1
                 block.results[index] = value
                 block.remaining -= 1
-                if block.remaining == 0 and not future.done():
-                    future.set_result(block.results)
+                if block.remaining == 0 and not block.failed:
+                    block.future.set_result(block.results)
 
     def close(self) -> None:
         self.closed = True
@@ -122,9 +124,11 @@ def _hand_over(counts: list[int], _task: asyncio.Task[None]) -> None:
     _count_coroutines(*counts)
 
 
-def _fail(future: concurrent.futures.Future[list[Any]], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+def _fail(block: _Block, exc: BaseException) -> None:
+    if not block.failed:
+        block.failed = True
+        if not block.future.done():  # (the feeder may have cancelled it)
+            block.future.set_exception(exc)
 
 
 def _blocks(

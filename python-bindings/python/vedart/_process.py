@@ -102,23 +102,73 @@ _pickler_class: Any = None
 
 
 def _make_pickler() -> Any:
-    """cloudpickle's pickler, keeping the file names of the code it pickles by
-    value (cloudpickle writes ``<dynamic-code>`` instead, for reproducible
-    bytes), so that tracebacks from worker processes name the user's files."""
+    """cloudpickle's pickler, with two changes:
+
+    - the code it pickles by value keeps its file name (cloudpickle writes
+      ``<dynamic-code>``, for reproducible bytes), so that tracebacks from
+      worker processes name the user's files;
+    - the functions that rebuild a function pickled by value (and its cells and
+      module references) are :mod:`vedart._worker`'s copies, registered as the
+      module ``_vedart_worker``, so a worker loads them without importing
+      cloudpickle. Only done for the cloudpickle layout they copy (3.x); a
+      reduction of another shape is left as it is.
+    """
     import cloudpickle  # type: ignore[import-untyped]
 
+    from . import _worker
+
     base = cloudpickle.Pickler
-    code_reduce = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
+    inner = getattr(cloudpickle, "cloudpickle", None)
+    code_reduce = getattr(inner, "_code_reduce", None)
     if code_reduce is None:  # pragma: no cover - another cloudpickle layout
         return base
+    table: dict[Any, Any] = {}
+    pairs = [
+        (getattr(inner, name, None), getattr(_worker, lite))
+        for name, lite in (
+            ("_make_function", "_make_function"),
+            ("_function_setstate", "_function_setstate"),
+            ("_make_empty_cell", "_make_empty_cell"),
+            ("_make_cell", "_make_cell"),
+            ("subimport", "_subimport"),
+            ("_builtin_type", "_builtin_type"),
+        )
+    ]
+    redirect = {id(theirs): ours for theirs, ours in pairs if theirs is not None}
+    lite = str(getattr(cloudpickle, "__version__", "")).startswith("3.") and len(redirect) == 6
+    if lite:
+        _worker.register_alias()
 
     def reduce_code(code: types.CodeType) -> Any:
         constructor, args = code_reduce(code)
         filename = code.co_filename
-        return constructor, tuple(filename if arg == "<dynamic-code>" else arg for arg in args)
+        args = tuple(filename if arg == "<dynamic-code>" else arg for arg in args)
+        if lite and constructor is types.CodeType:
+            constructor = _worker._make_code
+        return constructor, args
+
+    table[types.CodeType] = reduce_code
+
+    def swap(reduced: Any) -> Any:
+        if not isinstance(reduced, tuple):
+            return reduced
+        return tuple(redirect.get(id(item), item) for item in reduced)
+
+    for kind, name in ((types.CellType, "_cell_reduce"), (types.ModuleType, "_module_reduce")):
+        reducer = getattr(inner, name, None)
+        if lite and reducer is not None:
+            table[kind] = lambda obj, reducer=reducer: swap(reducer(obj))
 
     class Pickler(base):  # type: ignore[misc, valid-type]
-        dispatch_table = collections.ChainMap({types.CodeType: reduce_code}, base.dispatch_table)
+        dispatch_table = collections.ChainMap(table, base.dispatch_table)
+
+        if lite and hasattr(base, "_dynamic_function_reduce"):
+
+            def _dynamic_function_reduce(self, func: Any) -> Any:
+                return swap(super()._dynamic_function_reduce(func))
+
+            def reducer_override(self, obj: Any) -> Any:
+                return swap(super().reducer_override(obj))
 
     return Pickler
 

@@ -7,8 +7,7 @@ protocol (``executors/src/process/README.md``) on its stdin and stdout:
 1. Start-up: ``sys.path`` becomes the parent's (``VEDART_WORKER_SYS_PATH``);
    the protocol pipes move to private descriptors, fd 0 becomes ``/dev/null``
    and fd 1 becomes stderr, so that ``print``, ``input()`` and C libraries
-   writing to stdout cannot corrupt the stream. ``cloudpickle`` is imported
-   while the parent prepares the first request.
+   writing to stdout cannot corrupt the stream.
 2. ``Control``/``Install`` frames carry a pickled *plan*: the fused stage chain
    of one pipeline segment and its reducer step, as plain data and the user's
    callables (see ``vedart._process``). It is unpickled and built into a chunk
@@ -25,15 +24,26 @@ protocol (``executors/src/process/README.md``) on its stdin and stdout:
    so tiny pipelined requests are answered with one ``write``. At EOF on stdin
    the worker exits with status 0.
 
-This module imports nothing from ``vedart``: importing the package costs a
-hundred milliseconds, which would be paid by every child at start-up.
-Results and exceptions are pickled with :mod:`pickle` and, when that fails
-(classes defined in the parent's ``__main__``), with ``cloudpickle``, whose
-class tracking gives the parent back its own classes.
+Start-up is kept short, because the first result of the first process map
+waits for it: this module imports nothing from ``vedart`` (importing the
+package costs about a hundred milliseconds) and only a few small standard
+modules. Functions that cloudpickle sends *by value* (lambdas, closures,
+functions of ``__main__``) are rebuilt with this module's copies of
+cloudpickle's reconstructors (see "Reconstructors" below; the parent's pickler
+refers to them), so a child imports ``cloudpickle`` (some 30 ms) only for the
+rarer things that need it, such as classes defined in ``__main__``. Results
+and exceptions are pickled with :mod:`pickle` and, when that fails, with
+cloudpickle, whose class tracking gives the parent back its own classes.
 """
+
+from __future__ import annotations
 
 import os
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at start-up: annotations only
+    from typing import Any, Callable, Iterable, Optional
 
 
 def _adopt_parent_path() -> None:
@@ -52,12 +62,11 @@ def _adopt_parent_path() -> None:
 if __name__ == "__main__":
     _adopt_parent_path()
 
-import functools  # noqa: E402
+import builtins  # noqa: E402
 import itertools  # noqa: E402
 import pickle  # noqa: E402
 import struct  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Callable, Iterable, Optional  # noqa: E402
 
 #: Frame header: payload length (u32), id (u64), kind (u8), little-endian.
 _HEADER = struct.Struct("<IQB")
@@ -78,6 +87,100 @@ _READ_SIZE = 1 << 16
 
 _MISSING: Any = object()
 _cloudpickle: Any = None
+
+
+def _reduce_items(op: Callable[[Any, Any], Any], items: Iterable[Any], start: Any) -> Any:
+    from functools import reduce
+
+    return reduce(op, items, start)
+
+
+# -- Reconstructors ---------------------------------------------------------------
+#
+# Copies of cloudpickle's (3.x) functions that rebuild a function pickled by
+# value, under the module name ``_vedart_worker``, which both the parent (see
+# ``vedart._process``) and every child register in ``sys.modules`` for this
+# module: a pickle that names them loads without importing cloudpickle, nor
+# the vedart package.
+
+#: The name these functions are pickled under.
+MODULE_ALIAS = "_vedart_worker"
+
+_FunctionType: Any = type(_reduce_items)
+
+
+def _make_function(code: Any, globals: dict, name: Any, argdefs: Any, closure: Any) -> Any:
+    globals["__builtins__"] = builtins.__dict__
+    return _FunctionType(code, globals, name, argdefs, closure)
+
+
+def _make_empty_cell() -> Any:
+    if False:
+        # a cell variable that is never bound: the closure holds an empty cell
+        cell = None
+        raise AssertionError("unreachable")
+
+    return (lambda: cell).__closure__[0]  # type: ignore[index, has-type]
+
+
+def _make_cell(value: Any) -> Any:
+    cell = _make_empty_cell()
+    cell.cell_contents = value
+    return cell
+
+
+def _function_setstate(obj: Any, state: Any) -> None:
+    state, slotstate = state
+    obj.__dict__.update(state)
+    obj_globals = slotstate.pop("__globals__")
+    obj_closure = slotstate.pop("__closure__")
+    slotstate.pop("_cloudpickle_submodules", None)
+    obj.__globals__.update(obj_globals)
+    obj.__globals__["__builtins__"] = builtins.__dict__
+    if obj_closure is not None:
+        for i, cell in enumerate(obj_closure):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            obj.__closure__[i].cell_contents = value
+    for key, value in slotstate.items():
+        setattr(obj, key, value)
+
+
+def _subimport(name: str) -> Any:
+    __import__(name)
+    return sys.modules[name]
+
+
+def _builtin_type(name: str) -> Any:
+    import types
+
+    return getattr(types, name)
+
+
+_CodeType: Any = type(_subimport.__code__)
+
+
+def _make_code(*args: Any) -> Any:
+    return _CodeType(*args)
+
+
+for _reconstructor in (
+    _make_function,
+    _make_empty_cell,
+    _make_cell,
+    _function_setstate,
+    _subimport,
+    _builtin_type,
+    _make_code,
+):
+    _reconstructor.__module__ = MODULE_ALIAS
+
+
+def register_alias() -> None:
+    """Makes this module importable as :data:`MODULE_ALIAS`."""
+    sys.modules.setdefault(MODULE_ALIAS, sys.modules[__name__])
 
 
 # -- the plan: building a chunk function from plain data ---------------------
@@ -101,7 +204,7 @@ def _sum(items: Iterable[Any]) -> Any:
     if first is _MISSING:
         return _MISSING
     if isinstance(first, (str, bytes, bytearray)):  # sum() refuses strings as start
-        return functools.reduce(lambda a, b: a + b, it, first)
+        return _reduce_items(lambda a, b: a + b, it, first)
     return sum(it, first)
 
 
@@ -111,7 +214,7 @@ def _reduce(op: Callable[[Any, Any], Any]) -> Callable[[Iterable[Any]], Any]:
         first = next(it, _MISSING)
         if first is _MISSING:
             return _MISSING
-        return functools.reduce(op, it, first)
+        return _reduce_items(op, it, first)
 
     return finish
 
@@ -121,7 +224,7 @@ def _fold(identity: Any, op: Callable[[Any, Any], Any]) -> Callable[[Iterable[An
 
     def finish(items: Iterable[Any]) -> Any:
         start = identity() if callable(identity) else copy.copy(identity)
-        return functools.reduce(op, items, start)
+        return _reduce_items(op, items, start)
 
     return finish
 
@@ -207,11 +310,16 @@ def build(plan: tuple) -> Callable[[Any], Any]:
 
 def _dump(value: Any) -> bytes:
     """``value`` pickled (protocol 5), with cloudpickle as the fallback."""
+    global _cloudpickle
     try:
         return pickle.dumps(value, protocol=5)
     except Exception as plain_error:
         if _cloudpickle is None:
-            raise
+            try:
+                import cloudpickle  # type: ignore[import-untyped]
+            except ImportError:
+                raise plain_error from None
+            _cloudpickle = cloudpickle
         try:
             return _cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
         except Exception:
@@ -449,8 +557,8 @@ def serve(in_fd: int, out_fd: int) -> int:
 
 def main() -> int:
     """Step 1, then :func:`serve`."""
-    global _cloudpickle
     _adopt_parent_path()
+    register_alias()
     in_fd = os.dup(0)
     out_fd = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -458,12 +566,6 @@ def main() -> int:
     os.close(devnull)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    try:
-        import cloudpickle  # type: ignore[import-untyped]
-
-        _cloudpickle = cloudpickle
-    except ImportError:  # plain pickle still serves functions of importable modules
-        pass
     try:
         return serve(in_fd, out_fd)
     except BrokenPipeError:  # the parent went away
