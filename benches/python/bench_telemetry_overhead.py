@@ -16,6 +16,7 @@ Usage: python benches/python/bench_telemetry_overhead.py [--items N] [--repeat R
 from __future__ import annotations
 
 import argparse
+import statistics
 
 from _harness import cores, header, measure, report
 
@@ -70,12 +71,22 @@ def main() -> None:
         (f"{args.spawns:,} spawn(f).result() round trips", spawns, ""),
     ):
         fn()  # warm the pool
+        before = veda.telemetry.snapshot().executors["thread"]["tasks"]["spawned"]
+        fn()
+        tasks = veda.telemetry.snapshot().executors["thread"]["tasks"]["spawned"] - before
         contestants = {
             "telemetry off": switched(False, fn),
             "telemetry on": switched(True, fn),
         }
         times = measure(contestants, args.repeat, check)
         report(title, times, next(iter(contestants)), note)
+        # Each round ran off then on back to back: the ratio within a round
+        # cancels slow drifts of background load.
+        paired = [on / off for off, on in zip(times["telemetry off"], times["telemetry on"])]
+        print(
+            f"paired ratio on/off: median {statistics.median(paired):.3f}x over {len(paired)} "
+            f"rounds; {tasks:,} thread-pool tasks per run"
+        )
     veda.telemetry.set_enabled(True)
     veda.shutdown()
 
