@@ -225,7 +225,8 @@ class _AdaptiveRun(Run):
         value = self._threads.result(probe.inner)  # raises the user's error, if any
         measured = probe.measured
         per_item = measured.wall / max(1, probe.size)
-        cpu_ratio = measured.cpu / measured.wall
+        # (clock granularity can put a tiny chunk's CPU time above its wall time)
+        cpu_ratio = min(1.0, measured.cpu / measured.wall)
         left = None if self._expected is None else max(0, self._expected - probe.size)
         cost = f"{per_item * 1e3:.3g} ms per item, CPU {cpu_ratio:.0%} of wall time"
         if self._expected is not None and self._expected * per_item < INLINE_TOTAL_SECONDS:
