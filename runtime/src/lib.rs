@@ -305,3 +305,9 @@ pub mod process {
 pub mod gpu {
     pub use vedart_executors::gpu::*;
 }
+
+/// The Rust example of the repository's README, compiled and run as a doctest so
+/// that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
