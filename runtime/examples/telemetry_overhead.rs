@@ -45,6 +45,52 @@ fn yield_many(rt: &Runtime) -> Duration {
     start.elapsed()
 }
 
+/// 10,000 spawns from the main thread (outside the runtime), then awaits them.
+fn spawn_many_remote(rt: &Runtime) -> Duration {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..10_000u64).map(|i| rt.spawn(async move { i })).collect();
+    let sum = rt.block_on(async {
+        let mut sum = 0;
+        for handle in handles {
+            sum += handle.await.expect("task");
+        }
+        sum
+    });
+    assert_eq!(sum, 10_000 * 9_999 / 2);
+    start.elapsed()
+}
+
+/// A chain of 1,000 tasks, each spawning the next.
+fn chained_spawn(rt: &Runtime) -> Duration {
+    fn link(remaining: usize, done: std::sync::mpsc::Sender<()>) {
+        if remaining == 0 {
+            let _ = done.send(());
+            return;
+        }
+        drop(vedart::spawn(async move { link(remaining - 1, done) }));
+    }
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    drop(rt.spawn(async move { link(1_000, tx) }));
+    rx.recv().expect("chain completes");
+    start.elapsed()
+}
+
+/// 10,000 empty closures on the blocking pool, awaited.
+fn spawn_blocking_many(rt: &Runtime) -> Duration {
+    let start = Instant::now();
+    let handle = rt.handle();
+    rt.block_on(async move {
+        let handles: Vec<_> = (0..10_000u64)
+            .map(|i| handle.spawn_blocking(move || i))
+            .collect();
+        for handle in handles {
+            handle.await.expect("closure");
+        }
+    });
+    start.elapsed()
+}
+
 /// A workload: runs once, returns how long it took.
 type Workload = fn(&Runtime) -> Duration;
 
@@ -66,9 +112,12 @@ fn main() {
         "{:<18} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}",
         "workload", "off med", "on med", "off best", "on best", "med", "best"
     );
-    let workloads: [(&str, Workload); 2] = [
+    let workloads: [(&str, Workload); 5] = [
         ("spawn_many_local", spawn_many_local),
         ("yield_many", yield_many),
+        ("spawn_many_remote", spawn_many_remote),
+        ("chained_spawn", chained_spawn),
+        ("spawn_blocking", spawn_blocking_many),
     ];
     for (name, run) in workloads {
         // Warm-up.

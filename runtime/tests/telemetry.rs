@@ -162,6 +162,12 @@ fn histograms_give_real_percentiles_after_work() {
     });
     settle_blocking(&rt, 20);
     let snapshot = telemetry::snapshot();
+    // Each task yielded once on a worker: a wake-up the worker queued.
+    assert!(
+        snapshot.scheduler().schedules >= 2000,
+        "{:?}",
+        snapshot.scheduler()
+    );
     for (name, histogram) in [
         ("run time", snapshot.run_time()),
         ("queue wait", snapshot.queue_wait()),
@@ -314,7 +320,6 @@ fn scheduler_gauges_follow_runtimes_and_queues() {
     assert_eq!(during.injector_depth, before.injector_depth + 25);
     assert_eq!(during.queue_depth(), before.queue_depth() + 25);
     assert!(during.parks >= before.parks + 2, "{during:?}");
-    assert!(during.schedules >= before.schedules + 25);
 
     idle.block_on(async {
         for task in queued {

@@ -78,7 +78,7 @@ pub(super) struct Inner {
 ///    `num_alive`); its index is reused only after that.
 pub(super) struct Shared {
     /// Jobs accepted and not yet taken, oldest first.
-    pub(super) queue: VecDeque<Job>,
+    pub(super) queue: VecDeque<(Job, Instant)>,
     /// Workers that take jobs: started (or being started) and not leaving.
     pub(super) num_threads: usize,
     /// Threads started and not yet done with their last bookkeeping, leaving
@@ -249,17 +249,8 @@ impl BlockingPool {
         }
         shared.estimator.record_arrival(now);
         telemetry::blocking().spawned();
-        let job: Job = if telemetry::is_enabled() {
-            // Times the wait in the queue; costs an allocation only while
-            // telemetry is on.
-            Box::new(move || {
-                telemetry::blocking_queue_wait(now.elapsed());
-                job();
-            })
-        } else {
-            job
-        };
-        shared.queue.push_back(job);
+        // With the time it was queued, for the telemetry of its queue wait.
+        shared.queue.push_back((job, now));
         if shared.num_idle > 0 {
             // Hand the job to one parked worker. Whichever parked worker wakes
             // first takes the hand-off (invariant 1).
@@ -273,7 +264,7 @@ impl BlockingPool {
             if let Err(error) = spawn_worker(inner, &mut shared) {
                 if shared.num_threads == 0 {
                     // Nobody will ever take the job: give it back.
-                    if let Some(job) = shared.queue.pop_back() {
+                    if let Some((job, _)) = shared.queue.pop_back() {
                         drop(shared);
                         return Err(RejectedJob::spawn_failed(job, error));
                     }
@@ -406,7 +397,7 @@ impl fmt::Debug for BlockingPool {
 impl Inner {
     /// Marks the pool shut down, wakes every parked worker, and returns the
     /// queued jobs for the caller to drop outside the lock.
-    fn begin_shutdown(&self) -> VecDeque<Job> {
+    fn begin_shutdown(&self) -> VecDeque<(Job, Instant)> {
         let mut shared = lock(&self.shared);
         shared.shutdown = true;
         let queued = mem::take(&mut shared.queue);
@@ -443,9 +434,9 @@ fn spawn_worker(inner: &Arc<Inner>, shared: &mut Shared) -> std::io::Result<()> 
 }
 
 /// Drops jobs one by one, containing panics from their destructors.
-fn drop_jobs(jobs: VecDeque<Job>) {
+fn drop_jobs(jobs: VecDeque<(Job, Instant)>) {
     telemetry::blocking().cancelled(jobs.len() as u64);
-    for job in jobs {
+    for (job, _) in jobs {
         let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
     }
 }

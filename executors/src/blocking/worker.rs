@@ -58,10 +58,10 @@ pub(super) fn run(inner: Arc<Inner>, index: usize) {
 fn serve(inner: &Inner) {
     let mut shared = lock(&inner.shared);
     loop {
-        while let Some(job) = shared.queue.pop_front() {
+        while let Some((job, queued)) = shared.queue.pop_front() {
             drop(shared);
             let started = Instant::now();
-            telemetry::blocking_job_started(started);
+            telemetry::blocking_job_started(queued, started);
             let panicked = match catch_unwind(AssertUnwindSafe(job)) {
                 Ok(()) => false,
                 Err(payload) => {
@@ -71,7 +71,7 @@ fn serve(inner: &Inner) {
                 }
             };
             let elapsed = started.elapsed();
-            telemetry::blocking_job_ran(panicked);
+            telemetry::blocking_job_ran(elapsed, panicked);
             shared = lock(&inner.shared);
             shared.estimator.record_service(elapsed);
             shared.jobs_completed += 1;

@@ -19,8 +19,10 @@
 //!
 //! # Implementation
 //!
-//! - Counters are relaxed atomics, updated next to the lock or syscall each
-//!   event already costs, so they add no synchronization of their own.
+//! - Task counters and the blocking pools' histograms live in per-thread
+//!   blocks (`local`): each thread counts into its own with a relaxed load
+//!   and store, so a pool thread and the threads feeding it never contend
+//!   for a counter; a snapshot sums the blocks.
 //! - One status word holds the on/off switch ([`set_enabled`], on by default)
 //!   and the span-recording flag ([`start_spans`]): an executor reads it with
 //!   one relaxed load. While telemetry is off, task counters and histograms
@@ -51,20 +53,24 @@
 //! ```
 
 mod histogram;
+mod local;
 mod spans;
 
 use std::cell::Cell;
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use histogram::{BUCKETS, Histogram, HistogramSnapshot};
+pub use local::TaskEvent;
+
+use local::BlockingHistogram;
 pub use spans::{
     DEFAULT_SPAN_CAPACITY, Span, epoch, is_tracing, record_span, record_span_at, since_epoch,
     spans_dropped, start_spans, stop_spans, take_spans,
 };
 
 use crate::sync::unmodelled::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
-use crate::sync::unmodelled::{Arc, Mutex, OnceLock, Weak, lock};
+use crate::sync::unmodelled::{Arc, Mutex, Weak, lock};
 
 /// Status bit: counters and histograms move.
 pub(crate) const ENABLED: u8 = 1;
@@ -233,90 +239,85 @@ impl std::ops::Add for TaskCounts {
     }
 }
 
-/// Task counters of one executor, shared by every thread.
-#[derive(Debug)]
-pub(crate) struct Counts {
-    spawned: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    cancelled: AtomicU64,
+/// Counts one task event of an executor on the calling thread: for
+/// executors built outside this crate (a Python engine's own tasks, say).
+/// Counting is per thread and lock-free (see `local`); nothing happens while
+/// telemetry is off.
+///
+/// # Examples
+///
+/// ```
+/// use vedart_executors::telemetry::{self, ExecutorKind, TaskEvent};
+///
+/// let before = telemetry::snapshot().tasks(ExecutorKind::Process);
+/// telemetry::count(ExecutorKind::Process, TaskEvent::Spawned);
+/// let after = telemetry::snapshot().tasks(ExecutorKind::Process);
+/// assert_eq!(after.spawned, before.spawned + u64::from(telemetry::is_enabled()));
+/// ```
+#[inline]
+pub fn count(kind: ExecutorKind, event: TaskEvent) {
+    if is_enabled() {
+        local::add(kind, event, 1);
+    }
 }
+
+/// The task counters of one executor: counts into the calling thread's block.
+#[derive(Debug)]
+pub(crate) struct Counts(ExecutorKind);
 
 impl Counts {
-    const fn new() -> Counts {
-        Counts {
-            spawned: AtomicU64::new(0),
-            completed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
-        }
-    }
-
-    fn add(counter: &AtomicU64, n: u64) {
+    #[inline]
+    fn add(&self, event: TaskEvent, n: u64) {
         if is_enabled() {
-            counter.fetch_add(n, Relaxed);
+            local::add(self.0, event, n);
         }
     }
 
+    #[inline]
     pub(crate) fn spawned(&self) {
-        Counts::add(&self.spawned, 1);
+        self.add(TaskEvent::Spawned, 1);
     }
 
+    #[inline]
     pub(crate) fn finished(&self, ok: bool) {
-        Counts::add(if ok { &self.completed } else { &self.failed }, 1);
+        self.add(
+            if ok {
+                TaskEvent::Completed
+            } else {
+                TaskEvent::Failed
+            },
+            1,
+        );
     }
 
+    #[inline]
     pub(crate) fn cancelled(&self, n: u64) {
-        Counts::add(&self.cancelled, n);
-    }
-
-    fn load(&self) -> TaskCounts {
-        TaskCounts {
-            spawned: self.spawned.load(Relaxed),
-            completed: self.completed.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            cancelled: self.cancelled.load(Relaxed),
+        if n > 0 {
+            self.add(TaskEvent::Cancelled, n);
         }
     }
 }
 
-/// Keeps a hot counter block on its own cache line.
-#[repr(align(128))]
-struct CachePadded<T>(T);
-
-static BLOCKING: CachePadded<Counts> = CachePadded(Counts::new());
-static PROCESS: CachePadded<Counts> = CachePadded(Counts::new());
-static GPU: CachePadded<Counts> = CachePadded(Counts::new());
+static BLOCKING: Counts = Counts(ExecutorKind::Blocking);
+static PROCESS: Counts = Counts(ExecutorKind::Process);
+static GPU: Counts = Counts(ExecutorKind::Gpu);
 static GPU_FALLBACKS: AtomicU64 = AtomicU64::new(0);
 /// Sequence numbers of blocking jobs, for their spans.
 static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
 
 /// The blocking pools' task counters.
 pub(crate) fn blocking() -> &'static Counts {
-    &BLOCKING.0
+    &BLOCKING
 }
 
 /// The process pools' task (call) counters.
 pub(crate) fn process() -> &'static Counts {
-    &PROCESS.0
+    &PROCESS
 }
 
 /// The GPU's task counters.
 pub(crate) fn gpu() -> &'static Counts {
-    &GPU.0
-}
-
-/// The blocking pools' histograms: (queue wait, run time).
-fn blocking_histograms() -> &'static (Histogram, Histogram) {
-    static HISTOGRAMS: OnceLock<(Histogram, Histogram)> = OnceLock::new();
-    HISTOGRAMS.get_or_init(|| (Histogram::new(), Histogram::new()))
-}
-
-/// Records how long a blocking job waited in its pool's queue.
-pub(crate) fn blocking_queue_wait(wait: std::time::Duration) {
-    if is_enabled() {
-        blocking_histograms().0.record(wait);
-    }
+    &GPU
 }
 
 /// What telemetry knows about the blocking-pool job running on this thread.
@@ -342,41 +343,44 @@ std::thread_local! {
     static JOB: Cell<Job> = const { Cell::new(Job::NONE) };
 }
 
-/// Called by a pool thread just before it runs a job that started at `started`.
-pub(crate) fn blocking_job_started(started: Instant) {
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Called by a pool thread as it starts, at `started`, a job it took from
+/// the queue, which the job entered at `queued`: records the queue wait.
+pub(crate) fn blocking_job_started(queued: Instant, started: Instant) {
     JOB.with(|job| {
         job.set(Job {
             started: Some(started),
             ..Job::NONE
         });
     });
+    if is_enabled() {
+        let wait = started.saturating_duration_since(queued);
+        local::record(BlockingHistogram::QueueWait, nanos(wait));
+    }
 }
 
-/// Called by a pool thread after its job returned (`panicked`: by a panic):
-/// counts the job, unless it counted itself with [`report_job_done`].
-pub(crate) fn blocking_job_ran(panicked: bool) {
+/// Called by a pool thread after its job returned, having run for `run`
+/// (`panicked`: it ended in a panic): counts the job, unless it counted
+/// itself with [`report_job_done`], and records its run time and span.
+pub(crate) fn blocking_job_ran(run: Duration, panicked: bool) {
     let job = JOB.with(|job| job.replace(Job::NONE));
-    if let (Some(started), false) = (job.started, job.reported) {
-        record_blocking_job(started, !(job.failed || panicked));
-    }
-}
-
-/// Counts a blocking job that started at `started`: its counters, its run
-/// time and (while recording) its span.
-fn record_blocking_job(started: Instant, ok: bool) {
-    let status = status();
-    if !status.is_active() {
+    let Some(started) = job.started else {
         return;
-    }
-    let run = started.elapsed();
+    };
+    let status = status();
     if status.is_enabled() {
-        BLOCKING.0.finished(ok);
-        blocking_histograms().1.record(run);
+        if !job.reported {
+            BLOCKING.finished(!(job.failed || panicked));
+        }
+        local::record(BlockingHistogram::RunTime, nanos(run));
     }
     if status.is_tracing() {
-        let job = NEXT_JOB.fetch_add(1, Relaxed);
+        let id = NEXT_JOB.fetch_add(1, Relaxed);
         let start = since_epoch(started);
-        record_span_at(ExecutorKind::Blocking, job, start, start + run);
+        record_span_at(ExecutorKind::Blocking, id, start, start + run);
     }
 }
 
@@ -395,8 +399,9 @@ pub fn report_job_failed() {
 /// Counts the blocking-pool job running on this thread now, as completed
 /// (`ok`) or failed, instead of when it returns. A job that hands its result
 /// to a waiting thread calls this just before, so that whoever receives the
-/// result finds the job already counted (its run time measured up to here).
-/// Outside a pool job, or called twice, it has no effect.
+/// result finds the job already counted (its run time and span are still
+/// recorded when it returns). Outside a pool job, or called twice, it has
+/// no effect.
 pub fn report_job_done(ok: bool) {
     let job = JOB.with(|job| {
         let state = job.get();
@@ -406,8 +411,8 @@ pub fn report_job_done(ok: bool) {
         });
         state
     });
-    if let (Some(started), false) = (job.started, job.reported) {
-        record_blocking_job(started, ok && !job.failed);
+    if job.started.is_some() && !job.reported {
+        BLOCKING.finished(ok && !job.failed);
     }
 }
 
@@ -549,6 +554,9 @@ pub(crate) fn register_process_pool(
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     enabled: bool,
+    /// Async-task events counted through [`count`] (the runtime counts its
+    /// non-worker threads' events there; its workers keep their own blocks).
+    async_tasks: TaskCounts,
     blocking: TaskCounts,
     blocking_pools: BlockingPools,
     blocking_queue_wait: HistogramSnapshot,
@@ -566,14 +574,15 @@ impl Snapshot {
         self.enabled
     }
 
-    /// The task counts of `kind`; [`TaskCounts::default`] for
-    /// [`ExecutorKind::Async`], which the runtime counts.
+    /// The task counts of `kind`. For [`ExecutorKind::Async`], only what was
+    /// counted through [`count`]: the runtime's snapshot
+    /// (`vedart::telemetry::snapshot`) adds what its workers counted.
     pub fn tasks(&self, kind: ExecutorKind) -> TaskCounts {
         match kind {
             ExecutorKind::Blocking => self.blocking,
             ExecutorKind::Process => self.process,
             ExecutorKind::Gpu => self.gpu,
-            ExecutorKind::Async => TaskCounts::default(),
+            ExecutorKind::Async => self.async_tasks,
         }
     }
 
@@ -657,16 +666,21 @@ pub fn snapshot() -> Snapshot {
         process_pools.children += pool.children();
     }
     drop(live);
-    let (queue_wait, run_time) = blocking_histograms();
+    let totals = local::totals();
+    let (process, gpu) = (
+        totals.tasks(ExecutorKind::Process),
+        totals.tasks(ExecutorKind::Gpu),
+    );
     Snapshot {
         enabled: is_enabled(),
-        blocking: BLOCKING.0.load(),
+        async_tasks: totals.tasks(ExecutorKind::Async),
+        blocking: totals.tasks(ExecutorKind::Blocking),
         blocking_pools,
-        blocking_queue_wait: queue_wait.snapshot(),
-        blocking_run_time: run_time.snapshot(),
-        process: PROCESS.0.load(),
+        blocking_queue_wait: totals.blocking_queue_wait,
+        blocking_run_time: totals.blocking_run_time,
+        process,
         process_pools,
-        gpu: GPU.0.load(),
+        gpu,
         gpu_fallbacks: GPU_FALLBACKS.load(Relaxed),
         spans_dropped: spans_dropped(),
     }

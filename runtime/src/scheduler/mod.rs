@@ -120,8 +120,10 @@ pub(crate) struct Shared {
     live_workers: Mutex<usize>,
     /// Signalled when `live_workers` drops.
     workers_exited: Condvar,
-    /// Source of task ids, on its own line; workers take them in blocks.
+    /// Source of task ids, on its own line; threads take them in blocks.
     next_task_id: CachePadded<AtomicU64>,
+    /// Unique in the process: tells this runtime's id blocks from others'.
+    pub(crate) serial: u64,
     /// Per-worker telemetry counters (also listed in the process-wide
     /// registry that `telemetry::snapshot` reads).
     pub(crate) stats: crate::sync::unmodelled::Arc<RuntimeStats>,
@@ -191,6 +193,10 @@ impl Shared {
             live_workers: Mutex::new(0),
             workers_exited: Condvar::new(),
             next_task_id: CachePadded(AtomicU64::new(1)),
+            serial: {
+                static SERIALS: AtomicU64 = AtomicU64::new(1);
+                SERIALS.fetch_add(1, Relaxed)
+            },
             stats: crate::sync::unmodelled::Arc::new(RuntimeStats::new(workers)),
             det,
         });
@@ -233,7 +239,7 @@ impl Shared {
 
     /// Queues a task from a thread that is not one of this runtime's workers.
     pub(crate) fn schedule_remote(&self, task: Runnable) {
-        crate::telemetry::scheduled_remote(task.metadata(), self.stats.block(None).0);
+        crate::telemetry::scheduled_remote(task.metadata());
         match self.injector.push(task) {
             Ok(()) => self.notify_parked_remote(),
             // Closed: the runtime shut down. Dropping the runnable cancels the task.

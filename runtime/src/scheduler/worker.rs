@@ -172,7 +172,7 @@ impl Core {
             }
             if let Some(task) = shared.remotes[victim].steal.steal_into(&mut self.queue) {
                 if telemetry::is_enabled() {
-                    shared.stats.block(Some(index)).0.add(Event::Steals, true);
+                    shared.stats.worker(index).add(Event::Steals);
                 }
                 return Some(task);
             }
@@ -261,16 +261,36 @@ pub(crate) fn new_task_id(shared: &Shared, count: bool) -> TaskId {
     with_current(|cx| match cx {
         Some(cx) if ptr::eq(&*cx.shared, shared) => {
             if count {
-                telemetry::spawned(shared.stats.block(Some(cx.index)));
+                telemetry::spawned(Some(shared.stats.worker(cx.index)));
             }
             cx.next_task_id()
         }
         _ => {
             if count {
-                telemetry::spawned(shared.stats.block(None));
+                telemetry::spawned(None);
             }
-            shared.reserve_task_ids(1)
+            remote_task_id(shared)
         }
+    })
+}
+
+/// The id of a task spawned on `shared` by a thread that is not one of its
+/// workers: from a block this thread reserved from `shared`, like a worker's.
+fn remote_task_id(shared: &Shared) -> TaskId {
+    std::thread_local! {
+        /// `(serial of the runtime, next, end)`: the serial, unique in the
+        /// process, tells a block of this runtime from one of a runtime that
+        /// was dropped and whose memory was reused.
+        static BLOCK: Cell<(u64, u64, u64)> = const { Cell::new((0, 0, 0)) };
+    }
+    BLOCK.with(|block| {
+        let (serial, mut next, mut end) = block.get();
+        if serial != shared.serial || next == end {
+            next = shared.reserve_task_ids(ID_BLOCK).as_u64();
+            end = next + ID_BLOCK;
+        }
+        block.set((shared.serial, next + 1, end));
+        TaskId::new(next)
     })
 }
 
@@ -393,7 +413,7 @@ impl Context {
     /// The context of worker `index` of `shared`, running `core`.
     pub(super) fn new(shared: Arc<Shared>, index: usize, core: Core) -> Context {
         // Resume the counts a previous context of this core published.
-        let block = shared.stats.block(Some(index)).0;
+        let block = shared.stats.worker(index);
         let polls = Cell::new(block.get(Event::Polls));
         let schedules = Cell::new(block.get(Event::Schedules));
         Context {
@@ -419,7 +439,7 @@ impl Context {
 
     /// Publishes the poll and schedule counts to this worker's stats block.
     pub(super) fn publish_polls(&self) {
-        let block = self.shared.stats.block(Some(self.index)).0;
+        let block = self.shared.stats.worker(self.index);
         block.set(Event::Polls, self.polls.get());
         block.set(Event::Schedules, self.schedules.get());
     }
@@ -509,7 +529,7 @@ impl Context {
         if status.is_enabled() {
             self.polls.set(polls + 1);
         }
-        let block = || self.shared.stats.block(Some(self.index)).0;
+        let block = || self.shared.stats.worker(self.index);
         match PollProbe::start(&task, status, polls, block) {
             None => {
                 task.run();
@@ -577,8 +597,7 @@ impl Context {
     /// Counts a park for telemetry, and publishes the poll count.
     pub(super) fn count_park(&self) {
         if telemetry::is_enabled() {
-            let (block, owner) = self.shared.stats.block(Some(self.index));
-            block.add(Event::Parks, owner);
+            self.shared.stats.worker(self.index).add(Event::Parks);
         }
         self.publish_polls();
     }

@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use vedart_executors::telemetry::{self as exec, ExecutorKind, Status};
+use vedart_executors::telemetry::{self as exec, ExecutorKind, Status, TaskEvent};
 
 use super::stats::{Event, SAMPLE_INTERVAL, WorkerStats};
 use crate::scheduler::{Shared, worker};
@@ -30,17 +30,15 @@ pub(crate) fn sampled(previous: u64) -> bool {
     previous < SAMPLE_INTERVAL || previous % SAMPLE_INTERVAL == 0
 }
 
-/// The stats block the calling thread counts into for `shared`.
+/// Counts the spawn of a task, by worker `worker` of its runtime (whose
+/// stats block is `block`) or, if `None`, by another thread.
 #[inline]
-fn block(shared: &Shared) -> (&WorkerStats, bool) {
-    shared.stats.block(worker::current_index(shared))
-}
-
-/// Counts the spawn of a task, into the spawning thread's `block`.
-#[inline]
-pub(crate) fn spawned((block, owner): (&WorkerStats, bool)) {
+pub(crate) fn spawned(worker: Option<&WorkerStats>) {
     if exec::is_enabled() {
-        block.add(Event::Spawned, owner);
+        match worker {
+            Some(block) => block.add(Event::Spawned),
+            None => exec::count(ExecutorKind::Async, TaskEvent::Spawned),
+        }
     }
 }
 
@@ -58,11 +56,18 @@ pub(crate) fn scheduled_local(header: &Header, polls: u64, schedules: &Cell<u64>
 }
 
 /// Stamps a task queued from outside the runtime's workers, if a count of
-/// such wake-ups in the shared `block` says this one is sampled.
+/// such wake-ups on this thread says this one is sampled. (They are not
+/// counted as schedules: that count is the workers'.)
 #[inline]
-pub(crate) fn scheduled_remote(header: &Header, block: &WorkerStats) {
-    if exec::is_enabled() && sampled(block.add(Event::RemoteSchedules, false)) {
-        header.stamp(now_nanos());
+pub(crate) fn scheduled_remote(header: &Header) {
+    std::thread_local! {
+        static REMOTE_WAKES: Cell<u64> = const { Cell::new(0) };
+    }
+    if exec::is_enabled() {
+        let tick = REMOTE_WAKES.with(|wakes| wakes.replace(wakes.get().wrapping_add(1)));
+        if sampled(tick) {
+            header.stamp(now_nanos());
+        }
     }
 }
 
@@ -78,19 +83,20 @@ pub(crate) enum Outcome {
     Cancelled,
 }
 
-/// Counts the end of a task of `shared`.
+/// Counts the end of a task of `shared`, on whichever thread it ended.
 #[inline]
 pub(crate) fn finished(shared: &Shared, outcome: Outcome) {
-    if exec::is_enabled() {
-        let (block, owner) = block(shared);
-        block.add(
-            match outcome {
-                Outcome::Completed => Event::Completed,
-                Outcome::Failed => Event::Failed,
-                Outcome::Cancelled => Event::Cancelled,
-            },
-            owner,
-        );
+    if !exec::is_enabled() {
+        return;
+    }
+    let (event, task_event) = match outcome {
+        Outcome::Completed => (Event::Completed, TaskEvent::Completed),
+        Outcome::Failed => (Event::Failed, TaskEvent::Failed),
+        Outcome::Cancelled => (Event::Cancelled, TaskEvent::Cancelled),
+    };
+    match worker::current_index(shared) {
+        Some(index) => shared.stats.worker(index).add(event),
+        None => exec::count(ExecutorKind::Async, task_event),
     }
 }
 

@@ -31,7 +31,9 @@ pub struct SchedulerStats {
     pub local_queue_depth: usize,
     /// Task polls.
     pub polls: u64,
-    /// Tasks queued: each spawn and each wake-up.
+    /// Tasks queued by the runtimes' own threads: spawns and wake-ups that
+    /// happen on a worker (tasks queued from other threads go through the
+    /// injector and are not counted here).
     pub schedules: u64,
     /// Successful steals from another worker's queue.
     pub steals: u64,
@@ -85,7 +87,7 @@ pub fn snapshot() -> Snapshot {
     let mut scheduler = SchedulerStats {
         runtimes: runtimes.len(),
         polls: totals.get(Event::Polls),
-        schedules: totals.get(Event::Schedules) + totals.get(Event::RemoteSchedules),
+        schedules: totals.get(Event::Schedules),
         steals: totals.get(Event::Steals),
         parks: totals.get(Event::Parks),
         ..SchedulerStats::default()
@@ -100,17 +102,19 @@ pub fn snapshot() -> Snapshot {
         }
     }
     drop(runtimes);
+    let executors = exec::snapshot();
     Snapshot {
-        executors: exec::snapshot(),
+        // Workers count into their blocks, other threads through `count`.
         async_tasks: TaskCounts::new(
             totals.get(Event::Spawned),
             totals.get(Event::Completed),
             totals.get(Event::Failed),
             totals.get(Event::Cancelled),
-        ),
+        ) + executors.tasks(ExecutorKind::Async),
         scheduler,
         queue_wait: totals.queue_wait,
         run_time: totals.run_time,
+        executors,
     }
 }
 
@@ -370,7 +374,7 @@ impl Snapshot {
         );
         push(
             "vedart_scheduler_schedules_total",
-            "Async tasks queued (spawns and wake-ups).",
+            "Async tasks queued by workers (spawns and wake-ups).",
             Counter,
             None,
             scheduler.schedules,

@@ -7,7 +7,8 @@
 //!    lines, with a relaxed load and store (no read-modify-write: it is the
 //!    only writer, so no increment can be lost). Threads that are not one of
 //!    the runtime's workers (a `spawn` from outside, a task dropped at
-//!    shutdown) count into a shared block with `fetch_add`.
+//!    shutdown) count into their own per-thread block of the executors
+//!    crate (`vedart_executors::telemetry::count`), just as cheaply.
 //! 2. Histograms are recorded for the first [`SAMPLE_INTERVAL`] polls of
 //!    each worker, then for one in [`SAMPLE_INTERVAL`], and for every poll
 //!    while spans are being recorded: reading the clock (40 ns on a virtual
@@ -51,9 +52,6 @@ pub(crate) enum Event {
     /// A task was queued (spawned or woken) by its worker; published like
     /// `Polls`.
     Schedules,
-    /// A task was queued from outside the runtime's workers (counted in the
-    /// shared block only).
-    RemoteSchedules,
     /// A worker stole from another's queue.
     Steals,
     /// A worker went to sleep.
@@ -61,7 +59,7 @@ pub(crate) enum Event {
 }
 
 /// Number of [`Event`]s.
-const EVENTS: usize = 9;
+const EVENTS: usize = 8;
 
 /// Counters and histograms of one worker (or of everyone else); see step 1.
 #[repr(align(128))]
@@ -94,25 +92,18 @@ impl WorkerStats {
         }
     }
 
-    /// Counts one `event`; returns the count before it. `owner` must be true
-    /// only on the one thread that owns this block (step 1).
+    /// Counts one `event`. Only the worker owning this block may call it
+    /// (step 1).
     #[inline]
-    pub(crate) fn add(&self, event: Event, owner: bool) -> u64 {
+    pub(crate) fn add(&self, event: Event) {
         let counter = &self.counters[event as usize];
-        if owner {
-            let previous = counter.load(Relaxed);
-            counter.store(previous.wrapping_add(1), Relaxed);
-            previous
-        } else {
-            counter.fetch_add(1, Relaxed)
-        }
+        counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
     }
 }
 
-/// The counters of one runtime: a block per worker, and one for other threads.
+/// The counters of one runtime: a block per worker.
 pub(crate) struct RuntimeStats {
     workers: Box<[WorkerStats]>,
-    remote: WorkerStats,
 }
 
 impl RuntimeStats {
@@ -120,23 +111,18 @@ impl RuntimeStats {
     pub(crate) fn new(workers: usize) -> RuntimeStats {
         RuntimeStats {
             workers: (0..workers).map(|_| WorkerStats::new()).collect(),
-            remote: WorkerStats::new(),
         }
     }
 
-    /// The block to count into: worker `index`'s (owned by the caller), or
-    /// the shared one. Returns the block and whether the caller owns it.
+    /// Worker `index`'s block.
     #[inline]
-    pub(crate) fn block(&self, worker: Option<usize>) -> (&WorkerStats, bool) {
-        match worker.and_then(|index| self.workers.get(index)) {
-            Some(stats) => (stats, true),
-            None => (&self.remote, false),
-        }
+    pub(crate) fn worker(&self, index: usize) -> &WorkerStats {
+        &self.workers[index]
     }
 
     fn totals(&self) -> Totals {
         let mut totals = Totals::default();
-        for block in self.workers.iter().chain(std::iter::once(&self.remote)) {
+        for block in self.workers.iter() {
             totals.add_block(block);
         }
         totals
