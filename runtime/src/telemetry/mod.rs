@@ -74,9 +74,9 @@ pub use snapshot::{HistogramMetric, Metric, MetricKind, SchedulerStats, Snapshot
 pub use stats::SAMPLE_INTERVAL;
 pub use vedart_executors::telemetry::{
     BlockingPools, DEFAULT_SPAN_CAPACITY, ExecutorKind, Histogram, HistogramSnapshot, ProcessPools,
-    Span, Status, TaskCounts, epoch, is_enabled, is_tracing, record_gpu_fallback, record_span,
-    record_span_at, report_job_done, report_job_failed, set_enabled, since_epoch, spans_dropped,
-    start_spans, status, stop_spans, take_spans,
+    Span, Status, TaskCounts, TaskEvent, count, epoch, is_enabled, is_tracing, record_gpu_fallback,
+    record_span, record_span_at, report_job_done, report_job_failed, set_enabled, since_epoch,
+    spans_dropped, start_spans, status, stop_spans, take_spans,
 };
 
 pub(crate) use probe::{Outcome, PollProbe, finished, scheduled_local, scheduled_remote, spawned};
