@@ -163,19 +163,13 @@ impl<T: AsRawFd> Async<T> {
         cx: &mut Context<'_>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        loop {
-            let tick = match self.state.poll_ready(dir, cx) {
-                Poll::Ready(Ok(tick)) => tick,
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Pending => return Poll::Pending,
-            };
-            match op(self.get_ref()) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.state.clear_ready(dir, tick);
-                }
-                result => return Poll::Ready(result),
-            }
-        }
+        let state = &self.state;
+        retry_io(
+            state,
+            dir,
+            || state.poll_ready(dir, cx),
+            || op(self.get_ref()),
+        )
     }
 
     /// Like [`Async::poll_io`], with mutable access to the object.
@@ -185,24 +179,14 @@ impl<T: AsRawFd> Async<T> {
         cx: &mut Context<'_>,
         mut op: impl FnMut(&mut T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        loop {
-            let tick = match self.state.poll_ready(dir, cx) {
-                Poll::Ready(Ok(tick)) => tick,
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Pending => return Poll::Pending,
-            };
-            match op(self.get_mut()) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.state.clear_ready(dir, tick);
-                }
-                result => return Poll::Ready(result),
-            }
-        }
+        let Async { io, state, .. } = self;
+        let io = io.as_mut().expect("io is present until into_inner");
+        retry_io(state, dir, || state.poll_ready(dir, cx), || op(io))
     }
 
     /// Like [`Async::poll_io`], for a future that owns `waiter`: every future
     /// waiting on the direction is woken by the next event, not just the last one.
-    /// The caller must pass `waiter` to [`Async::forget_waiter`] when it is dropped.
+    /// The caller must remove `waiter` when it is dropped; [`WaiterGuard`] does.
     pub(crate) fn poll_io_waiter<R>(
         &self,
         dir: Direction,
@@ -210,24 +194,13 @@ impl<T: AsRawFd> Async<T> {
         waiter: &mut WaiterId,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        loop {
-            let tick = match self.state.poll_ready_waiter(dir, cx, waiter) {
-                Poll::Ready(Ok(tick)) => tick,
-                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                Poll::Pending => return Poll::Pending,
-            };
-            match op(self.get_ref()) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.state.clear_ready(dir, tick);
-                }
-                result => return Poll::Ready(result),
-            }
-        }
-    }
-
-    /// Removes a future's entry from the waiters of `dir` (see [`Async::poll_io_waiter`]).
-    pub(crate) fn forget_waiter(&self, dir: Direction, waiter: &WaiterId) {
-        self.state.remove_waiter(dir, waiter);
+        let state = &self.state;
+        retry_io(
+            state,
+            dir,
+            || state.poll_ready_waiter(dir, cx, waiter),
+            || op(self.get_ref()),
+        )
     }
 
     /// Runs `op` until it does not return `WouldBlock`, as a future that any
@@ -237,16 +210,8 @@ impl<T: AsRawFd> Async<T> {
         dir: Direction,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        let mut waiter = WaiterGuard {
-            io: self,
-            dir,
-            id: WaiterId::default(),
-        };
-        futures::future::poll_fn(|cx| {
-            let WaiterGuard { io, dir, id } = &mut waiter;
-            io.poll_io_waiter(*dir, cx, id, &mut op)
-        })
-        .await
+        let mut waiter = WaiterGuard::new(self, dir);
+        futures::future::poll_fn(|cx| waiter.poll_io(cx, &mut op)).await
     }
 
     /// Repeats a read-side operation until it does not return `WouldBlock`.
@@ -289,6 +254,30 @@ impl<T: AsRawFd> Async<T> {
     }
 }
 
+/// The loop of the `poll_io*` methods: waits for readiness of `dir` with
+/// `poll_ready`, runs `op`, and on `WouldBlock` clears the readiness it saw
+/// (unless an event raced in, see `registration`) and tries again.
+fn retry_io<R>(
+    state: &IoState,
+    dir: Direction,
+    mut poll_ready: impl FnMut() -> Poll<io::Result<u64>>,
+    mut op: impl FnMut() -> io::Result<R>,
+) -> Poll<io::Result<R>> {
+    loop {
+        let tick = match poll_ready() {
+            Poll::Ready(Ok(tick)) => tick,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => return Poll::Pending,
+        };
+        match op() {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                state.clear_ready(dir, tick);
+            }
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
 /// The future of [`Async::readable`] / [`Async::writable`].
 struct Ready<'a, T: AsRawFd> {
     io: &'a Async<T>,
@@ -315,12 +304,33 @@ impl<T: AsRawFd> Drop for Ready<'_, T> {
     }
 }
 
-/// Owns a [`WaiterId`] for the duration of one shared operation and removes
-/// its entry when the operation's future is dropped, finished or not.
-struct WaiterGuard<'a, T: AsRawFd> {
+/// Owns a [`WaiterId`] for the duration of one shared operation (or of a
+/// stream of them, such as a listener's `Incoming`) and removes its entry when
+/// dropped, finished or not.
+pub(crate) struct WaiterGuard<'a, T: AsRawFd> {
     io: &'a Async<T>,
     dir: Direction,
     id: WaiterId,
+}
+
+impl<'a, T: AsRawFd> WaiterGuard<'a, T> {
+    /// A fresh waiter on direction `dir` of `io`.
+    pub(crate) fn new(io: &'a Async<T>, dir: Direction) -> WaiterGuard<'a, T> {
+        WaiterGuard {
+            io,
+            dir,
+            id: WaiterId::default(),
+        }
+    }
+
+    /// [`Async::poll_io_waiter`] with this guard's direction and waiter.
+    pub(crate) fn poll_io<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.io.poll_io_waiter(self.dir, cx, &mut self.id, op)
+    }
 }
 
 impl<T: AsRawFd> Drop for WaiterGuard<'_, T> {
@@ -398,6 +408,281 @@ impl<T: AsRawFd + Write> AsyncWrite for Async<T> {
         self.poll_flush(cx)
     }
 }
+
+// Reads and writes through `&T`, for objects shared by the two owned halves of
+// a split stream: the read half and the write half may use the socket at the
+// same time, so neither can have `&mut T`.
+impl<T: AsRawFd> Async<T>
+where
+    for<'a> &'a T: Read,
+{
+    /// [`AsyncRead::poll_read`] on a shared object.
+    pub(crate) fn poll_read_shared(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io(Direction::Read, cx, |mut io| io.read(buf))
+    }
+
+    /// [`AsyncRead::poll_read_vectored`] on a shared object.
+    pub(crate) fn poll_read_vectored_shared(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io(Direction::Read, cx, |mut io| io.read_vectored(bufs))
+    }
+}
+
+impl<T: AsRawFd> Async<T>
+where
+    for<'a> &'a T: Write,
+{
+    /// [`AsyncWrite::poll_write`] on a shared object.
+    pub(crate) fn poll_write_shared(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io(Direction::Write, cx, |mut io| io.write(buf))
+    }
+
+    /// [`AsyncWrite::poll_write_vectored`] on a shared object.
+    pub(crate) fn poll_write_vectored_shared(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io(Direction::Write, cx, |mut io| io.write_vectored(bufs))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Trait impls shared by the wrapper types of `net`, `unix` and `pipe`. Each
+// wrapper keeps its `Async` (or, for a split half, an `Arc` of it) in a field
+// named `inner`.
+// ---------------------------------------------------------------------------
+
+/// `AsRawFd` and `AsFd` for wrappers, delegating to `inner`.
+macro_rules! impl_fd {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl ::std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> ::std::os::fd::RawFd {
+                ::std::os::fd::AsRawFd::as_raw_fd(&self.inner)
+            }
+        }
+
+        impl ::std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> ::std::os::fd::BorrowedFd<'_> {
+                ::std::os::fd::AsFd::as_fd(&self.inner)
+            }
+        }
+    )+};
+}
+pub(crate) use impl_fd;
+
+/// `Debug` for a wrapper: the type's name, the listed address methods
+/// (`None` where they fail) and the fd.
+macro_rules! impl_debug {
+    ($ty:ident $(: $($addr:ident),+)?) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $($(.field(stringify!($addr), &self.$addr().ok()))+)?
+                    .field("fd", &{
+                        // A method call, so that it reaches through an `Arc`.
+                        use ::std::os::fd::AsRawFd as _;
+                        self.inner.as_raw_fd()
+                    })
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use impl_debug;
+
+/// `AsyncRead` for a wrapper whose `inner` is an owned `Async<T>`, `T: Read`.
+macro_rules! impl_async_read {
+    ($ty:ty) => {
+        impl ::futures::io::AsyncRead for $ty {
+            fn poll_read(
+                mut self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                ::futures::io::AsyncRead::poll_read(::std::pin::Pin::new(&mut self.inner), cx, buf)
+            }
+
+            fn poll_read_vectored(
+                mut self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                bufs: &mut [::std::io::IoSliceMut<'_>],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                ::futures::io::AsyncRead::poll_read_vectored(
+                    ::std::pin::Pin::new(&mut self.inner),
+                    cx,
+                    bufs,
+                )
+            }
+        }
+    };
+}
+pub(crate) use impl_async_read;
+
+/// `poll_write`, `poll_write_vectored` and `poll_flush` of `AsyncWrite`, inside
+/// the impl for a wrapper whose `inner` is an owned `Async<T>`, `T: Write`. The
+/// impl adds its own `poll_close`.
+macro_rules! async_write_methods {
+    () => {
+        fn poll_write(
+            mut self: ::std::pin::Pin<&mut Self>,
+            cx: &mut ::std::task::Context<'_>,
+            buf: &[u8],
+        ) -> ::std::task::Poll<::std::io::Result<usize>> {
+            ::futures::io::AsyncWrite::poll_write(::std::pin::Pin::new(&mut self.inner), cx, buf)
+        }
+
+        fn poll_write_vectored(
+            mut self: ::std::pin::Pin<&mut Self>,
+            cx: &mut ::std::task::Context<'_>,
+            bufs: &[::std::io::IoSlice<'_>],
+        ) -> ::std::task::Poll<::std::io::Result<usize>> {
+            ::futures::io::AsyncWrite::poll_write_vectored(
+                ::std::pin::Pin::new(&mut self.inner),
+                cx,
+                bufs,
+            )
+        }
+
+        fn poll_flush(
+            self: ::std::pin::Pin<&mut Self>,
+            _cx: &mut ::std::task::Context<'_>,
+        ) -> ::std::task::Poll<::std::io::Result<()>> {
+            // Sockets and pipes keep no user-space buffer: a completed write
+            // is already with the kernel.
+            ::std::task::Poll::Ready(Ok(()))
+        }
+    };
+}
+pub(crate) use async_write_methods;
+
+/// For the owned halves of a split stream of `S` (fields `inner: Arc<Async<S>>`,
+/// where `S` has `shutdown`, and the write half's `shutdown_on_drop: bool`):
+/// `fn split_halves(Async<S>)`, which makes the pair; `Debug`; `AsyncRead` and
+/// `AsyncWrite`; and the write half's `Drop`, which shuts down the write
+/// direction unless `poll_close` already did.
+macro_rules! impl_split_halves {
+    ($stream:ty => $read:ident, $write:ident) => {
+        /// The two halves of one stream, sharing its `Async`.
+        fn split_halves(inner: $crate::async_io::Async<$stream>) -> ($read, $write) {
+            let shared = $crate::sync::Arc::new(inner);
+            (
+                $read {
+                    inner: shared.clone(),
+                },
+                $write {
+                    inner: shared,
+                    shutdown_on_drop: true,
+                },
+            )
+        }
+
+        $crate::async_io::impl_debug!($read);
+        $crate::async_io::impl_debug!($write);
+
+        impl ::futures::io::AsyncRead for $read {
+            fn poll_read(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                self.inner.poll_read_shared(cx, buf)
+            }
+
+            fn poll_read_vectored(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                bufs: &mut [::std::io::IoSliceMut<'_>],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                self.inner.poll_read_vectored_shared(cx, bufs)
+            }
+        }
+
+        impl ::futures::io::AsyncWrite for $write {
+            fn poll_write(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &[u8],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                self.inner.poll_write_shared(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                bufs: &[::std::io::IoSlice<'_>],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                self.inner.poll_write_vectored_shared(cx, bufs)
+            }
+
+            fn poll_flush(
+                self: ::std::pin::Pin<&mut Self>,
+                _cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                ::std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(
+                mut self: ::std::pin::Pin<&mut Self>,
+                _cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                self.shutdown_on_drop = false;
+                ::std::task::Poll::Ready(self.inner.get_ref().shutdown(::std::net::Shutdown::Write))
+            }
+        }
+
+        impl Drop for $write {
+            fn drop(&mut self) {
+                if self.shutdown_on_drop {
+                    // The peer may already be gone; there is nobody to report that to.
+                    let _ = self.inner.get_ref().shutdown(::std::net::Shutdown::Write);
+                }
+            }
+        }
+    };
+}
+pub(crate) use impl_split_halves;
+
+/// `Debug` and `Stream` for a listener's `Incoming` stream (fields `listener`
+/// and `waiter`, a read [`WaiterGuard`] on the listener), whose items are
+/// accepted sockets wrapped by `$wrap` into `$stream`s.
+macro_rules! impl_incoming {
+    ($incoming:ident => $stream:ty, $wrap:expr) => {
+        impl ::std::fmt::Debug for $incoming<'_> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($incoming))
+                    .field("listener", self.listener)
+                    .finish()
+            }
+        }
+
+        impl ::futures::Stream for $incoming<'_> {
+            type Item = ::std::io::Result<$stream>;
+
+            fn poll_next(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<Option<Self::Item>> {
+                self.get_mut()
+                    .waiter
+                    .poll_io(cx, |listener| listener.accept())
+                    .map(|accepted| Some(accepted.and_then(|(stream, _)| ($wrap)(stream))))
+            }
+        }
+    };
+}
+pub(crate) use impl_incoming;
 
 /// Puts an fd into non-blocking mode.
 pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {

@@ -24,18 +24,18 @@
 //!   are meant for one reader and one writer; [`TcpStream::split`] gives
 //!   one owned half of each kind so that two tasks can read and write at once.
 
-use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::{self, Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::Stream;
-use futures::io::{AsyncRead, AsyncWrite};
+use futures::io::AsyncWrite;
 
-use crate::async_io::Async;
-use crate::registration::{Direction, WaiterId};
+use crate::async_io::{
+    Async, WaiterGuard, async_write_methods, impl_async_read, impl_debug, impl_fd, impl_incoming,
+    impl_split_halves,
+};
+use crate::registration::Direction;
 use crate::sync::Arc;
 
 /// Tries `f` on every address `addrs` resolves to, returning the first success
@@ -148,7 +148,7 @@ impl TcpListener {
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming {
             listener: self,
-            waiter: WaiterId::default(),
+            waiter: WaiterGuard::new(&self.inner, Direction::Read),
         }
     }
 
@@ -192,64 +192,18 @@ impl TryFrom<net::TcpListener> for TcpListener {
     }
 }
 
-impl fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpListener")
-            .field("local_addr", &self.local_addr().ok())
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
-    }
-}
-
-impl AsFd for TcpListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
+impl_debug!(TcpListener: local_addr);
+impl_fd!(TcpListener);
 
 /// The stream of connections of [`TcpListener::incoming`].
 #[must_use = "streams do nothing unless polled"]
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
     /// This stream's place among the listener's read waiters.
-    waiter: WaiterId,
+    waiter: WaiterGuard<'a, mio::net::TcpListener>,
 }
 
-impl fmt::Debug for Incoming<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming")
-            .field("listener", self.listener)
-            .finish()
-    }
-}
-
-impl Stream for Incoming<'_> {
-    type Item = io::Result<TcpStream>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        this.listener
-            .inner
-            .poll_io_waiter(Direction::Read, cx, &mut this.waiter, |listener| {
-                listener.accept()
-            })
-            .map(|accepted| Some(accepted.and_then(|(stream, _)| TcpStream::from_mio(stream))))
-    }
-}
-
-impl Drop for Incoming<'_> {
-    fn drop(&mut self) {
-        self.listener
-            .inner
-            .forget_waiter(Direction::Read, &self.waiter);
-    }
-}
+impl_incoming!(Incoming => TcpStream, TcpStream::from_mio);
 
 // ---------------------------------------------------------------------------
 // TcpStream
@@ -436,16 +390,7 @@ impl TcpStream {
     /// .unwrap();
     /// ```
     pub fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let shared = Arc::new(self.inner);
-        (
-            OwnedReadHalf {
-                inner: shared.clone(),
-            },
-            OwnedWriteHalf {
-                inner: shared,
-                shutdown_on_drop: true,
-            },
-        )
+        split_halves(self.inner)
     }
 
     /// The same as [`TcpStream::split`], under tokio's name for it.
@@ -476,67 +421,12 @@ impl TryFrom<net::TcpStream> for TcpStream {
     }
 }
 
-impl fmt::Debug for TcpStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpStream")
-            .field("local_addr", &self.local_addr().ok())
-            .field("peer_addr", &self.peer_addr().ok())
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
-    }
-}
-
-impl AsFd for TcpStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
-
-impl AsyncRead for TcpStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-
-    fn poll_read_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_read_vectored(cx, bufs)
-    }
-}
+impl_debug!(TcpStream: local_addr, peer_addr);
+impl_fd!(TcpStream);
+impl_async_read!(TcpStream);
 
 impl AsyncWrite for TcpStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // TCP keeps no user-space buffer: a completed write is already with the kernel.
-        Poll::Ready(Ok(()))
-    }
+    async_write_methods!();
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.shutdown(Shutdown::Write))
@@ -565,35 +455,6 @@ impl OwnedReadHalf {
     /// As [`TcpStream::local_addr`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.get_ref().local_addr()
-    }
-}
-
-impl fmt::Debug for OwnedReadHalf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedReadHalf")
-            .field("fd", &self.inner.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsyncRead for OwnedReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        // `&TcpStream` reads: the write half may use the socket at the same time.
-        self.inner
-            .poll_io(Direction::Read, cx, |mut socket| socket.read(buf))
-    }
-
-    fn poll_read_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.inner
-            .poll_io(Direction::Read, cx, |mut socket| socket.read_vectored(bufs))
     }
 }
 
@@ -636,52 +497,7 @@ impl OwnedWriteHalf {
     }
 }
 
-impl fmt::Debug for OwnedWriteHalf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedWriteHalf")
-            .field("fd", &self.inner.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsyncWrite for OwnedWriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.inner
-            .poll_io(Direction::Write, cx, |mut socket| socket.write(buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.inner.poll_io(Direction::Write, cx, |mut socket| {
-            socket.write_vectored(bufs)
-        })
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shutdown_on_drop = false;
-        Poll::Ready(self.inner.get_ref().shutdown(Shutdown::Write))
-    }
-}
-
-impl Drop for OwnedWriteHalf {
-    fn drop(&mut self) {
-        if self.shutdown_on_drop {
-            // The peer may already be gone; there is nobody to report that to.
-            let _ = self.inner.get_ref().shutdown(Shutdown::Write);
-        }
-    }
-}
+impl_split_halves!(net::TcpStream => OwnedReadHalf, OwnedWriteHalf);
 
 // ---------------------------------------------------------------------------
 // UdpSocket
@@ -834,23 +650,5 @@ impl TryFrom<net::UdpSocket> for UdpSocket {
     }
 }
 
-impl fmt::Debug for UdpSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpSocket")
-            .field("local_addr", &self.local_addr().ok())
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for UdpSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
-    }
-}
-
-impl AsFd for UdpSocket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
+impl_debug!(UdpSocket: local_addr);
+impl_fd!(UdpSocket);

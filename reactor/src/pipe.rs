@@ -27,17 +27,16 @@
 //! - A pipe has no half-close: [`AsyncWrite::poll_close`] only flushes, and the
 //!   reader sees EOF when the [`PipeWriter`] is dropped.
 
-use std::fmt;
 use std::fs::File;
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::task::{Context, Poll};
 
-use futures::io::{AsyncRead, AsyncWrite};
+use futures::io::AsyncWrite;
 
-use crate::async_io::Async;
+use crate::async_io::{Async, async_write_methods, impl_async_read, impl_debug, impl_fd};
 
 /// Creates a pipe and registers both ends with
 /// [`Reactor::current`](crate::Reactor::current). Both fds are close-on-exec.
@@ -169,25 +168,8 @@ impl PipeReader {
     }
 }
 
-impl fmt::Debug for PipeReader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipeReader")
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for PipeReader {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
-    }
-}
-
-impl AsFd for PipeReader {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
+impl_debug!(PipeReader);
+impl_fd!(PipeReader);
 
 impl TryFrom<ChildStdout> for PipeReader {
     type Error = io::Error;
@@ -205,23 +187,7 @@ impl TryFrom<ChildStderr> for PipeReader {
     }
 }
 
-impl AsyncRead for PipeReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-
-    fn poll_read_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_read_vectored(cx, bufs)
-    }
-}
+impl_async_read!(PipeReader);
 
 /// The write end of a pipe. Writes fail with `BrokenPipe` once every read end
 /// is closed; the reader sees EOF when this end is dropped.
@@ -261,25 +227,8 @@ impl PipeWriter {
     }
 }
 
-impl fmt::Debug for PipeWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipeWriter")
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for PipeWriter {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
-    }
-}
-
-impl AsFd for PipeWriter {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
+impl_debug!(PipeWriter);
+impl_fd!(PipeWriter);
 
 impl TryFrom<ChildStdin> for PipeWriter {
     type Error = io::Error;
@@ -290,26 +239,7 @@ impl TryFrom<ChildStdin> for PipeWriter {
 }
 
 impl AsyncWrite for PipeWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // A pipe keeps no user-space buffer: a completed write is with the kernel.
-        Poll::Ready(Ok(()))
-    }
+    async_write_methods!();
 
     /// Only flushes: a pipe cannot be half-closed. Drop the writer to send EOF.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

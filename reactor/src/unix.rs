@@ -13,20 +13,20 @@
 //! once; when the listener's backlog is full it fails with `WouldBlock`, which
 //! is returned to the caller rather than retried forever.
 
-use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{self, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::Stream;
-use futures::io::{AsyncRead, AsyncWrite};
+use futures::io::AsyncWrite;
 
-use crate::async_io::Async;
-use crate::registration::{Direction, WaiterId};
+use crate::async_io::{
+    Async, WaiterGuard, async_write_methods, impl_async_read, impl_debug, impl_fd, impl_incoming,
+    impl_split_halves,
+};
+use crate::registration::Direction;
 use crate::sync::Arc;
 
 // ---------------------------------------------------------------------------
@@ -90,7 +90,7 @@ impl UnixListener {
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming {
             listener: self,
-            waiter: WaiterId::default(),
+            waiter: WaiterGuard::new(&self.inner, Direction::Read),
         }
     }
 
@@ -126,70 +126,18 @@ impl TryFrom<net::UnixListener> for UnixListener {
     }
 }
 
-impl fmt::Debug for UnixListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixListener")
-            .field("local_addr", &self.local_addr().ok())
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for UnixListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
-    }
-}
-
-impl AsFd for UnixListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
+impl_debug!(UnixListener: local_addr);
+impl_fd!(UnixListener);
 
 /// The stream of connections of [`UnixListener::incoming`].
 #[must_use = "streams do nothing unless polled"]
 pub struct Incoming<'a> {
     listener: &'a UnixListener,
     /// This stream's place among the listener's read waiters.
-    waiter: WaiterId,
+    waiter: WaiterGuard<'a, mio::net::UnixListener>,
 }
 
-impl fmt::Debug for Incoming<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming")
-            .field("listener", self.listener)
-            .finish()
-    }
-}
-
-impl Stream for Incoming<'_> {
-    type Item = io::Result<UnixStream>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        this.listener
-            .inner
-            .poll_io_waiter(Direction::Read, cx, &mut this.waiter, |listener| {
-                listener.accept()
-            })
-            .map(|accepted| {
-                Some(
-                    accepted.and_then(|(stream, _)| {
-                        UnixStream::from_std(net::UnixStream::from(stream))
-                    }),
-                )
-            })
-    }
-}
-
-impl Drop for Incoming<'_> {
-    fn drop(&mut self) {
-        self.listener
-            .inner
-            .forget_waiter(Direction::Read, &self.waiter);
-    }
-}
+impl_incoming!(Incoming => UnixStream, |stream| UnixStream::from_std(net::UnixStream::from(stream)));
 
 // ---------------------------------------------------------------------------
 // UnixStream
@@ -287,16 +235,7 @@ impl UnixStream {
     /// [`TcpStream::split`](crate::net::TcpStream::split). Dropping the write
     /// half shuts down the write direction.
     pub fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let shared = Arc::new(self.inner);
-        (
-            OwnedReadHalf {
-                inner: shared.clone(),
-            },
-            OwnedWriteHalf {
-                inner: shared,
-                shutdown_on_drop: true,
-            },
-        )
+        split_halves(self.inner)
     }
 
     /// The same as [`UnixStream::split`], under tokio's name for it.
@@ -325,64 +264,12 @@ impl TryFrom<net::UnixStream> for UnixStream {
     }
 }
 
-impl fmt::Debug for UnixStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixStream")
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for UnixStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
-    }
-}
-
-impl AsFd for UnixStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
-
-impl AsyncRead for UnixStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-
-    fn poll_read_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_read_vectored(cx, bufs)
-    }
-}
+impl_debug!(UnixStream);
+impl_fd!(UnixStream);
+impl_async_read!(UnixStream);
 
 impl AsyncWrite for UnixStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+    async_write_methods!();
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.shutdown(Shutdown::Write))
@@ -394,34 +281,6 @@ pub struct OwnedReadHalf {
     inner: Arc<Async<net::UnixStream>>,
 }
 
-impl fmt::Debug for OwnedReadHalf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedReadHalf")
-            .field("fd", &self.inner.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsyncRead for OwnedReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        self.inner
-            .poll_io(Direction::Read, cx, |mut socket| socket.read(buf))
-    }
-
-    fn poll_read_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.inner
-            .poll_io(Direction::Read, cx, |mut socket| socket.read_vectored(bufs))
-    }
-}
-
 /// The write half of a [`UnixStream`], from [`UnixStream::split`].
 /// Dropping or closing it shuts down the write direction.
 pub struct OwnedWriteHalf {
@@ -430,52 +289,7 @@ pub struct OwnedWriteHalf {
     shutdown_on_drop: bool,
 }
 
-impl fmt::Debug for OwnedWriteHalf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedWriteHalf")
-            .field("fd", &self.inner.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsyncWrite for OwnedWriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.inner
-            .poll_io(Direction::Write, cx, |mut socket| socket.write(buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.inner.poll_io(Direction::Write, cx, |mut socket| {
-            socket.write_vectored(bufs)
-        })
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shutdown_on_drop = false;
-        Poll::Ready(self.inner.get_ref().shutdown(Shutdown::Write))
-    }
-}
-
-impl Drop for OwnedWriteHalf {
-    fn drop(&mut self) {
-        if self.shutdown_on_drop {
-            // The peer may already be gone; there is nobody to report that to.
-            let _ = self.inner.get_ref().shutdown(Shutdown::Write);
-        }
-    }
-}
+impl_split_halves!(net::UnixStream => OwnedReadHalf, OwnedWriteHalf);
 
 // ---------------------------------------------------------------------------
 // UnixDatagram
@@ -612,22 +426,5 @@ impl TryFrom<net::UnixDatagram> for UnixDatagram {
     }
 }
 
-impl fmt::Debug for UnixDatagram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixDatagram")
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl AsRawFd for UnixDatagram {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
-    }
-}
-
-impl AsFd for UnixDatagram {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
+impl_debug!(UnixDatagram);
+impl_fd!(UnixDatagram);
