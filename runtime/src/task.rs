@@ -42,9 +42,8 @@ use crate::join::{JoinError, JoinHandle};
 use crate::scheduler::registry::Slot;
 use crate::scheduler::{self, Shared};
 use crate::sync::Arc;
-use crate::sync::atomic::AtomicBool;
-use crate::sync::atomic::Ordering::{Acquire, SeqCst};
-use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::AtomicU64;
+use crate::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use crate::telemetry::{self, Outcome};
 
 /// A scheduled task, as the queues hold it.
@@ -85,40 +84,59 @@ impl fmt::Display for TaskId {
     }
 }
 
+/// Set in [`Header::state`] by an abort.
+const ABORTED: u64 = 1 << 63;
+/// The bits of [`Header::state`] that hold the telemetry stamp.
+const STAMP: u64 = !ABORTED;
+
 /// Per-task state that is ours rather than async-task's.
+///
+/// Kept to 24 bytes: with async-task's own 32-byte header in front, the
+/// schedule function still shares the task's first cache line (a 32-byte
+/// header here measurably slowed spawn-heavy work).
 pub(crate) struct Header {
     /// The runtime the task belongs to; the schedule function finds it here.
     pub(crate) shared: Arc<Shared>,
     /// The task's id.
     pub(crate) id: TaskId,
-    /// Set once by an abort; read before every poll.
-    aborted: AtomicBool,
-    /// A `spawn_blocking` task: it runs on the blocking pool, which counts it.
-    blocking: bool,
-    /// When the task was queued, in nanoseconds since the telemetry epoch, if
-    /// that wake-up was sampled; 0 otherwise. Written when the task is
-    /// queued, taken when it is polled: the queue between them orders the two.
-    scheduled_at: AtomicU64,
+    /// [`ABORTED`], set once by an abort and read before every poll; and, in
+    /// the [`STAMP`] bits, when the task was queued, in nanoseconds since the
+    /// telemetry epoch, if that wake-up was sampled (0 otherwise). The stamp
+    /// is written when the task is queued and taken when it is polled (the
+    /// queue between them orders the two), always by read-modify-writes that
+    /// keep the abort bit. Under loom, which would see every stamp as one
+    /// more step to interleave, there are no stamps.
+    state: AtomicU64,
 }
 
 impl Header {
     /// Stamps the time the task was queued (telemetry, sampled).
     pub(crate) fn stamp(&self, nanos: u64) {
-        self.scheduled_at.store(nanos, Relaxed);
+        if cfg!(not(feature = "loom")) {
+            let stamp = nanos & STAMP;
+            // Infallible: the closure always returns `Some`.
+            let _ = self
+                .state
+                .fetch_update(Relaxed, Relaxed, |state| Some(state & ABORTED | stamp));
+        }
     }
 
     /// Takes the stamp left by [`Header::stamp`], if any (0 if none).
+    #[inline]
     pub(crate) fn take_stamp(&self) -> u64 {
-        let stamp = self.scheduled_at.load(Relaxed);
+        if cfg!(feature = "loom") {
+            return 0;
+        }
+        let stamp = self.state.load(Relaxed) & STAMP;
         if stamp != 0 {
-            self.scheduled_at.store(0, Relaxed);
+            self.state.fetch_and(ABORTED, Relaxed);
         }
         stamp
     }
 
     /// Sets the abort flag. Returns true if this call set it.
     pub(crate) fn abort(&self) -> bool {
-        !self.aborted.swap(true, SeqCst)
+        self.state.fetch_or(ABORTED, SeqCst) & ABORTED == 0
     }
 
     /// Whether the task was aborted.
@@ -130,15 +148,19 @@ impl Header {
     fn is_aborted(&self) -> bool {
         #[cfg(not(feature = "loom"))]
         {
-            self.aborted.load(Acquire)
+            self.state.load(Acquire) & ABORTED != 0
         }
         #[cfg(feature = "loom")]
         {
             let _ = Acquire;
-            self.aborted.fetch_or(false, SeqCst)
+            self.state.fetch_or(0, SeqCst) & ABORTED != 0
         }
     }
 }
+
+// The size the layout above relies on.
+#[cfg(all(not(feature = "loom"), target_pointer_width = "64"))]
+const _: () = assert!(std::mem::size_of::<Header>() == 24);
 
 // `AbortHandle` shares `&Header` between threads (see its `Send`/`Sync` impls).
 const _: () = {
@@ -150,7 +172,7 @@ impl fmt::Debug for Header {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Header")
             .field("id", &self.id)
-            .field("aborted", &self.aborted.load(Acquire))
+            .field("aborted", &(self.state.load(Acquire) & ABORTED != 0))
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +188,8 @@ struct TaskFuture<'h, F> {
     slot: Slot,
     /// Set once a poll returned `Ready`: a drop before that is a cancellation.
     finished: bool,
+    /// A `spawn_blocking` task: it runs on the blocking pool, which counts it.
+    blocking: bool,
     /// The user's future.
     ///
     /// # Invariant
@@ -182,7 +206,7 @@ impl<F: Future> Future for TaskFuture<'_, F> {
         // SAFETY: nothing below moves `future` (it is only re-pinned in
         // place); the other fields are `Unpin` plain data.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.header.blocking {
+        if this.blocking {
             return this.poll_blocking(cx);
         }
         let (outcome, poll) = this.poll_user(cx);
@@ -250,7 +274,7 @@ impl<F: Future> TaskFuture<'_, F> {
 
 impl<F> Drop for TaskFuture<'_, F> {
     fn drop(&mut self) {
-        if !self.finished && !self.header.blocking {
+        if !self.finished && !self.blocking {
             telemetry::finished(&self.header.shared, Outcome::Cancelled);
         }
         self.header.shared.registry.remove(self.slot);
@@ -352,9 +376,7 @@ where
     let header = Header {
         shared: shared.clone(),
         id: scheduler::worker::new_task_id(shared, !blocking),
-        aborted: AtomicBool::new(false),
-        blocking,
-        scheduled_at: AtomicU64::new(0),
+        state: AtomicU64::new(0),
     };
     let builder = async_task::Builder::new().metadata(header);
     // SAFETY: `spawn_unchecked` requires, for what it cannot check itself:
@@ -370,6 +392,7 @@ where
                 header,
                 slot: Slot::NONE,
                 finished: false,
+                blocking,
                 future: ManuallyDrop::new(future),
             },
             WithInfo(schedule),

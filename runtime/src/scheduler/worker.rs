@@ -446,7 +446,7 @@ impl Context {
 
     /// Queues a task woken on this core's thread (see the module docs).
     fn schedule_local(&self, core: &mut Core, task: Runnable, is_yield: bool) {
-        telemetry::scheduled_local(task.metadata(), self.polls.get(), &self.schedules);
+        telemetry::scheduled_local(task.metadata(), &self.schedules);
         if let Some(det) = &mut core.det {
             det.push(task, &self.shared);
             return;

@@ -42,14 +42,16 @@ pub(crate) fn spawned(worker: Option<&WorkerStats>) {
     }
 }
 
-/// Counts a task woken on a worker, in the worker's own `schedules` cell
+/// Counts a task queued on a worker, in the worker's own `schedules` cell
 /// (published with its poll count), and stamps it with the time, for its
-/// queue wait, if the worker's poll count `polls` says this one is sampled.
+/// queue wait, if that count says this one is sampled. (Not the poll count:
+/// one poll may queue thousands of tasks.)
 #[inline]
-pub(crate) fn scheduled_local(header: &Header, polls: u64, schedules: &Cell<u64>) {
+pub(crate) fn scheduled_local(header: &Header, schedules: &Cell<u64>) {
     if exec::is_enabled() {
-        schedules.set(schedules.get() + 1);
-        if sampled(polls) {
+        let previous = schedules.get();
+        schedules.set(previous + 1);
+        if sampled(previous) {
             header.stamp(now_nanos());
         }
     }

@@ -13,10 +13,9 @@
 //!    each worker, then for one in [`SAMPLE_INTERVAL`], and for every poll
 //!    while spans are being recorded: reading the clock (40 ns on a virtual
 //!    machine) costs more than everything else telemetry does on a poll, and
-//!    short runs still get a full histogram. A wake-up on a worker is stamped
-//!    for its queue wait when that worker's poll count says so (read, not
-//!    counted); wake-ups from other threads are counted in the shared block
-//!    for the same purpose.
+//!    short runs still get a full histogram. Wake-ups (and spawns) are
+//!    sampled the same way for their queue wait, by the worker's count of
+//!    them, or, on other threads, a thread-local count.
 //! 3. Every runtime's [`RuntimeStats`] is listed in a global registry, next to
 //!    a weak reference to the runtime for its gauges. A snapshot sums the
 //!    list. When a runtime is gone (only the list still holds its stats), the
