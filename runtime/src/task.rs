@@ -296,15 +296,20 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let (runnable, task) = build(shared, future);
-    let handle = JoinHandle::new(task, runnable.waker());
-    if shared.is_shutdown() {
-        // Dropping the runnable cancels the task.
-        drop(runnable);
-    } else {
-        runnable.schedule();
-    }
-    handle
+    // One look at this thread's worker context serves the id, the count and
+    // the queueing.
+    scheduler::worker::with_spawner(shared, |spawner| {
+        let id = spawner.task_id(true);
+        let (runnable, task) = build_with(shared, id, future, scheduler::schedule, false);
+        let handle = JoinHandle::new(task, runnable.waker());
+        if shared.is_shutdown() {
+            // Dropping the runnable cancels the task.
+            drop(runnable);
+        } else {
+            spawner.schedule(runnable);
+        }
+        handle
+    })
 }
 
 /// Runs the closure `f` on the runtime's blocking pool, as a task.
@@ -326,7 +331,8 @@ where
         let f = f.take().expect("a blocking task is polled once");
         Poll::Ready(f())
     });
-    let (runnable, task) = build_with(shared, future, schedule_blocking, true);
+    let id = scheduler::worker::with_spawner(shared, |spawner| spawner.task_id(false));
+    let (runnable, task) = build_with(shared, id, future, schedule_blocking, true);
     let handle = JoinHandle::new(task, runnable.waker());
     runnable.schedule();
     handle
@@ -346,22 +352,9 @@ fn schedule_blocking(runnable: Runnable, _info: async_task::ScheduleInfo) {
     }));
 }
 
-fn build<F>(
-    shared: &Arc<Shared>,
-    future: F,
-) -> (
-    Runnable,
-    async_task::Task<Result<F::Output, JoinError>, Header>,
-)
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    build_with(shared, future, scheduler::schedule, false)
-}
-
 fn build_with<F>(
     shared: &Arc<Shared>,
+    id: TaskId,
     future: F,
     schedule: fn(Runnable, async_task::ScheduleInfo),
     blocking: bool,
@@ -375,7 +368,7 @@ where
 {
     let header = Header {
         shared: shared.clone(),
-        id: scheduler::worker::new_task_id(shared, !blocking),
+        id,
         state: AtomicU64::new(0),
     };
     let builder = async_task::Builder::new().metadata(header);

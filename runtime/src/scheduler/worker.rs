@@ -255,23 +255,60 @@ pub(crate) struct Context {
 /// Task ids a context reserves at once.
 const ID_BLOCK: u64 = 256;
 
-/// The id of a task spawned on `shared` by this thread, counting the spawn
-/// for telemetry if `count` (an async task, not a blocking closure).
-pub(crate) fn new_task_id(shared: &Shared, count: bool) -> TaskId {
+/// Who is spawning a task on a runtime: one of its workers, or another
+/// thread. Found once per spawn, for the task's id, the telemetry count and
+/// where the task is queued.
+pub(crate) enum Spawner<'a> {
+    /// A worker (or the current-thread `block_on`) of the runtime.
+    Worker(&'a Context),
+    /// Any other thread.
+    Remote(&'a Shared),
+}
+
+/// Runs `f` with the [`Spawner`] this thread is for `shared`.
+#[inline]
+pub(crate) fn with_spawner<R>(shared: &Shared, f: impl FnOnce(Spawner<'_>) -> R) -> R {
     with_current(|cx| match cx {
-        Some(cx) if ptr::eq(&*cx.shared, shared) => {
-            if count {
-                telemetry::spawned(Some(shared.stats.worker(cx.index)));
-            }
-            cx.next_task_id()
-        }
-        _ => {
-            if count {
-                telemetry::spawned(None);
-            }
-            remote_task_id(shared)
-        }
+        Some(cx) if ptr::eq(&*cx.shared, shared) => f(Spawner::Worker(cx)),
+        _ => f(Spawner::Remote(shared)),
     })
+}
+
+impl Spawner<'_> {
+    /// The id of the task being spawned; counts the spawn for telemetry if
+    /// `count` (an async task, not a blocking closure).
+    #[inline]
+    pub(crate) fn task_id(&self, count: bool) -> TaskId {
+        match self {
+            Spawner::Worker(cx) => {
+                if count {
+                    telemetry::spawned(Some(cx.shared.stats.worker(cx.index)));
+                }
+                cx.next_task_id()
+            }
+            Spawner::Remote(shared) => {
+                if count {
+                    telemetry::spawned(None);
+                }
+                remote_task_id(shared)
+            }
+        }
+    }
+
+    /// Queues a newly spawned task: what `scheduler::schedule` would do, with
+    /// the worker already at hand.
+    #[inline]
+    pub(crate) fn schedule(&self, task: Runnable) {
+        match self {
+            Spawner::Worker(cx) => match cx.core.try_borrow_mut() {
+                Ok(mut core) => cx.schedule_local(&mut core, task, false),
+                // The core is borrowed only by scheduler bugs (see
+                // `try_schedule_local`): the injector is always correct.
+                Err(_) => cx.shared.schedule_remote(task),
+            },
+            Spawner::Remote(shared) => shared.schedule_remote(task),
+        }
+    }
 }
 
 /// The id of a task spawned on `shared` by a thread that is not one of its
