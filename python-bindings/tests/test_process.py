@@ -442,3 +442,13 @@ def test_worker_command_runs_the_worker_file_without_importing_the_package():
         [sys.executable, "-c", code, args[-1]], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_shutdown_stops_the_worker_processes_and_the_next_map_starts_new_ones():
+    assert veda.par_iter(range(8), executor="process").map(abs).collect() == list(range(8))
+    old = set(_process.get_pool(veda.get_runtime().config.num_processes).pids())
+    veda.shutdown()
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in old))
+    assert veda.par_iter(range(4), executor="process").map(abs).collect() == [0, 1, 2, 3]
+    new = set(_process.get_pool(veda.get_runtime().config.num_processes).pids())
+    assert new and not old & new

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
+import sys
 import threading
 from typing import Any, Optional
 
@@ -178,8 +179,9 @@ def _start_default() -> Runtime:
 def shutdown(timeout: Optional[float] = None) -> None:
     """Stops the runtime: queued work is cancelled, running tasks are asked to
     stop (``vedart.cancelled()``) and waited for, at most ``timeout`` seconds
-    (``None``: until they finish). Idempotent; the next use of VedaRT starts a
-    fresh runtime.
+    (``None``: until they finish), and the worker processes of the process
+    executor exit. Idempotent; the next use of VedaRT starts a fresh runtime
+    (and a fresh process pool when a pipeline needs one).
     """
     global _current
     try:
@@ -190,6 +192,15 @@ def shutdown(timeout: Optional[float] = None) -> None:
             runtime, _current = _current, None
         if runtime is not None:
             runtime._shutdown(timeout)
+        _shutdown_process_pool(timeout)
+
+
+def _shutdown_process_pool(timeout: Optional[float]) -> None:
+    # Looked up rather than imported: a program that never ran a process map
+    # has no pool to stop and need not pay for the import.
+    process = sys.modules.get(f"{__package__}._process")
+    if process is not None:
+        process.shutdown_pool(timeout)
 
 
 def _finish_deterministic(runtime: Runtime) -> None:
