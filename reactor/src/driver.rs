@@ -33,6 +33,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -211,7 +212,10 @@ impl Reactor {
     /// I/O objects and timers created meanwhile register with it.
     pub fn enter(&self) -> EnterGuard {
         let previous = CURRENT.with(|current| current.borrow_mut().replace(self.clone()));
-        EnterGuard { previous }
+        EnterGuard {
+            previous,
+            _not_send: PhantomData,
+        }
     }
 
     /// Takes the driver lock if no other thread holds it.
@@ -383,9 +387,20 @@ impl Reactor {
 }
 
 /// Restores the previously current reactor when dropped. See [`Reactor::enter`].
+///
+/// The guard must be dropped on the thread that created it, so it is not `Send`:
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<vedart_reactor::EnterGuard>();
+/// ```
 #[derive(Debug)]
+#[must_use = "the reactor stays current only while the guard lives"]
 pub struct EnterGuard {
     previous: Option<Reactor>,
+    /// Thread-local state: dropped on another thread, the guard would restore
+    /// that thread's current reactor to this thread's previous one.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for EnterGuard {
