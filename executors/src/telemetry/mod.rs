@@ -78,7 +78,21 @@ pub(crate) const ENABLED: u8 = 1;
 pub(crate) const TRACING: u8 = 2;
 
 /// The switches, read with one relaxed load by every instrumented path.
-pub(crate) static STATUS: AtomicU8 = AtomicU8::new(ENABLED);
+/// On a cache line of its own: every poll of every worker reads it, so no
+/// counter written elsewhere may share its line.
+pub(crate) static STATUS: Padded<AtomicU8> = Padded(AtomicU8::new(ENABLED));
+
+/// Keeps a static on a cache line of its own.
+#[repr(align(128))]
+pub(crate) struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// Turns counting on or off, process-wide (on by default). While off, task
 /// counters and histograms stand still; gauges stay exact. Span recording has
