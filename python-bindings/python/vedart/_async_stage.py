@@ -11,7 +11,13 @@ pipeline is awaited, else VedaRT's background loop ``veda-async-loop``.
 2. On the loop, :class:`_Lanes` keeps a FIFO of waiting items and at most
    ``concurrency`` *lane* tasks; a lane awaits ``fn(item)`` for one item after
    another until the FIFO is empty. There is no task and no semaphore per
-   item: per item the loop only runs the coroutine itself.
+   item: per item the loop only runs the coroutine itself. The number of
+   live lanes is a counter that a lane decrements itself, in the same step in
+   which it finds the FIFO empty (no ``await`` in between, and everything runs
+   on the loop's thread): a block added later always sees the true count and
+   starts the lanes it needs. Counting finished *tasks* instead (a done
+   callback) left a window in which a lane had returned but still counted,
+   and items added then waited for ever.
 3. Each block has a :class:`concurrent.futures.Future`, completed with the
    block's results in order once its last item is done, or with the first
    exception (the block's other items are then skipped).
@@ -28,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import functools
 from typing import Any, Awaitable, Callable, Generator, Iterable, Iterator, Optional
 
 from ._asyncio import background_loop, target_loop, wait_concurrent
@@ -62,13 +67,16 @@ class _Block:
 class _Lanes:
     """Step 2. Created by the feeder, then used only on the loop's thread."""
 
-    __slots__ = ("fn", "limit", "queue", "lanes", "closed")
+    __slots__ = ("fn", "limit", "queue", "active", "tasks", "closed")
 
     def __init__(self, fn: Callable[[Any], Awaitable[Any]], limit: int) -> None:
         self.fn = fn
         self.limit = limit
         self.queue: collections.deque[tuple[_Block, int, Any]] = collections.deque()
-        self.lanes: set[asyncio.Task[None]] = set()
+        #: Lanes started and not yet out of their loop; only a lane lowers it.
+        self.active = 0
+        #: The lane tasks, for :meth:`close` only (never to decide anything).
+        self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
     def add(self, block: _Block, items: list[Any]) -> None:
@@ -78,50 +86,54 @@ class _Lanes:
             block.future.set_result([])
             return
         self.queue.extend((block, i, item) for i, item in enumerate(items))
+        starts = min(self.limit - self.active, len(self.queue))
+        if starts <= 0:
+            return
         loop = asyncio.get_running_loop()
-        for _ in range(min(self.limit - len(self.lanes), len(self.queue))):
-            # Coroutines started, returned, raised, cancelled: counted by the
-            # lane on this thread, handed to telemetry when the lane ends.
-            counts = [0, 0, 0, 0]
-            task = loop.create_task(self._lane(counts))
-            self.lanes.add(task)
-            task.add_done_callback(self.lanes.discard)
-            task.add_done_callback(functools.partial(_hand_over, counts))
+        for _ in range(starts):
+            self.active += 1
+            task = loop.create_task(self._lane())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
-    async def _lane(self, counts: list[int]) -> None:
+    async def _lane(self) -> None:
         queue, fn = self.queue, self.fn
-        while queue:
-            block, index, item = queue.popleft()
-            if block.failed:  # an earlier item of the block failed
-                continue
-            counts[0] += 1
-            try:
-                value = await fn(item)
-            except asyncio.CancelledError as exc:
-                counts[3] += 1
-                if self.closed:
-                    raise
-                _fail(block, exc)  # the coroutine cancelled itself
-            except BaseException as exc:  # delivered in order by the feeder
-                counts[2] += 1
-                _fail(block, exc)
-            else:
-                counts[1] += 1
-                block.results[index] = value
-                block.remaining -= 1
-                if block.remaining == 0 and not block.failed:
-                    block.future.set_result(block.results)
+        # Coroutines started, returned, raised, cancelled: counted here on the
+        # loop's thread, handed to telemetry once when the lane ends.
+        started = returned = raised = cancelled = 0
+        try:
+            while queue:
+                block, index, item = queue.popleft()
+                if block.failed:  # an earlier item of the block failed
+                    continue
+                started += 1
+                try:
+                    value = await fn(item)
+                except asyncio.CancelledError as exc:
+                    cancelled += 1
+                    if self.closed:
+                        raise
+                    _fail(block, exc)  # the coroutine cancelled itself
+                except BaseException as exc:  # delivered in order by the feeder
+                    raised += 1
+                    _fail(block, exc)
+                else:
+                    returned += 1
+                    block.results[index] = value
+                    block.remaining -= 1
+                    if block.remaining == 0 and not block.failed:
+                        block.future.set_result(block.results)
+        finally:
+            # Reached in the step that saw the FIFO empty (or on cancellation):
+            # from here on ``add`` knows this lane is gone.
+            self.active -= 1
+            _count_coroutines(started, returned, raised, cancelled)
 
     def close(self) -> None:
         self.closed = True
         self.queue.clear()
-        for task in list(self.lanes):
+        for task in list(self.tasks):
             task.cancel()
-
-
-def _hand_over(counts: list[int], _task: asyncio.Task[None]) -> None:
-    """A lane ended: its coroutine counts go to telemetry."""
-    _count_coroutines(*counts)
 
 
 def _fail(block: _Block, exc: BaseException) -> None:
