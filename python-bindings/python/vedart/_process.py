@@ -436,8 +436,9 @@ def remote_error(payload: bytes, pid: Optional[int]) -> BaseException:
     return exc
 
 
-def crash_error(outcome: tuple[Any, ...]) -> WorkerCrashedError:
-    """:class:`~vedart.WorkerCrashedError` from a ``("died", ...)`` outcome."""
+def crash_error(outcome: tuple[Any, ...], chunks: tuple[int, ...] = ()) -> WorkerCrashedError:
+    """:class:`~vedart.WorkerCrashedError` from a ``("died", ...)`` outcome;
+    ``chunks`` are the positions of the chunks that failed with the child."""
     _, message, pid, exit_code, signal, tail = outcome
     if signal is not None:
         how = f"was killed by signal {signal}"
@@ -445,15 +446,45 @@ def crash_error(outcome: tuple[Any, ...]) -> WorkerCrashedError:
         how = f"exited with status {exit_code}"
     else:
         how = "died (exit status unknown)"
-    text = (
-        f"worker process {pid} {how} while running a chunk of the pipeline; "
-        "the pool started a replacement"
-    )
+    if len(chunks) == 1:
+        running = f"chunk {chunks[0]} of the pipeline"
+    elif chunks:
+        running = "chunks " + ", ".join(str(index) for index in chunks) + " of the pipeline"
+    else:
+        running = "a chunk of the pipeline"
+    text = f"worker process {pid} {how} while running {running}; the pool started a replacement"
     if tail:
         text += "\nits last stderr lines:\n" + "\n".join(f"  {line}" for line in tail)
     return WorkerCrashedError(
-        text, pid=pid, exit_code=exit_code, signal=signal, stderr_tail=tuple(tail)
+        text,
+        pid=pid,
+        exit_code=exit_code,
+        signal=signal,
+        stderr_tail=tuple(tail),
+        chunks=chunks,
     )
+
+
+def failure_errors(calls: list[Any]) -> list[BaseException]:
+    """One exception per failure of ``calls`` (failed ``ProcessCall`` objects, first
+    failure first): the calls that one worker death took down become a single
+    :class:`~vedart.WorkerCrashedError` that lists their chunks."""
+    errors: list[Any] = []
+    deaths: dict[Any, list[Any]] = {}
+    for call in calls:
+        outcome = call.outcome()
+        if outcome[0] == "died":
+            death = deaths.get(outcome[2])
+            if death is None:
+                death = deaths[outcome[2]] = [outcome]
+                errors.append(death)
+            death.append(call.index)
+        else:
+            errors.append(outcome_error(outcome))
+    return [
+        crash_error(error[0], tuple(sorted(error[1:]))) if isinstance(error, list) else error
+        for error in errors
+    ]
 
 
 def outcome_error(outcome: tuple[Any, ...]) -> BaseException:
@@ -542,18 +573,18 @@ class _ProcessRun(Run):
             self._chunk_seconds += elapsed
             self._chunks_done += 1
             return value
-        if outcome[0] == "cancelled" and self._batch.failures():
+        failures = self._batch.failures()
+        if outcome[0] == "cancelled" and failures:
             raise self._first_failure()
-        error = outcome_error(outcome)
         index = call.index
-        others = [outcome_error(c.outcome()) for c in self._batch.failures() if c.index != index]
+        errors = failure_errors([call] + [c for c in failures if c.index != index])
         self._batch.cancel()
-        raise _attach_others(error, others)
+        raise _attach_others(errors[0], errors[1:])
 
     def _first_failure(self) -> BaseException:
         failures = self._batch.failures()
         self._batch.cancel()
-        errors = [outcome_error(call.outcome()) for call in failures]
+        errors = failure_errors(failures)
         return _attach_others(errors[0], errors[1:])
 
     def cancel(self) -> None:

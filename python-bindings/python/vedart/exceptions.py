@@ -68,8 +68,9 @@ class WorkerCrashedError(VedaError):
     (a crash, ``os._exit``, a signal such as the kernel's OOM kill).
 
     The pool has already started a replacement, so the next call works. The
-    message names the pid and the exit code or signal, and ends with the last
-    lines the child wrote to stderr.
+    message names the pid and the exit code or signal, and the chunks the
+    death took down, and ends with the last lines the child wrote to stderr.
+    One death is reported once, however many chunks it took down.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class WorkerCrashedError(VedaError):
         exit_code: Optional[int] = None,
         signal: Optional[int] = None,
         stderr_tail: Sequence[str] = (),
+        chunks: Sequence[int] = (),
     ) -> None:
         super().__init__(message)
         #: The dead child's pid.
@@ -89,11 +91,14 @@ class WorkerCrashedError(VedaError):
         self.signal = signal
         #: The last lines it wrote to stderr, oldest first.
         self.stderr_tail = tuple(stderr_tail)
+        #: The chunks that failed with it, by position in their pipeline
+        #: segment's submission order (0 is the first chunk sent to the pool).
+        self.chunks = tuple(chunks)
 
     def __reduce__(self) -> Any:
         return (
             type(self),
-            (str(self), self.pid, self.exit_code, self.signal, self.stderr_tail),
+            (str(self), self.pid, self.exit_code, self.signal, self.stderr_tail, self.chunks),
         )
 
 
