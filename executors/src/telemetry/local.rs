@@ -12,9 +12,12 @@
 //! 2. A block's histograms (blocking-pool queue wait and run time) are
 //!    allocated the first time the thread records into one, so threads that
 //!    only count pay for counters alone.
-//! 3. A snapshot sums every block under the list's lock. A block whose thread
-//!    has exited (only the list still holds it) is folded into the totals of
-//!    exited threads under that lock, so totals never go backwards.
+//! 3. A snapshot sums every block under the list's lock. When a thread exits,
+//!    its thread-local guard takes its block out of the list and folds it into
+//!    the totals of exited threads, under that same lock: totals never go
+//!    backwards, and the list only ever holds the blocks of live threads (a
+//!    process whose pool threads come and go keeps no memory per exited
+//!    thread, snapshot or not).
 //! 4. A thread being torn down (its thread-locals already destroyed) counts
 //!    into a shared block with `fetch_add` instead.
 
@@ -131,8 +134,19 @@ static BLOCKS: Mutex<Registry> = Mutex::new(Registry {
 /// Where threads being torn down count (step 4).
 static SHARED: OnceLock<Block> = OnceLock::new();
 
+/// This thread's block, folded into the totals when the thread exits (step 3).
+struct Local(OnceCell<Arc<Block>>);
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Some(block) = self.0.take() {
+            retire(&block);
+        }
+    }
+}
+
 std::thread_local! {
-    static LOCAL: OnceCell<Arc<Block>> = const { OnceCell::new() };
+    static LOCAL: Local = const { Local(OnceCell::new()) };
 }
 
 fn new_block() -> Arc<Block> {
@@ -148,7 +162,7 @@ fn with_block<R>(f: impl FnOnce(&Block, bool) -> R) -> R {
     let mut f = Some(f);
     let result = LOCAL.try_with(|local| {
         let f = f.take().expect("called once");
-        f(local.get_or_init(new_block), true)
+        f(local.0.get_or_init(new_block), true)
     });
     match result {
         Ok(result) => result,
@@ -185,17 +199,22 @@ pub(crate) fn record(histogram: BlockingHistogram, nanos: u64) {
     });
 }
 
-/// Sums every block (step 3).
-pub(crate) fn totals() -> Totals {
+/// Takes the block of an exiting thread out of the list and adds what it
+/// counted to the totals of exited threads, in one step under the lock, so a
+/// snapshot sees it in exactly one of the two (step 3).
+fn retire(block: &Arc<Block>) {
     let mut registry = lock(&BLOCKS);
     let Registry { live, exited } = &mut *registry;
-    live.retain(|block| {
-        if Arc::strong_count(block) > 1 {
-            return true;
-        }
-        exited.get_or_insert_with(Totals::default).add_block(block);
-        false
-    });
+    if let Some(index) = live.iter().position(|live| Arc::ptr_eq(live, block)) {
+        live.swap_remove(index);
+    }
+    exited.get_or_insert_with(Totals::default).add_block(block);
+}
+
+/// Sums every block (step 3).
+pub(crate) fn totals() -> Totals {
+    let registry = lock(&BLOCKS);
+    let Registry { live, exited } = &*registry;
     let mut totals = exited.clone().unwrap_or_default();
     for block in live.iter() {
         totals.add_block(block);
