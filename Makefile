@@ -8,7 +8,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 LOOM_MAX_PREEMPTIONS ?= 2
 
-.PHONY: all test test-rust test-loom test-python lint demo demo-rust venv bench bench-rust bench-python clean
+.PHONY: all test test-rust test-loom test-python lint soak demo demo-rust venv bench bench-rust bench-python clean
 
 all: test
 
@@ -33,6 +33,12 @@ $(VENV)/.installed: pyproject.toml python-bindings/Cargo.toml $(shell find pytho
 
 test-python: venv
 	$(VPY) -m pytest -q python-bindings/tests
+
+# Eight minutes of every executor under faults (worker kills, cancellations,
+# deadlines, init/shutdown cycles); fails on growth or a leftover process.
+# `make test` runs a 45-second form (python-bindings/tests/test_soak.py).
+soak: venv
+	$(VPY) scripts/soak.py --seconds 480
 
 lint:
 	$(CARGO) fmt --all -- --check
