@@ -32,6 +32,7 @@ use pyo3_async_runtimes::TaskLocals;
 use pyo3_async_runtimes::generic::{ContextExt, JoinError as BridgeJoinErrorTrait, Runtime};
 use vedart_executors::blocking::BlockingPool;
 
+use crate::errors::VedaErrorKind;
 use crate::sync::{Arc, Mutex, lock};
 use crate::task::TaskInner;
 
@@ -78,43 +79,66 @@ struct Bridge {
     pool: BlockingPool,
 }
 
-fn bridge() -> (vedart::Handle, BlockingPool) {
-    static BRIDGE: Mutex<Option<Bridge>> = Mutex::new(None);
+static BRIDGE: Mutex<Option<Bridge>> = Mutex::new(None);
+
+/// The bridge of this process, if [`start`] started it here.
+fn running() -> Option<(vedart::Handle, BlockingPool)> {
+    let pid = std::process::id();
+    lock(&BRIDGE)
+        .as_ref()
+        .filter(|bridge| bridge.pid == pid)
+        .map(|bridge| (bridge.runtime.clone(), bridge.pool.clone()))
+}
+
+/// Starts the bridge in this process unless it runs already. Its threads run
+/// Python code (the pool's closures complete asyncio futures; the worker
+/// cancels tasks), so they get the C stack of a `threading.Thread`.
+///
+/// # Errors
+///
+/// `vedart.exceptions.ExecutorError` naming the OS error when a thread cannot
+/// start (the bridge is then tried again on next use).
+fn start(py: Python<'_>) -> PyResult<()> {
+    if running().is_some() {
+        return Ok(());
+    }
+    let stack_size = crate::runtime::python_thread_stack_size(py)?;
     let pid = std::process::id();
     let mut slot = lock(&BRIDGE);
-    if let Some(bridge) = slot.as_ref().filter(|bridge| bridge.pid == pid) {
-        return (bridge.runtime.clone(), bridge.pool.clone());
+    if slot.as_ref().is_some_and(|bridge| bridge.pid == pid) {
+        return Ok(());
     }
     // A parent's bridge copied by fork has no threads here: forget it, dropping
     // it would try to stop them.
     if let Some(inherited) = slot.take() {
         std::mem::forget(inherited);
     }
+    let runtime = vedart::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("veda-worker")
+        .thread_stack_size(stack_size)
+        .build()
+        .map_err(|error| {
+            VedaErrorKind::Executor.err(py, format!("cannot start the asyncio bridge: {error}"))
+        })?;
     // The runtime is never shut down: leaked on purpose, it lives as long as the
     // process.
-    let runtime: &'static vedart::Runtime = Box::leak(Box::new(
-        vedart::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("veda-worker")
-            .build()
-            .unwrap_or_else(|error| panic!("vedart: cannot start the asyncio bridge: {error}")),
-    ));
+    let runtime: &'static vedart::Runtime = Box::leak(Box::new(runtime));
     let pool = BlockingPool::builder()
         .max_workers(BRIDGE_MAX_THREADS)
         .keep_alive(Duration::from_secs(10))
         .thread_name(|i| format!("veda-bridge-{i}"))
+        .stack_size(stack_size)
         .on_thread_start(crate::tstate::pin_current_thread)
         .on_thread_stop(crate::tstate::unpin_current_thread)
         .build()
         .unwrap_or_else(|error| unreachable!("constant bounds are valid: {error}"));
-    let bridge = Bridge {
+    *slot = Some(Bridge {
         pid,
         runtime: runtime.handle(),
         pool,
-    };
-    let parts = (bridge.runtime.clone(), bridge.pool.clone());
-    *slot = Some(bridge);
-    parts
+    });
+    Ok(())
 }
 
 impl Runtime for VedaRt {
@@ -125,7 +149,13 @@ impl Runtime for VedaRt {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let handle = bridge().0.spawn(fut);
+        // `task_finished`, the bridge's one user, started it under the
+        // interpreter lock it still holds when the library calls this (and the
+        // library's inner spawn runs on the bridge's own worker).
+        let Some((runtime, _)) = running() else {
+            unreachable!("vedart: the asyncio bridge is used before it was started")
+        };
+        let handle = runtime.spawn(fut);
         BridgeJoinHandle(Box::pin(
             async move { handle.await.map_err(BridgeJoinError) },
         ))
@@ -140,10 +170,14 @@ impl Runtime for VedaRt {
             f();
             let _ = done_tx.send(());
         };
-        if let Err(rejected) = bridge().1.execute(job) {
+        let rejected = match running() {
+            Some((_, pool)) => pool.execute(job).err().map(|rejected| rejected.into_job()),
+            None => Some(Box::new(job) as vedart_executors::blocking::Job),
+        };
+        if let Some(job) = rejected {
             // The pool never shuts down; a refusal means no thread could start.
             // Run the job here rather than lose the asyncio completion.
-            (rejected.into_job())();
+            job();
         }
         BridgeJoinHandle(Box::pin(async move {
             // A dropped sender means the closure panicked; the pool contained it.
@@ -225,5 +259,6 @@ pub(crate) fn task_finished<'py>(
     py: Python<'py>,
     task: Arc<TaskInner>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    start(py)?;
     pyo3_async_runtimes::generic::future_into_py::<VedaRt, _, ()>(py, TaskFinished { task })
 }

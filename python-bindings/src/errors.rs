@@ -20,6 +20,9 @@ pub(crate) enum VedaErrorKind {
     Cancelled,
     /// `vedart.exceptions.RuntimeStateError`: the runtime is shut down.
     RuntimeState,
+    /// `vedart.exceptions.ExecutorError`: an executor is not available, e.g.
+    /// the OS refused the threads or processes it needs.
+    Executor,
 }
 
 impl VedaErrorKind {
@@ -28,6 +31,7 @@ impl VedaErrorKind {
             VedaErrorKind::Base => "VedaError",
             VedaErrorKind::Cancelled => "CancelledError",
             VedaErrorKind::RuntimeState => "RuntimeStateError",
+            VedaErrorKind::Executor => "ExecutorError",
         }
     }
 
@@ -35,10 +39,12 @@ impl VedaErrorKind {
         static BASE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static RUNTIME_STATE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static EXECUTOR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         match self {
             VedaErrorKind::Base => &BASE,
             VedaErrorKind::Cancelled => &CANCELLED,
             VedaErrorKind::RuntimeState => &RUNTIME_STATE,
+            VedaErrorKind::Executor => &EXECUTOR,
         }
     }
 

@@ -14,17 +14,54 @@
 //! The Python layer (`vedart._runtime`) holds one `Runtime` at a time, created
 //! lazily from `veda.Config`, and shuts it down on `veda.shutdown()` and at
 //! interpreter exit.
+//!
+//! Every thread VedaRT starts to run Python code (this pool's, and the asyncio
+//! bridge's) gets the C stack of a `threading.Thread`
+//! ([`python_thread_stack_size`]), not Rust's 2 MiB default: CPython 3.11
+//! recurses on the C stack (a deeply nested `repr`, `pickle`, `json`), and code
+//! that works on a `threading.Thread` must not crash the interpreter on a pool
+//! thread.
 
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use vedart_executors::blocking::{BlockingPool, Job, RejectedJob};
+use vedart_executors::blocking::{BlockingPool, Job, RejectedJob, default_thread_stack_size};
 
 use crate::detach::{deadline_from_timeout, wait_detached};
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tstate;
+
+/// The least C stack a thread that runs Python code gets unless
+/// `threading.stack_size()` says otherwise: the usual `RLIMIT_STACK`, which is
+/// what the main thread and a `threading.Thread` get.
+const MIN_PYTHON_STACK: usize = 8 << 20;
+
+/// The most: a thread's stack is address space reserved up front (pages are
+/// only touched as it deepens), and a pool may run hundreds of threads.
+const MAX_PYTHON_STACK: usize = 1 << 30;
+
+/// The C stack size for a VedaRT thread that runs Python code: the size set
+/// with `threading.stack_size()` if there is one, else the C library's default
+/// for new threads (what `threading.Thread` gets; from `RLIMIT_STACK`), at
+/// least [`MIN_PYTHON_STACK`] and at most [`MAX_PYTHON_STACK`]. So such a
+/// thread is at least as deep as a `threading.Thread` (unless `ulimit -s`
+/// exceeds 1 GiB).
+pub(crate) fn python_thread_stack_size(py: Python<'_>) -> PyResult<usize> {
+    let threading = py.import("threading")?;
+    // Reading the setting also resets it (`stack_size()` sets 0 and returns the
+    // old value), so it is put back at once; both calls hold the interpreter,
+    // so no thread starts in between.
+    let chosen: usize = threading.call_method0("stack_size")?.extract()?;
+    if chosen != 0 {
+        threading.call_method1("stack_size", (chosen,))?;
+        return Ok(chosen);
+    }
+    Ok(default_thread_stack_size()
+        .unwrap_or(0)
+        .clamp(MIN_PYTHON_STACK, MAX_PYTHON_STACK))
+}
 
 /// The shared state behind a [`Runtime`]: what groups keep to submit work.
 #[derive(Debug)]
@@ -72,10 +109,16 @@ impl Runtime {
     /// Creates the pool. No thread starts before the first task.
     ///
     /// `keep_alive` is in seconds: how long an idle thread above the pool's target
-    /// size waits for work before it exits.
+    /// size waits for work before it exits. Threads get the C stack of a
+    /// `threading.Thread` started now ([`python_thread_stack_size`]).
     #[new]
     #[pyo3(signature = (min_workers, max_workers, keep_alive))]
-    fn new(min_workers: usize, max_workers: usize, keep_alive: f64) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        min_workers: usize,
+        max_workers: usize,
+        keep_alive: f64,
+    ) -> PyResult<Self> {
         let keep_alive = Duration::try_from_secs_f64(keep_alive).map_err(|_| {
             PyValueError::new_err(format!(
                 "keep_alive must be a non-negative number of seconds, got {keep_alive}"
@@ -85,6 +128,7 @@ impl Runtime {
             .min_workers(min_workers)
             .max_workers(max_workers)
             .keep_alive(keep_alive)
+            .stack_size(python_thread_stack_size(py)?)
             .on_thread_start(tstate::pin_current_thread)
             .on_thread_stop(tstate::unpin_current_thread)
             .build()

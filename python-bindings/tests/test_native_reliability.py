@@ -78,3 +78,67 @@ print(rss() - before)
         timeout=200,
     )
     assert grown < 2 << 20, f"2,000 init/shutdown cycles grew RSS by {grown} bytes"
+
+
+#: Runs ``DUMP`` (``repr`` unless the test sets it) of a nested list ``depth``
+#: deep, which recurses on the C stack, on every kind of thread that runs Python
+#: code for VedaRT, then on a plain ``threading.Thread``; prints one line per
+#: success, so a crash shows where it happened. The ``threading.Thread`` goes
+#: last: glibc caches the stack of an exited thread and hands it to the next
+#: thread that asks for less, which would let a too-small VedaRT thread pass.
+DEEP = """
+import asyncio, json, sys, threading
+sys.setrecursionlimit(10_000_000)
+import vedart as veda
+DUMP = globals().get("DUMP", repr)
+
+def deep_dump(depth):
+    nested = []
+    for _ in range(depth):
+        nested = [nested]
+    return len(DUMP(nested))
+
+async def awaited(depth):
+    return await veda.par_iter([depth]).map(deep_dump).collect()
+
+def check(*depths):
+    for depth in depths:
+        expected = 2 * depth + 2
+        assert veda.par_iter([depth]).map(deep_dump).collect() == [expected]
+        print("thread map", depth, flush=True)
+        assert veda.spawn(deep_dump, depth).result(timeout=60) == expected
+        print("veda.spawn", depth, flush=True)
+        assert asyncio.run(awaited(depth)) == [expected]
+        print("asyncio", depth, flush=True)
+    for depth in depths:
+        result = []
+        thread = threading.Thread(target=lambda: result.append(deep_dump(depth)))
+        thread.start()
+        thread.join()
+        assert result == [2 * depth + 2], result
+        print("threading.Thread", depth, flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_pool_threads_are_as_deep_as_threading_threads() -> None:
+    # A 16,000-deep repr overflows Rust's 2 MiB default thread stack; 50,000
+    # is what a threading.Thread handles with the usual 8 MiB.
+    result = run_python(DEEP + "\ncheck(16_000, 50_000)\n", timeout=100)
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout.count("threading.Thread") == 2, result.stdout
+
+
+@pytest.mark.timeout(120)
+def test_pool_threads_respect_threading_stack_size() -> None:
+    # json.dumps of 200,000 levels needs more than 8 MiB (and, unlike repr, is
+    # quick that deep): only the size set with threading.stack_size() before
+    # the runtime starts makes it fit, and reading it must not reset it.
+    result = run_python(
+        "import json, threading\nthreading.stack_size(64 << 20)\nDUMP = json.dumps\n"
+        + DEEP
+        + "\ncheck(200_000)\nassert threading.stack_size() == 64 << 20\n",
+        timeout=100,
+    )
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert "threading.Thread 200000" in result.stdout, result.stdout

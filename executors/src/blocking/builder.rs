@@ -93,7 +93,10 @@ impl BlockingPoolBuilder {
         self
     }
 
-    /// Stack size of each thread in bytes (default: the standard library's).
+    /// Stack size of each thread in bytes (default: the standard library's,
+    /// 2 MiB unless `RUST_MIN_STACK` says otherwise). Threads that run code
+    /// written for ordinary threads (an interpreter's, say) may want
+    /// [`default_thread_stack_size`] instead.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
@@ -157,6 +160,39 @@ pub(crate) fn validate_bounds(min: usize, max: usize) -> Result<(), BlockingPool
     Ok(())
 }
 
+/// The stack size the C library gives a thread started without one: what
+/// `pthread_create`, and so Python's `threading.Thread`, uses. On glibc that is
+/// the soft `RLIMIT_STACK` the process started with (usually 8 MiB), or 2 MiB
+/// when it was unlimited. `None` if the C library does not say.
+///
+/// # Examples
+///
+/// ```
+/// use vedart_executors::blocking::{BlockingPool, default_thread_stack_size};
+///
+/// let mut builder = BlockingPool::builder();
+/// if let Some(bytes) = default_thread_stack_size() {
+///     builder = builder.stack_size(bytes);
+/// }
+/// let pool = builder.build()?;
+/// # pool.shutdown(None);
+/// # Ok::<(), vedart_executors::blocking::BlockingPoolError>(())
+/// ```
+pub fn default_thread_stack_size() -> Option<usize> {
+    let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: `pthread_attr_init` initializes the attributes object it is given.
+    if unsafe { libc::pthread_attr_init(attr.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let mut size = 0;
+    // SAFETY: `attr` was initialized above; `size` is a valid place to write.
+    // Fresh attributes carry no size of their own, so the default is reported.
+    let read = unsafe { libc::pthread_attr_getstacksize(attr.as_ptr(), &mut size) };
+    // SAFETY: `attr` was initialized above and is destroyed once, here.
+    unsafe { libc::pthread_attr_destroy(attr.as_mut_ptr()) };
+    (read == 0 && size > 0).then_some(size)
+}
+
 fn default_max_workers() -> usize {
     parse_max_workers(std::env::var(MAX_WORKERS_ENV).ok().as_deref())
 }
@@ -182,6 +218,14 @@ mod tests {
         assert_eq!(parse_max_workers(Some("-3")), DEFAULT_MAX_WORKERS);
         assert_eq!(parse_max_workers(Some("many")), DEFAULT_MAX_WORKERS);
         assert_eq!(parse_max_workers(Some("")), DEFAULT_MAX_WORKERS);
+    }
+
+    #[test]
+    fn the_default_thread_stack_is_the_c_librarys() {
+        let size = default_thread_stack_size().expect("glibc reports its default");
+        // What `pthread_create` gives a thread without a size: at least a page,
+        // and a whole number of pages.
+        assert!(size >= 4096 && size % 4096 == 0, "{size}");
     }
 
     #[test]

@@ -60,7 +60,7 @@ mod worker;
 
 pub use builder::{
     BlockingPoolBuilder, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_WORKERS, DEFAULT_MIN_WORKERS,
-    MAX_WORKERS_ENV, MAX_WORKERS_LIMIT,
+    MAX_WORKERS_ENV, MAX_WORKERS_LIMIT, default_thread_stack_size,
 };
 pub use error::{BlockingPoolError, Job, RejectedJob};
 pub use estimator::RATE_WINDOW;
