@@ -37,6 +37,7 @@ from .exceptions import (
     ReplayError,
     RuntimeStateError,
     ScopeClosedError,
+    TimeoutError,
     VedaError,
     WorkerCrashedError,
 )
@@ -83,4 +84,5 @@ __all__ = [
     "ExecutorError",
     "WorkerCrashedError",
     "ReplayError",
+    "TimeoutError",
 ]

@@ -166,11 +166,14 @@ class _AdaptiveRun(Run):
             self._on_threads(handle)
         return handle
 
-    def result(self, handle: Any) -> Any:
+    def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
         if self._backend is None:
-            self._decide()
+            started = time.monotonic()
+            self._decide(timeout)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started))
         assert handle.run is not None
-        return handle.run.result(handle.inner)
+        return handle.run.result(handle.inner, timeout)
 
     def cancel(self) -> None:
         self._threads.cancel()
@@ -219,10 +222,11 @@ class _AdaptiveRun(Run):
 
     # -- deciding ---------------------------------------------------------------
 
-    def _decide(self) -> None:
+    def _decide(self, timeout: Optional[float]) -> None:
         probe = self._probes[0]
         assert probe.measured is not None
-        value = self._threads.result(probe.inner)  # raises the user's error, if any
+        # Raises the user's error, if any, or WaitExpired at the timeout.
+        value = self._threads.result(probe.inner, timeout)
         measured = probe.measured
         per_item = measured.wall / max(1, probe.size)
         # (clock granularity can put a tiny chunk's CPU time above its wall time)

@@ -26,7 +26,9 @@ pipeline is awaited, else VedaRT's background loop ``veda-async-loop``.
    results; blocks already done are yielded without waiting.
 5. Closing the stream (an early stop, an error, Ctrl+C, or cancellation of
    the awaiting task, noticed within 50 ms) cancels the lanes: the coroutines
-   in flight get :class:`asyncio.CancelledError`.
+   in flight get :class:`asyncio.CancelledError`. So does the pipeline's
+   ``timeout=``: the feeder's waits end at its deadline with
+   :class:`vedart.TimeoutError`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import concurrent.futures
 from typing import Any, Awaitable, Callable, Generator, Iterable, Iterator, Optional
 
 from ._asyncio import background_loop, target_loop, wait_concurrent
+from ._deadline import Deadline
 from ._stages import chunked
 from .telemetry import _count_coroutines
 
@@ -161,7 +164,7 @@ def _blocks(
 class AsyncMapStream:
     """The results of ``async_map``, in input order (see the module docs)."""
 
-    __slots__ = ("fn", "limit", "loop", "_results")
+    __slots__ = ("fn", "limit", "loop", "deadline", "_results")
 
     def __init__(
         self,
@@ -169,10 +172,12 @@ class AsyncMapStream:
         fn: Callable[[Any], Awaitable[Any]],
         concurrency: Optional[int],
         batches: Optional[Iterator[list[Any]]] = None,
+        deadline: Optional[Deadline] = None,
     ) -> None:
         self.fn = fn
         self.limit = concurrency or DEFAULT_CONCURRENCY
         self.loop = target_loop.get()
+        self.deadline = deadline
         self._results = self._feed(items, batches)
 
     def __iter__(self) -> Iterator[Any]:
@@ -211,12 +216,13 @@ class AsyncMapStream:
         pending: collections.deque[tuple[_Block, int]] = collections.deque()
         in_flight = 0
         budget = BUFFER_FACTOR * limit
+        deadline = self.deadline
         try:
             for block_items in _blocks(items, batches, BLOCK_FACTOR * limit):
                 while pending and in_flight + len(block_items) > budget:
                     block, size = pending.popleft()
                     in_flight -= size
-                    yield from wait_concurrent(block.future)
+                    yield from wait_concurrent(block.future, deadline)
                 block = _Block(len(block_items))
                 loop.call_soon_threadsafe(lanes.add, block, block_items)
                 pending.append((block, len(block_items)))
@@ -228,7 +234,7 @@ class AsyncMapStream:
             while pending:
                 block, size = pending.popleft()
                 in_flight -= size
-                yield from wait_concurrent(block.future)
+                yield from wait_concurrent(block.future, deadline)
         finally:
             for block, _ in pending:
                 block.future.cancel()
@@ -243,7 +249,9 @@ def async_map_items(
     fn: Callable[[Any], Awaitable[Any]],
     concurrency: Optional[int],
     batches: Optional[Iterator[list[Any]]] = None,
+    deadline: Optional[Deadline] = None,
 ) -> AsyncMapStream:
     """``await fn(x)`` for each item, in order (see the module documentation).
-    ``batches``, when given, are the upstream segment's chunks (step 1)."""
-    return AsyncMapStream(items, fn, concurrency, batches)
+    ``batches``, when given, are the upstream segment's chunks (step 1);
+    ``deadline``, the pipeline's ``timeout=`` (step 5)."""
+    return AsyncMapStream(items, fn, concurrency, batches, deadline)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Coroutine, Optional
 from . import _vedart
 from .exceptions import CancelledError
 
-__all__ = ["running_loop", "background_loop", "is_coroutine_function", "await_task"]
+__all__ = ["running_loop", "background_loop", "is_coroutine_function", "await_task", "within"]
 
 #: The loop that runs the ``async_map`` coroutines of the current pipeline.
 target_loop: contextvars.ContextVar[Optional[asyncio.AbstractEventLoop]] = contextvars.ContextVar(
@@ -93,17 +93,60 @@ def submit_coroutine(
     return asyncio.run_coroutine_threadsafe(coro, loop or background_loop())
 
 
-def wait_concurrent(future: concurrent.futures.Future) -> Any:  # type: ignore[type-arg]
+def wait_concurrent(
+    future: concurrent.futures.Future,  # type: ignore[type-arg]
+    deadline: Optional[Any] = None,
+) -> Any:
     """``future.result()`` that also gives up, cancelling ``future``, when the
-    VedaRT task running on this thread is cancelled (polled every 50 ms)."""
+    VedaRT task running on this thread is cancelled (polled every 50 ms) or
+    when ``deadline`` (a :class:`vedart._deadline.Deadline`) passes, raising
+    its :class:`vedart.TimeoutError`."""
     interval = _vedart.SIGNAL_CHECK_INTERVAL
     while True:
+        wait = interval if deadline is None else min(interval, deadline.left())
         try:
-            return future.result(timeout=interval)
+            # exception() raises TimeoutError only when the wait timed out; a
+            # TimeoutError the future holds is returned, then raised by result().
+            future.exception(timeout=wait)
+            return future.result()
         except concurrent.futures.TimeoutError:
-            if _vedart.cancelled():
-                future.cancel()
-                raise CancelledError("the pipeline was cancelled") from None
+            pass
+        if _vedart.cancelled():
+            future.cancel()
+            raise CancelledError("the pipeline was cancelled")
+        if deadline is not None and deadline.expired():
+            future.cancel()
+            raise deadline.error()
+
+
+#: How long past its deadline an awaited operation is given to raise its own
+#: :class:`vedart.TimeoutError` before :func:`within` stops waiting for it (a
+#: thread that waits while being a task may be running a chunk itself).
+DEADLINE_GRACE_SECONDS = 0.1
+
+
+def _retrieve(task: asyncio.Future) -> None:  # type: ignore[type-arg]
+    """Marks the outcome of an abandoned task as seen (no "never retrieved" log)."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def within(awaitable: Any, deadline: Any) -> Any:
+    """Awaits ``awaitable``, at most until ``deadline`` (a
+    :class:`vedart._deadline.Deadline`) plus :data:`DEADLINE_GRACE_SECONDS`;
+    then cancels it and raises the deadline's :class:`vedart.TimeoutError`.
+    Cancelling the awaiting coroutine cancels ``awaitable`` too."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait((task,), timeout=deadline.left() + DEADLINE_GRACE_SECONDS)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_retrieve)
+    raise deadline.error()
 
 
 async def await_task(task: Any) -> Any:

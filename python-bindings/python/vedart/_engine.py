@@ -31,11 +31,17 @@ How a terminal operation runs (see :func:`partials`):
 7. A run may set the chunk duration it wants (``target_chunk_seconds``: tens
    of milliseconds for worker processes, whose hand-off costs more) and is
    told how many items to expect (``expect``), when that is known.
+8. A ``timeout=`` of the operation is a :class:`~vedart._deadline.Deadline`
+   shared by all its segments: every wait for a chunk is bounded by the time
+   left (a run whose ``result`` takes no ``timeout`` waits in full), and
+   nothing new starts once it has passed. The first wait that finds it passed
+   raises :class:`vedart.TimeoutError`, and step 6 cancels what is running.
 """
 
 from __future__ import annotations
 
 import collections
+import inspect
 import itertools
 import math
 import sys
@@ -44,6 +50,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from . import _context, _trace
+from ._deadline import Deadline, WaitExpired
 from ._executors import Executor, Run
 from ._stages import (
     ASYNC_MAP,
@@ -222,12 +229,18 @@ class Execution:
     items of the first parallel segment as their chunks' results come back.
     """
 
-    __slots__ = ("executor", "chunk_size", "runs", "progress", "segments")
+    __slots__ = ("executor", "chunk_size", "runs", "progress", "segments", "deadline")
 
     def __init__(
-        self, executor: Executor, chunk_size: Optional[int], progress: Optional[Any] = None
+        self,
+        executor: Executor,
+        chunk_size: Optional[int],
+        progress: Optional[Any] = None,
+        deadline: Optional[Deadline] = None,
     ) -> None:
         self.executor = executor
+        #: The operation's ``timeout=`` (step 8), if it has one.
+        self.deadline = deadline
         if chunk_size is None:
             chunk_size = getattr(executor, "default_chunk_size", None)
         self.chunk_size = chunk_size
@@ -278,8 +291,12 @@ class Execution:
         inflight: collections.deque[tuple[Any, int]] = collections.deque()
         exhausted = False
         index = 0
+        deadline = self.deadline
+        timed = deadline is not None and _takes_timeout(run)
         try:
             while True:
+                if deadline is not None:
+                    deadline.check()
                 while not exhausted and not inline and len(inflight) < window:
                     chunk = source.take(sizer.next(source.remaining()))
                     if chunk is None:
@@ -292,7 +309,14 @@ class Execution:
                     index += 1
                 if inflight:
                     handle, size = inflight.popleft()
-                    value = run.result(handle)
+                    if timed:
+                        assert deadline is not None
+                        try:
+                            value = run.result(handle, deadline.left())
+                        except WaitExpired:
+                            raise deadline.error() from None
+                    else:
+                        value = run.result(handle)
                     if progress is not None:
                         progress.advance(size)
                     elapsed = handle.elapsed
@@ -332,6 +356,23 @@ class Execution:
         finally:
             if inflight:
                 stop_run(run)
+
+
+_TAKES_TIMEOUT: dict[type, bool] = {}
+
+
+def _takes_timeout(run: Any) -> bool:
+    """Whether ``run.result`` accepts ``timeout`` (step 8); a
+    :class:`vedart.Run` written before timeouts existed may not."""
+    kind = type(run)
+    known = _TAKES_TIMEOUT.get(kind)
+    if known is None:
+        try:
+            known = "timeout" in inspect.signature(run.result).parameters
+        except (TypeError, ValueError):
+            known = False
+        _TAKES_TIMEOUT[kind] = known
+    return known
 
 
 def _target_of(run: Any) -> float:
@@ -421,7 +462,7 @@ def partials(
         )
     if stream_mode:
         # Streaming what sequential stages produce: hand items on as they come.
-        return _stream(source)
+        return _stream(source, execution.deadline)
     # Nothing of the user's runs any more: reduce right here.
     return iter((reducer.chunk(source.iterate()),))
 
@@ -430,14 +471,18 @@ def partials(
 STREAM_SLICE_ITEMS = 4096
 
 
-def _stream(source: Source) -> Iterator[list[Any]]:
+def _stream(source: Source, deadline: Optional[Deadline] = None) -> Iterator[list[Any]]:
     if isinstance(source, SeqSource):
         while True:
+            if deadline is not None:
+                deadline.check()
             chunk = source.take(STREAM_SLICE_ITEMS)
             if chunk is None:
                 return
             yield list(chunk)
     for item in source.iterate():
+        if deadline is not None:
+            deadline.check()
         yield [item]
 
 
@@ -471,7 +516,9 @@ def _apply_sequential(stage: Stage, source: Source, execution: Execution) -> Sou
         fn, concurrency = stage.fn, stage.arg
         assert fn is not None
         batches = source.batches if isinstance(source, BatchSource) else None
-        stream = async_map_items(source.iterate(), fn, concurrency, batches=batches)
+        stream = async_map_items(
+            source.iterate(), fn, concurrency, batches=batches, deadline=execution.deadline
+        )
         execution.segments.append((repr(stage), stream))
         return IterSource(stream)
     raise AssertionError(f"unknown stage {kind}")  # pragma: no cover

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Union
 
 from . import _vedart
 from ._config import SchedulingPolicy
+from ._deadline import WaitExpired
 from .exceptions import CancelledError, ExecutorError, _attach_others
 
 __all__ = [
@@ -59,8 +60,14 @@ class Run:
         """Schedules ``fn(chunk)``; returns a handle with an ``elapsed`` attribute."""
         raise NotImplementedError
 
-    def result(self, handle: Any) -> Any:
-        """Waits for the chunk and returns ``fn(chunk)``, or raises its error."""
+    def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
+        """Waits for the chunk and returns ``fn(chunk)``, or raises its error.
+
+        With ``timeout`` (seconds; the operation's deadline, see ``timeout=``
+        of terminal operations), gives up after that long by raising
+        ``vedart._deadline.WaitExpired``; the engine then cancels the run. A
+        ``result`` without the ``timeout`` parameter waits in full, and the
+        deadline is checked between chunks."""
         raise NotImplementedError
 
     def cancel(self) -> None:
@@ -123,9 +130,11 @@ class _ThreadRun(Run):
     def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
         return self._group.submit(self._ctx.copy().run, (fn, chunk))
 
-    def result(self, task: Any) -> Any:
+    def result(self, task: Any, timeout: Optional[float] = None) -> Any:
         if not task.done:
-            status = self._group.wait(task)
+            status = self._group.wait(task, timeout)
+            if status == "timeout":
+                raise WaitExpired
             if status == "failed":
                 raise self._first_error()
             if status == "cancelled":
@@ -198,7 +207,8 @@ class _SerialRun(Run):
             return _Done(None, exc, time.perf_counter() - started)
         return _Done(value, None, time.perf_counter() - started)
 
-    def result(self, handle: Any) -> Any:
+    def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
+        # The chunk ran in submit(); the engine checks the deadline between chunks.
         if handle.error is not None:
             raise handle.error
         return handle.value

@@ -7,6 +7,8 @@ import concurrent.futures
 from typing import Any, Callable, Generator, Optional, TypeVar
 
 from . import _vedart
+from ._deadline import check_timeout
+from .exceptions import TimeoutError
 
 __all__ = ["Future"]
 
@@ -42,6 +44,8 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
     _veda_task: Any = None
     # Called to request cancellation of a coroutine-backed future.
     _veda_cancel: Optional[Callable[[], Any]] = None
+    # The function the task runs, for a timeout's message.
+    _veda_fn: Any = None
 
     def cancel(self) -> bool:
         """Cancels the task if it has not started and returns ``True``; otherwise
@@ -68,18 +72,50 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
     def result(self, timeout: Optional[float] = None) -> Any:
         """The task's return value, waiting up to ``timeout`` seconds.
 
+        A timeout ends the wait, not the task (as for any
+        :class:`concurrent.futures.Future`): call :meth:`cancel` to stop it,
+        or give the work a deadline that cancels it with
+        ``veda.scope(timeout=...)``.
+
         Raises:
             Exception: whatever the task raised.
             concurrent.futures.CancelledError: the task was cancelled.
-            TimeoutError: ``timeout`` passed first.
+            vedart.TimeoutError: ``timeout`` passed first (also the builtin
+                :class:`TimeoutError`); the message names the task.
+            TypeError, ValueError: ``timeout`` is not a non-negative number.
         """
-        self._help()
-        return super().result(timeout)
+        self._wait(timeout)
+        return super().result()
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         """The exception the task raised, or ``None``; waits like :meth:`result`."""
+        self._wait(timeout)
+        return super().exception()
+
+    def _wait(self, timeout: Optional[float]) -> None:
+        """Waits until done, or raises :class:`vedart.TimeoutError` after
+        ``timeout`` seconds."""
+        seconds = check_timeout(timeout)
         self._help()
-        return super().exception(timeout)
+        if self.done():
+            return
+        try:
+            # Raises TimeoutError only when the wait times out: a TimeoutError
+            # raised by the task itself is returned here, raised by result().
+            super().exception(seconds)
+        except concurrent.futures.TimeoutError:
+            assert seconds is not None
+            what = "the task"
+            if self._veda_fn is not None:
+                from ._deterministic import describe
+
+                what = f"the task {describe(self._veda_fn)}"
+            raise TimeoutError(
+                f"{what} did not finish within {seconds:g} s "
+                "(the task keeps running; cancel() asks it to stop)",
+                timeout=seconds,
+                what=what,
+            ) from None
 
     def __await__(self) -> Generator[Any, None, Any]:
         task = self._veda_task

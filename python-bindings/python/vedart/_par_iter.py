@@ -17,6 +17,7 @@ from typing import (
 )
 
 from . import _asyncio, _deterministic, _progress
+from ._deadline import Deadline, check_timeout
 from ._engine import Execution, partials
 from ._adaptive import explained, stages_for
 from ._executors import THREAD_POOL, Executor, check_executor_spec
@@ -256,13 +257,15 @@ class ParallelIterator(Generic[T]):
 
     # -- terminal operations --------------------------------------------------
 
-    def _run(self, reducer: Reducer, progress: Progress = False) -> Any:
+    def _run(
+        self, reducer: Reducer, progress: Progress = False, deadline: Optional[Deadline] = None
+    ) -> Any:
         """Runs the pipeline to completion on this thread."""
         runtime = get_runtime()
         executor = _deterministic.executor_for(self._executor, runtime)
         chunk_size = self._chunk_size or runtime.config.chunk_size
         with _progress.tracking(progress, self._source) as bar:
-            execution = Execution(executor, chunk_size, bar)
+            execution = Execution(executor, chunk_size, bar, deadline)
             try:
                 return reducer.combine(
                     partials(execution, self._source, stages_for(self._stages, executor), reducer)
@@ -271,28 +274,64 @@ class ParallelIterator(Generic[T]):
                 execution.close()
                 self._explained = explained(execution)
 
-    def _terminal(self, reducer: Reducer, progress: Progress = False) -> Any:
+    def _terminal(
+        self, name: str, reducer: Reducer, progress: Progress, timeout: Optional[float]
+    ) -> Any:
         if progress is not False:
             _progress.check(progress)
+        seconds = check_timeout(timeout)
         if _asyncio.running_loop() is None:
-            return self._run(reducer, progress)
-        return _deterministic.awaitable_terminal(self._run, reducer, progress)
+            return self._run(reducer, progress, Deadline.start(seconds, self._describe(name)))
+        if seconds is None:
+            return _deterministic.awaitable_terminal(self._run, reducer, progress)
+        return self._awaited(name, reducer, progress, seconds)
+
+    async def _awaited(
+        self, name: str, reducer: Reducer, progress: Progress, timeout: float
+    ) -> Any:
+        """An awaited terminal operation with a timeout: the deadline counts
+        from the ``await``; it bounds the work's waits on its thread and, as a
+        backstop, the awaiting coroutine's wait for that thread."""
+        deadline = Deadline(timeout, self._describe(name))
+        work = _deterministic.awaitable_terminal(self._run, reducer, progress, deadline)
+        return await _asyncio.within(work, deadline)
+
+    def _describe(self, name: str) -> Any:
+        """What the operation is called in a timeout's message (built only then)."""
+        return lambda: f"{self!r}.{name}()"
 
     # Every terminal operation takes ``progress``: ``True`` shows a progress bar
-    # (tqdm when installed, else a text bar on stderr), a string also names it.
+    # (tqdm when installed, else a text bar on stderr), a string also names it;
+    # and ``timeout``: seconds for the whole operation, after which it raises
+    # vedart.TimeoutError and cancels the work still running (``None``: no limit).
 
-    def collect(self, *, progress: Progress = False) -> list[T]:
+    def collect(self, *, progress: Progress = False, timeout: Optional[float] = None) -> list[T]:
         """All results, in input order. ``progress=True`` shows a progress bar
-        (as do the other terminal operations)."""
-        return self._terminal(Collect(), progress)  # type: ignore[no-any-return]
+        (as do the other terminal operations).
 
-    def sum(self, start: Any = 0, *, progress: Progress = False) -> Any:
+        ``timeout`` (seconds, as for every terminal operation) bounds the whole
+        operation: when it passes, :class:`vedart.TimeoutError` is raised and
+        the work still running is cancelled (worker processes running a chunk
+        are killed and replaced; a function already running on a thread runs
+        until it returns, its result dropped).
+
+        Raises:
+            vedart.TimeoutError: ``timeout`` passed first.
+            TypeError, ValueError: ``timeout`` is not a non-negative number.
+        """
+        return self._terminal(  # type: ignore[no-any-return]
+            "collect", Collect(), progress, timeout
+        )
+
+    def sum(
+        self, start: Any = 0, *, progress: Progress = False, timeout: Optional[float] = None
+    ) -> Any:
         """``start + x0 + x1 + ...``; works for any type supporting ``+``."""
-        return self._terminal(Sum(start), progress)
+        return self._terminal("sum", Sum(start), progress, timeout)
 
-    def count(self, *, progress: Progress = False) -> int:
+    def count(self, *, progress: Progress = False, timeout: Optional[float] = None) -> int:
         """The number of items."""
-        return self._terminal(Count(), progress)  # type: ignore[no-any-return]
+        return self._terminal("count", Count(), progress, timeout)  # type: ignore[no-any-return]
 
     def min(
         self,
@@ -300,11 +339,12 @@ class ParallelIterator(Generic[T]):
         key: Optional[Callable[[T], Any]] = None,
         default: Any = None,
         progress: Progress = False,
+        timeout: Optional[float] = None,
     ) -> Any:
         """The smallest item (the first of equals), or ``default`` when empty."""
         if key is not None:
             _check_callable("min", key)
-        return self._terminal(MinMax(min, key, default), progress)
+        return self._terminal("min", MinMax(min, key, default), progress, timeout)
 
     def max(
         self,
@@ -312,11 +352,12 @@ class ParallelIterator(Generic[T]):
         key: Optional[Callable[[T], Any]] = None,
         default: Any = None,
         progress: Progress = False,
+        timeout: Optional[float] = None,
     ) -> Any:
         """The largest item (the first of equals), or ``default`` when empty."""
         if key is not None:
             _check_callable("max", key)
-        return self._terminal(MinMax(max, key, default), progress)
+        return self._terminal("max", MinMax(max, key, default), progress, timeout)
 
     def reduce(
         self,
@@ -324,11 +365,12 @@ class ParallelIterator(Generic[T]):
         initial: Any = _MISSING,
         *,
         progress: Progress = False,
+        timeout: Optional[float] = None,
     ) -> Any:
         """Combines the items with the associative ``op``; ``initial`` (if given)
         comes first. ``None`` when empty without ``initial``."""
         _check_callable("reduce", op)
-        return self._terminal(Reduce(op, initial), progress)
+        return self._terminal("reduce", Reduce(op, initial), progress, timeout)
 
     def fold(
         self,
@@ -337,6 +379,7 @@ class ParallelIterator(Generic[T]):
         combine: Optional[Callable[[Any, Any], Any]] = None,
         *,
         progress: Progress = False,
+        timeout: Optional[float] = None,
     ) -> Any:
         """Folds each chunk from a fresh ``identity`` with ``op(acc, item)``, then
         merges the per-chunk results with ``combine`` (default ``op``).
@@ -347,24 +390,48 @@ class ParallelIterator(Generic[T]):
         _check_callable("fold", op)
         if combine is not None:
             _check_callable("fold", combine)
-        return self._terminal(Fold(identity, op, combine), progress)
+        return self._terminal("fold", Fold(identity, op, combine), progress, timeout)
 
-    def any(self, pred: Optional[Callable[[T], Any]] = None, *, progress: Progress = False) -> bool:
+    def any(
+        self,
+        pred: Optional[Callable[[T], Any]] = None,
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> bool:
         """Whether some item (or ``pred(item)``) is true; stops once one is."""
         if pred is not None:
             _check_callable("any", pred)
-        return self._terminal(AnyAll(True, pred), progress)  # type: ignore[no-any-return]
+        return self._terminal(  # type: ignore[no-any-return]
+            "any", AnyAll(True, pred), progress, timeout
+        )
 
-    def all(self, pred: Optional[Callable[[T], Any]] = None, *, progress: Progress = False) -> bool:
+    def all(
+        self,
+        pred: Optional[Callable[[T], Any]] = None,
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> bool:
         """Whether every item (or ``pred(item)``) is true; stops once one is not."""
         if pred is not None:
             _check_callable("all", pred)
-        return self._terminal(AnyAll(False, pred), progress)  # type: ignore[no-any-return]
+        return self._terminal(  # type: ignore[no-any-return]
+            "all", AnyAll(False, pred), progress, timeout
+        )
 
-    def for_each(self, fn: Callable[[T], Any], *, progress: Progress = False) -> None:
+    def for_each(
+        self,
+        fn: Callable[[T], Any],
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> None:
         """Calls ``fn`` on every item for its side effects."""
         _check_callable("for_each", fn)
-        return self._terminal(ForEach(fn), progress)  # type: ignore[no-any-return]
+        return self._terminal(  # type: ignore[no-any-return]
+            "for_each", ForEach(fn), progress, timeout
+        )
 
     def to_dict(
         self,
@@ -372,21 +439,24 @@ class ParallelIterator(Generic[T]):
         value: Optional[Callable[[T], Any]] = None,
         *,
         progress: Progress = False,
+        timeout: Optional[float] = None,
     ) -> dict[Any, Any]:
         """``{key(x): value(x)}`` (``value`` defaults to the item); on equal keys
         the later item wins."""
         _check_callable("to_dict", key)
         if value is not None:
             _check_callable("to_dict", value)
-        return self._terminal(ToDict(key, value), progress)  # type: ignore[no-any-return]
+        return self._terminal(  # type: ignore[no-any-return]
+            "to_dict", ToDict(key, value), progress, timeout
+        )
 
     # -- streaming ------------------------------------------------------------
 
-    def _batches(self) -> Generator[list[Any], None, None]:
+    def _batches(self, deadline: Optional[Deadline] = None) -> Generator[list[Any], None, None]:
         runtime = get_runtime()
         executor = _deterministic.executor_for(self._executor, runtime)
         chunk_size = self._chunk_size or runtime.config.chunk_size
-        execution = Execution(executor, chunk_size)
+        execution = Execution(executor, chunk_size, deadline=deadline)
         try:
             yield from partials(
                 execution,
@@ -405,9 +475,43 @@ class ParallelIterator(Generic[T]):
         for batch in self._batches():
             yield from batch
 
-    async def __aiter__(self) -> AsyncIterator[T]:
+    def iter(self, *, timeout: Optional[float] = None) -> Iterator[T]:
+        """Iteration (``for x in pipeline``) with a deadline: ``timeout``
+        seconds for the whole stream, counted from the first ``next()``.
+
+        Once it has passed, the next result that must be waited for raises
+        :class:`vedart.TimeoutError` and the work still running is cancelled,
+        as for terminal operations. Time the consumer spends between items
+        counts too.
+
+        Raises:
+            TypeError, ValueError: ``timeout`` is not a non-negative number.
+        """
+        seconds = check_timeout(timeout)
+        if seconds is None:
+            return iter(self)
+        return self._iterate(seconds)
+
+    def _iterate(self, timeout: float) -> Iterator[T]:
+        for batch in self._batches(Deadline(timeout, self._describe("iter"))):
+            yield from batch
+
+    def __aiter__(self) -> AsyncIterator[T]:
         """``async for``: like iteration, without blocking the event loop."""
-        batches = self._batches()
+        return self._async_items(None)
+
+    def aiter(self, *, timeout: Optional[float] = None) -> AsyncIterator[T]:
+        """``async for`` with a deadline: :meth:`iter` for coroutines; the
+        coroutines of ``async_map`` stages are cancelled when it passes.
+
+        Raises:
+            TypeError, ValueError: ``timeout`` is not a non-negative number.
+        """
+        return self._async_items(check_timeout(timeout))
+
+    async def _async_items(self, timeout: Optional[float]) -> AsyncIterator[T]:
+        deadline = Deadline.start(timeout, self._describe("aiter"))
+        batches = self._batches(deadline)
         # A step cancelled from the loop may still be running on its thread
         # when the generator is closed: the lock makes the close wait for it.
         steps = threading.Lock()
@@ -420,15 +524,31 @@ class ParallelIterator(Generic[T]):
             with steps:
                 batches.close()
 
+        abandoned = False
         try:
             while True:
-                batch = await _asyncio.run_blocking(step)
+                if deadline is None:
+                    batch = await _asyncio.run_blocking(step)
+                else:
+                    try:
+                        batch = await _asyncio.within(_asyncio.run_blocking(step), deadline)
+                    except TimeoutError:
+                        abandoned = not steps.acquire(blocking=False)
+                        if not abandoned:
+                            steps.release()
+                        raise
                 if batch is _END:
                     return
                 for item in batch:
                     yield item
         finally:
-            await _asyncio.run_blocking(close)
+            if abandoned:
+                # The step is still running (a chunk its own thread took on
+                # while it waited, or a slow source): the stream is closed, its
+                # work cancelled, as soon as the step returns.
+                get_runtime()._root.submit(close, ())
+            else:
+                await _asyncio.run_blocking(close)
 
     def __repr__(self) -> str:
         source = self._source

@@ -52,6 +52,7 @@ import types
 from typing import Any, Callable, Optional
 
 from . import _stages, _vedart
+from ._deadline import WaitExpired
 from ._executors import Executor, Run
 from .exceptions import (
     CancelledError,
@@ -557,10 +558,14 @@ class _ProcessRun(Run):
         self._items += len(chunk)
         return _ProcessHandle(self._batch.submit(request, context))
 
-    def result(self, handle: Any) -> Any:
+    def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
         call = handle.call
         if not call.done:
-            status = self._batch.wait(call, self._fail_fast)
+            status = self._batch.wait(call, self._fail_fast, timeout)
+            if status == "timeout":
+                # The engine cancels the batch: children running its calls
+                # are killed and replaced (step 5).
+                raise WaitExpired
             if status == "failed":
                 raise self._first_failure()
             if status == "cancelled":

@@ -16,6 +16,13 @@ A scope follows trio's rules:
    attached (``err.veda_other_errors`` and a note); if the block itself raised,
    its exception propagates with the children's errors attached.
 5. Once the block has ended, ``spawn`` raises :class:`~vedart.ScopeClosedError`.
+6. ``scope(timeout=t)`` gives the scope a deadline, ``t`` seconds after the
+   block is entered, checked where the scope waits (the end of the block,
+   :meth:`Scope.wait_all`). A wait that reaches it cancels the scope as in
+   rule 3 and raises :class:`vedart.TimeoutError` (attached to the block's own
+   exception, if it raised) without waiting any longer: a child already
+   running on a thread cannot be stopped from outside and runs on until it
+   returns, its result dropped.
 
 While waiting, a thread that is itself a VedaRT task runs the scope's queued
 children inline, so scopes nested in scope tasks cannot deadlock the pool.
@@ -33,9 +40,10 @@ from types import TracebackType
 from typing import Any, Callable, Optional
 
 from . import _asyncio, _context, _deterministic, _trace, _vedart
+from ._deadline import Deadline, check_timeout
 from ._future import Future, _base_cancel, _chain_concurrent
 from ._runtime import get_runtime
-from .exceptions import ScopeClosedError, _attach_others
+from .exceptions import ScopeClosedError, TimeoutError, _attach_others
 
 __all__ = ["Scope", "scope", "spawn", "cancelled"]
 
@@ -86,6 +94,7 @@ def _start(
 ) -> bool:
     """Starts ``fn(*args, **kwargs)`` completing ``fut``; returns whether it is a
     coroutine child."""
+    fut._veda_fn = fn
     if _asyncio.is_coroutine_function(fn):
         coro = fn(*args, **kwargs)
         here = _asyncio.running_loop()
@@ -141,7 +150,11 @@ class Scope:
     See the module documentation for the rules.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: Optional[float] = None) -> None:
+        self._timeout = check_timeout(timeout)
+        #: Rule 6, from the moment the block is entered.
+        self._deadline: Optional[Deadline] = None
+        self._timeout_error: Optional[TimeoutError] = None
         self._lock = threading.RLock()
         self._group: Any = None
         self._futures: list[Future] = []
@@ -161,7 +174,34 @@ class Scope:
             self._group = _vedart.Group(get_runtime()._pool, "fail_fast")
             self._loop = loop
             self._state = "open"
+            self._deadline = Deadline.start(self._timeout, self._describe)
         return self
+
+    def _describe(self) -> str:
+        with self._lock:
+            running = sum(1 for f in self._futures if not f.done())
+            total = len(self._futures)
+        return f"veda.scope() ({running} of its {total} children still running)"
+
+    def _left(self) -> Optional[float]:
+        """Seconds to the scope's deadline, ``None`` without one."""
+        return None if self._deadline is None else self._deadline.left()
+
+    def _limit(self, timeout: Optional[float]) -> tuple[Optional[float], bool]:
+        """How long a wait of at most ``timeout`` may last, and whether the
+        scope's deadline is what limits it."""
+        left = self._left()
+        if left is None or (timeout is not None and timeout < left):
+            return timeout, False
+        return left, True
+
+    def _expired(self) -> TimeoutError:
+        """Rule 6: cancels the scope; its deadline's error (one per scope)."""
+        assert self._deadline is not None
+        if self._timeout_error is None:
+            self._timeout_error = self._deadline.error()
+        self.cancel()
+        return self._timeout_error
 
     def __enter__(self) -> Scope:
         return self._open(None)
@@ -285,27 +325,49 @@ class Scope:
         """Waits for every child spawned so far and returns their results in
         spawn order. On a thread with a running event loop, returns an awaitable.
 
+        A ``timeout`` ends the wait only; reaching the scope's own deadline
+        (``scope(timeout=...)``) also cancels the scope.
+
         Raises:
             Exception: the first error of a failed child, the others attached.
-            TimeoutError: ``timeout`` seconds passed first.
+            vedart.TimeoutError: ``timeout`` seconds, or the scope's deadline,
+                passed first.
+            TypeError, ValueError: ``timeout`` is not a non-negative number.
         """
+        seconds = check_timeout(timeout)
         if _asyncio.running_loop() is not None:
-            return self._wait_all_async(timeout)
-        if not self._wait_sync(timeout):
-            raise TimeoutError(f"scope children still running after {timeout} s")
+            return self._wait_all_async(seconds)
+        limit, scoped = self._limit(seconds)
+        if not self._wait_sync(limit):
+            raise self._wait_all_timed_out(seconds, scoped)
         return self._results()
 
     async def _wait_all_async(self, timeout: Optional[float]) -> list[Any]:
-        if not await self._wait_async(timeout):
-            raise TimeoutError(f"scope children still running after {timeout} s")
+        limit, scoped = self._limit(timeout)
+        if not await self._wait_async(limit):
+            raise self._wait_all_timed_out(timeout, scoped)
         return self._results()
+
+    def _wait_all_timed_out(self, timeout: Optional[float], scoped: bool) -> TimeoutError:
+        if scoped:
+            return self._expired()
+        assert timeout is not None
+        return TimeoutError(
+            f"Scope.wait_all(): children still running after {timeout:g} s",
+            timeout=timeout,
+            what="Scope.wait_all()",
+        )
 
     # -- closing --------------------------------------------------------------
 
-    def _finish(self, body_error: Optional[BaseException]) -> None:
+    def _finish(
+        self, body_error: Optional[BaseException], timed_out: Optional[TimeoutError] = None
+    ) -> None:
         with self._lock:
             self._state = "closed"
             errors = list(self._errors)
+        if timed_out is not None:
+            errors.insert(0, timed_out)
         if body_error is not None:
             if errors:
                 _attach_others(body_error, errors)
@@ -322,17 +384,17 @@ class Scope:
         if exc is not None:
             self.cancel()
         try:
-            self._wait_sync(None)
+            done = self._wait_sync(self._left())
         except BaseException as interrupt:
             # Interrupted while waiting (Ctrl+C): cancel the children and wait
             # for them once more; a second interrupt abandons the wait.
             self.cancel()
             try:
-                self._wait_sync(None)
+                self._wait_sync(self._left())
             finally:
                 self._finish(interrupt)
             raise
-        self._finish(exc)
+        self._finish(exc, None if done else self._expired())
 
     async def __aexit__(
         self,
@@ -345,14 +407,16 @@ class Scope:
         interrupted: Optional[BaseException] = None
         while True:
             try:
-                await self._wait_async(None)
+                done = await self._wait_async(self._left())
                 break
             except asyncio.CancelledError as cancel:
                 # The task hosting the scope was cancelled: cancel the children
                 # and keep waiting for them, then propagate.
                 self.cancel()
                 interrupted = interrupted or cancel
-        self._finish(exc if exc is not None else interrupted)
+        self._finish(
+            exc if exc is not None else interrupted, None if done else self._expired()
+        )
         if interrupted is not None and exc is None:
             raise interrupted
 
@@ -368,8 +432,15 @@ def _wait_interruptibly(futures: list[Future], timeout: Optional[float]) -> None
         concurrent.futures.wait(futures, timeout=timeout)
 
 
-def scope() -> Scope:
+def scope(*, timeout: Optional[float] = None) -> Scope:
     """A new :class:`Scope`, for ``with`` or ``async with``.
+
+    ``timeout``: a deadline in seconds from entering the block; a wait of the
+    scope that reaches it cancels the scope and raises
+    :class:`vedart.TimeoutError` (rule 6 of the module documentation).
+
+    Raises:
+        TypeError, ValueError: ``timeout`` is not a non-negative number.
 
     Examples:
         >>> import vedart as veda
@@ -380,4 +451,4 @@ def scope() -> Scope:
         >>> results
         [6, 5]
     """
-    return Scope()
+    return Scope(timeout)

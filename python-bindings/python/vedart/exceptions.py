@@ -11,6 +11,8 @@ module is the single definition of the hierarchy.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import concurrent.futures
 from typing import Any, Optional, Sequence
 
@@ -22,6 +24,7 @@ __all__ = [
     "CancelledError",
     "ExecutorError",
     "ReplayError",
+    "TimeoutError",
 ]
 
 
@@ -57,6 +60,47 @@ class CancelledError(VedaError, concurrent.futures.CancelledError):
 
     Also a :class:`concurrent.futures.CancelledError`.
     """
+
+
+def _timeout_bases() -> tuple[type, ...]:
+    """:class:`VedaError`, the builtin :class:`TimeoutError`, and the timeout
+    errors of :mod:`concurrent.futures` and :mod:`asyncio` where they are
+    other classes (before Python 3.11), so that every ``except`` written for a
+    timeout catches VedaRT's."""
+    bases: list[type] = [VedaError, builtins.TimeoutError]
+    for other in (concurrent.futures.TimeoutError, asyncio.TimeoutError):
+        if not any(issubclass(base, other) for base in bases):
+            bases.append(other)
+    return tuple(bases)
+
+
+class TimeoutError(*_timeout_bases()):  # type: ignore[misc]  # noqa: A001
+    """A ``timeout=`` passed before the operation finished: a terminal
+    operation, streaming iteration, :meth:`vedart.Future.result`,
+    :meth:`vedart.Scope.wait_all` or a :func:`vedart.scope` deadline.
+
+    The message names the operation and the timeout. Work of a timed-out
+    pipeline or scope is cancelled: queued chunks never run, worker processes
+    running one are killed and replaced, coroutines are cancelled; a function
+    already running on a thread cannot be stopped from outside and runs until
+    it returns (its result is dropped; :func:`vedart.cancelled` turns true in
+    it).
+
+    Also the builtin :class:`TimeoutError` (and, before Python 3.11,
+    :class:`concurrent.futures.TimeoutError` and :class:`asyncio.TimeoutError`).
+    """
+
+    def __init__(
+        self, message: str, timeout: Optional[float] = None, what: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        #: The timeout that passed, in seconds.
+        self.timeout = timeout
+        #: What timed out, e.g. ``"par_iter(list[8]).map(fetch).collect()"``.
+        self.what = what
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.timeout, self.what))
 
 
 class ExecutorError(VedaError):
