@@ -183,10 +183,16 @@ impl GroupInner {
         };
         if let Err(rejected) = self.runtime.execute(Box::new(move || job.run())) {
             let message = rejected.to_string();
+            // Shut down, or the OS refused a thread (the message names its error).
+            let kind = if rejected.is_spawn_failure() {
+                VedaErrorKind::Executor
+            } else {
+                VedaErrorKind::RuntimeState
+            };
             // Dropping the job cancels one queued task (step 3); the caller gets
             // the reason.
             py.detach(move || drop(rejected.into_job()));
-            return Err(VedaErrorKind::RuntimeState.err(py, message));
+            return Err(kind.err(py, message));
         }
         Ok(task)
     }

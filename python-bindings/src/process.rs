@@ -65,7 +65,7 @@ pub(crate) fn executor_error(py: Python<'_>, message: impl Into<String>) -> PyEr
 
 /// The runtime that drives every pool of this process, with the pid that made
 /// it. Leaked on purpose: it lives as long as the process.
-fn driver() -> PyResult<vedart::Handle> {
+fn driver(py: Python<'_>) -> PyResult<vedart::Handle> {
     static DRIVER: Mutex<Option<(u32, vedart::Handle)>> = Mutex::new(None);
     let pid = std::process::id();
     let mut slot = lock(&DRIVER);
@@ -84,9 +84,7 @@ fn driver() -> PyResult<vedart::Handle> {
         .thread_name("veda-process-driver")
         .build()
         .map_err(|error| {
-            pyo3::exceptions::PyOSError::new_err(format!(
-                "vedart: cannot start the process-pool driver: {error}"
-            ))
+            executor_error(py, format!("cannot start the process-pool driver: {error}"))
         })?;
     let runtime: &'static vedart::Runtime = Box::leak(Box::new(runtime));
     let handle = runtime.handle();
@@ -154,7 +152,7 @@ impl PyProcessPool {
             ))
         })?;
         let workers = workers.max(1);
-        let runtime = driver()?;
+        let runtime = driver(py)?;
         let builder = runtime
             .process_pool(&program)
             .args(args)

@@ -142,3 +142,71 @@ def test_pool_threads_respect_threading_stack_size() -> None:
     )
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     assert "threading.Thread 200000" in result.stdout, result.stdout
+
+
+#: Lowers a resource limit so that no further thread (``AS``: no room for a
+#: thread stack) or file descriptor (``NOFILE``) can be had, then runs one
+#: executor that must start threads or open a reactor. Limits bind root too
+#: (unlike ``RLIMIT_NPROC``), so this fails for real here and in CI.
+STARVED = """
+import asyncio, os, resource, sys
+import vedart as veda
+# Everything the run will import, while files can still be opened.
+import vedart._asyncio, vedart._executors, vedart._process, vedart._worker, cloudpickle
+
+def sq(x):
+    return x * x
+
+veda.init(veda.Config(num_threads=2, min_workers=2))
+if PATH == "asyncio":
+    # The thread pool is up before the limit: only the asyncio bridge starts.
+    assert veda.par_iter(range(8), executor="thread").map(sq).collect() == [x * x for x in range(8)]
+
+if LIMIT == "AS":
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    # Room for the interpreter's small allocations (1.5 MiB), none for a
+    # thread's stack (8 MiB for VedaRT's Python threads, 2 MiB for the others).
+    resource.setrlimit(resource.RLIMIT_AS, (size + (3 << 19), resource.RLIM_INFINITY))
+else:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    open_now = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_now, hard))
+
+async def awaited():
+    return await veda.par_iter(range(4), executor="thread").map(sq).collect()
+
+try:
+    if PATH == "thread":
+        veda.par_iter(range(4), executor="thread").map(sq).collect()
+    elif PATH == "asyncio":
+        asyncio.run(awaited())
+    else:
+        veda.par_iter(range(4), executor="process").map(sq).collect()
+except veda.VedaError as error:
+    print("RAISED", type(error).__name__, error)
+else:
+    print("NO ERROR")
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "path, limit, what, os_error",
+    [
+        # pthread_create's EAGAIN (or ENOMEM, by C library); EMFILE.
+        ("thread", "AS", "the blocking pool could not start a thread", "(os error "),
+        ("asyncio", "AS", "cannot start the asyncio bridge", "(os error "),
+        ("process", "AS", "cannot start the process-pool driver", "(os error "),
+        ("process", "NOFILE", "cannot start the process-pool driver", "(os error 24)"),
+    ],
+)
+def test_os_refusals_raise_executor_error(path: str, limit: str, what: str, os_error: str) -> None:
+    code = f"PATH, LIMIT = {path!r}, {limit!r}\n" + STARVED
+    result = run_python(code, timeout=45)
+    # No abort, no panic crossing into Python: a typed error naming the OS's.
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    assert "panicked" not in result.stderr and "PanicException" not in result.stderr, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("RAISED ExecutorError "), (line, result.stderr)
+    assert what in line and os_error in line, line

@@ -104,7 +104,9 @@ class TimeoutError(*_timeout_bases()):  # type: ignore[misc]  # noqa: A001
 
 
 class ExecutorError(VedaError):
-    """The requested executor does not exist or is not available here."""
+    """The requested executor does not exist or is not available here: among
+    others, the OS refused the threads, processes or file descriptors it needs
+    (a resource limit, memory); the message then names the OS error."""
 
 
 class WorkerCrashedError(VedaError):
