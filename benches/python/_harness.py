@@ -17,10 +17,7 @@ from typing import Callable, Optional
 
 def cores() -> int:
     """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
+    return len(os.sched_getaffinity(0))
 
 
 def measure(

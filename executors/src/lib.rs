@@ -24,6 +24,15 @@
 //!   runtime's scheduler) report into.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// The process pool relies on Linux system calls (`pidfd_open` to watch a
+// child's exit, `prctl(PR_SET_PDEATHSIG)` so that children die with their
+// parent, `pipe2`); there is no fallback for other systems, and none is tested.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "vedart-executors supports Linux only (x86_64 and aarch64): its process pool \
+     uses pidfd_open, prctl(PR_SET_PDEATHSIG) and pipe2, which other systems lack"
+);
+
 pub mod blocking;
 pub mod gpu;
 pub mod process;

@@ -21,6 +21,15 @@
 //! next to this file.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// Pipes come from `pipe2`, and the readiness and wake-up protocols (README.md)
+// are written and tested against epoll and eventfd; kqueue and other systems
+// are neither handled nor tested.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "vedart-reactor supports Linux only (x86_64 and aarch64): it uses pipe2, and its \
+     readiness protocol is built and tested on epoll and eventfd only"
+);
+
 mod async_io;
 mod driver;
 pub mod net;

@@ -193,10 +193,7 @@ def in_worker() -> bool:
 
 
 def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
+    return len(os.sched_getaffinity(0))
 
 
 def worker_command() -> tuple[str, list[str]]:
