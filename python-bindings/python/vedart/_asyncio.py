@@ -105,18 +105,19 @@ def wait_concurrent(
     while True:
         wait = interval if deadline is None else min(interval, deadline.left())
         try:
-            # exception() raises TimeoutError only when the wait timed out; a
-            # TimeoutError the future holds is returned, then raised by result().
+            # Raises TimeoutError only when the wait timed out: a TimeoutError
+            # the future holds is returned, and raised by result() below,
+            # outside this try.
             future.exception(timeout=wait)
-            return future.result()
         except concurrent.futures.TimeoutError:
-            pass
-        if _vedart.cancelled():
-            future.cancel()
-            raise CancelledError("the pipeline was cancelled")
-        if deadline is not None and deadline.expired():
-            future.cancel()
-            raise deadline.error()
+            if _vedart.cancelled():
+                future.cancel()
+                raise CancelledError("the pipeline was cancelled") from None
+            if deadline is not None and deadline.expired():
+                future.cancel()
+                raise deadline.error() from None
+            continue
+        return future.result()
 
 
 #: How long past its deadline an awaited operation is given to raise its own
