@@ -37,7 +37,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = tuple(
     for cls in (
         veda.WorkerCrashedError,
         veda.CancelledError,
-        getattr(veda, "TimeoutError", None),
+        veda.TimeoutError,
         getattr(veda, "ChunkInterruptedError", None),
     )
     if cls is not None
@@ -134,15 +134,27 @@ def _process_fail_fast() -> str:
     raise Failure("a process map whose item failed did not raise")
 
 
-def _with_deadline() -> str:
-    collect = veda.par_iter(range(4), executor="process").map(time.sleep).collect
+async def nap(x: float) -> float:
+    await asyncio.sleep(x)
+    return x
+
+
+#: Pipelines whose deadline (0.2 s) expires: sleeps of up to 3 s.
+DEADLINES: list[Callable[[], Any]] = [
+    lambda: veda.par_iter(range(4), executor="process").map(time.sleep).collect(timeout=0.2),
+    lambda: veda.par_iter(range(4), executor="thread").map(time.sleep).collect(timeout=0.2),
+    lambda: veda.par_iter(range(4)).async_map(nap).collect(timeout=0.2),
+    lambda: list(veda.par_iter(range(4), executor="process").map(time.sleep).iter(timeout=0.2)),
+    lambda: veda.spawn(time.sleep, 3).result(timeout=0.2),
+]
+
+
+def _with_deadline(which: int) -> str:
     try:
-        collect(timeout=0.2)  # type: ignore[call-arg]
-    except TypeError:  # a build without timeouts: nothing to provoke
+        DEADLINES[which % len(DEADLINES)]()
+    except veda.TimeoutError:
         return "expired"
-    except EXPECTED_ERRORS:
-        return "expired"
-    raise Failure("a 0.2 s deadline on sleeps of up to 3 s did not expire")
+    raise Failure(f"deadline {which % len(DEADLINES)}: 0.2 s on sleeps of up to 3 s did not expire")
 
 
 def operations() -> list[tuple[str, Callable[[], Any], Any]]:
@@ -229,7 +241,7 @@ class Soak:
                         pass
             else:
                 try:
-                    _with_deadline()
+                    _with_deadline(rng.randrange(len(DEADLINES)))
                 except Failure as failure:
                     self.errors.append(str(failure))
 
