@@ -197,7 +197,7 @@ fn worker_died_carries_the_last_stderr_lines() {
 }
 
 #[test]
-fn every_call_in_flight_on_a_dead_child_fails() {
+fn a_crash_fails_the_call_that_ran_and_the_calls_queued_behind_it_are_sent_again() {
     let pool = pool(1);
     run(async {
         let mut calls: Vec<_> = (0..10)
@@ -205,11 +205,135 @@ fn every_call_in_flight_on_a_dead_child_fails() {
             .collect();
         calls.insert(3, pool.call(b"exit 9".to_vec()));
         let results = futures::future::join_all(calls).await;
-        assert!(results[..3].iter().all(Result::is_ok));
-        for result in &results[3..] {
-            assert_eq!(result.as_ref().unwrap_err().exit_code(), Some(9));
+        assert_eq!(results[3].as_ref().unwrap_err().exit_code(), Some(9));
+        for (i, result) in results.iter().enumerate().filter(|(i, _)| *i != 3) {
+            let answer = result.as_ref().map(Vec::as_slice);
+            assert!(matches!(answer, Ok(b"slept")), "call {i}: {answer:?}");
         }
     });
+}
+
+/// A file in the temporary directory, removed when dropped, whose lines count
+/// how many times requests ran.
+struct Runs(std::path::PathBuf);
+
+impl Runs {
+    fn new(name: &str) -> Runs {
+        let path =
+            std::env::temp_dir().join(format!("vedart-process-pool-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Runs(path)
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    fn count(&self) -> usize {
+        std::fs::read_to_string(&self.0).map_or(0, |text| text.lines().count())
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn cancelling_a_queued_call_never_interrupts_the_running_one() {
+    let pool = pool(1);
+    let pid = pool.pids()[0];
+    let runs = Runs::new("queued-cancel");
+    let answer = run(async {
+        let mut running = pool.call(format!("append {} 300", runs.path()).into_bytes());
+        assert!(futures::poll!(&mut running).is_pending());
+        assert!(wait_until(|| runs.count() == 1));
+        let mut queued = pool.call(b"sleep 20000".to_vec());
+        assert!(futures::poll!(&mut queued).is_pending());
+        drop(queued);
+        running.await
+    });
+    assert_eq!(text(answer.unwrap()), "appended");
+    assert_eq!(runs.count(), 1, "the running call was sent again");
+    // The child took no new call, and was terminated when it reached the
+    // cancelled request.
+    assert!(wait_until(|| reaped(pid)), "the child lives on");
+    assert_ne!(run(call(&pool, "pid")).unwrap(), pid.to_string());
+}
+
+#[test]
+fn a_started_call_on_a_child_terminated_for_another_call_is_interrupted() {
+    let pool = pool(1);
+    let pid = pool.pids()[0];
+    let runs = Runs::new("interrupted");
+    let err = run(async {
+        let mut background = pool.call(format!("bg-append {} 20000", runs.path()).into_bytes());
+        assert!(futures::poll!(&mut background).is_pending());
+        assert!(wait_until(|| runs.count() == 1));
+        let mut other = pool.call(b"sleep-pid 20000".to_vec());
+        assert!(futures::poll!(&mut other).is_pending());
+        // Both are acknowledged: cancelling `other` must kill the child.
+        vedart_reactor::sleep(Duration::from_millis(100)).await;
+        drop(other);
+        background.await.unwrap_err()
+    });
+    assert_eq!(err.kind(), ProcessErrorKind::Interrupted);
+    assert_eq!(err.pid(), Some(pid));
+    assert!(err.to_string().contains("at most once"), "{err}");
+    assert_eq!(runs.count(), 1, "the interrupted call ran again");
+}
+
+#[test]
+fn an_interrupted_call_with_retries_left_runs_again() {
+    let pool = pool(1);
+    let runs = Runs::new("retried");
+    let answer = run(async {
+        let mut background = pool
+            .call(format!("bg-append {} 300", runs.path()).into_bytes())
+            .retries(1);
+        assert!(futures::poll!(&mut background).is_pending());
+        assert!(wait_until(|| runs.count() == 1));
+        let mut other = pool.call(b"sleep 20000".to_vec());
+        assert!(futures::poll!(&mut other).is_pending());
+        vedart_reactor::sleep(Duration::from_millis(100)).await;
+        drop(other);
+        background.await
+    });
+    assert_eq!(text(answer.unwrap()), "appended");
+    assert_eq!(runs.count(), 2);
+}
+
+#[test]
+fn a_crashing_call_runs_again_only_as_often_as_its_retries_allow() {
+    let pool = pool(1);
+    let once = Runs::new("crash-once");
+    let err = run(pool.call(format!("append-exit {} 4", once.path()).into_bytes())).unwrap_err();
+    assert_eq!(err.exit_code(), Some(4));
+    assert_eq!(once.count(), 1);
+    let thrice = Runs::new("crash-thrice");
+    let err = run(pool
+        .call(format!("append-exit {} 4", thrice.path()).into_bytes())
+        .retries(2))
+    .unwrap_err();
+    assert_eq!(err.exit_code(), Some(4));
+    assert_eq!(thrice.count(), 3);
+    // The pool's default applies to every call.
+    let retrying = builder().workers(1).retries(1).build().unwrap();
+    let twice = Runs::new("crash-twice");
+    let err =
+        run(retrying.call(format!("append-exit {} 4", twice.path()).into_bytes())).unwrap_err();
+    assert_eq!(err.kind(), ProcessErrorKind::WorkerDied);
+    assert_eq!(twice.count(), 2);
+}
+
+#[test]
+fn an_answer_without_a_started_frame_is_a_protocol_error() {
+    let pool = pool(1);
+    let err = run(pool.call(b"no-start".to_vec())).unwrap_err();
+    assert_eq!(err.kind(), ProcessErrorKind::Protocol);
+    assert!(err.to_string().contains("without a Started frame"), "{err}");
+    assert_eq!(run(call(&pool, "echo fine")).unwrap(), "fine");
 }
 
 #[test]

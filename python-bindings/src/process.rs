@@ -30,8 +30,11 @@
 //!    runs on the calling thread is cancelled, and a Ctrl+C raises
 //!    `KeyboardInterrupt` there.
 //! 4. `ProcessBatch.cancel` cancels every outstanding call: a call whose frame
-//!    was not written yet is withdrawn; the child running a written one gets
-//!    SIGTERM (SIGKILL after the grace period) and the pool replaces it.
+//!    was not written yet is withdrawn; the child running a started one gets
+//!    SIGTERM (SIGKILL after the grace period) and the pool replaces it; a
+//!    child holding a written, unstarted one takes no new calls and is
+//!    terminated when it gets to it. Other calls on a terminated child run at
+//!    most once (see `executors/src/process/README.md`, "At most once").
 //!    Dropping a `ProcessCall` does not cancel it: its answer is discarded.
 //!
 //! Shutting the pool down (`shutdown`: graceful, children exit at EOF on
@@ -384,10 +387,15 @@ impl PyProcessBatch {
     /// Sends `request` to a child and returns the call at once. With a
     /// `context`, the child receives the context first (once) and the request
     /// starts with the context's id; without one it starts with 8 zero bytes.
+    /// `retries`: how many times the call may run again after an attempt that
+    /// had started was lost to its child's death or termination (calls run at
+    /// most once by default; see the pool's "At most once" rule).
+    #[pyo3(signature = (request, context, *, retries=0))]
     fn submit(
         &self,
         request: &[u8],
         context: Option<&PyProcessContext>,
+        retries: u32,
     ) -> PyResult<PyProcessCall> {
         let mut bytes = Vec::with_capacity(request.len() + 8);
         let context_id = context.map_or(0, |context| context.context.id());
@@ -395,9 +403,12 @@ impl PyProcessBatch {
         bytes.extend_from_slice(request);
         let call = {
             let guard = lock(&self.slot.pool);
-            guard.as_ref().map(|pool| match context {
-                Some(context) => pool.call_with(&context.context, bytes),
-                None => pool.call(bytes),
+            guard.as_ref().map(|pool| {
+                match context {
+                    Some(context) => pool.call_with(&context.context, bytes),
+                    None => pool.call(bytes),
+                }
+                .retries(retries)
             })
         };
         let (index, cancelled) = {
@@ -606,6 +617,9 @@ impl PyProcessCall {
     /// - `("remote", payload: bytes, pid)`: the child answered with an error
     ///   frame;
     /// - `("died", message, pid, exit_code, signal, stderr_tail)`;
+    /// - `("interrupted", message, pid)`: the call had started on a child that
+    ///   was terminated for another call's cancellation, and had no retries
+    ///   left;
     /// - `("cancelled", message)`, `("closed", message)`;
     /// - `("protocol" | "spawn" | "too_large", message)`.
     ///
@@ -639,6 +653,9 @@ impl PyProcessCall {
                     .into_pyobject(py)?,
                 ProcessErrorKind::Cancelled => {
                     ("cancelled", error.to_string()).into_pyobject(py)?
+                }
+                ProcessErrorKind::Interrupted => {
+                    ("interrupted", error.to_string(), error.pid()).into_pyobject(py)?
                 }
                 ProcessErrorKind::PoolClosed => ("closed", error.to_string()).into_pyobject(py)?,
                 ProcessErrorKind::Protocol => ("protocol", error.to_string()).into_pyobject(py)?,

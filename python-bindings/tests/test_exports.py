@@ -22,6 +22,7 @@ EXPECTED = {
     "gpu",
     "gpu_available",
     "WorkerCrashedError",
+    "ChunkInterruptedError",
     "scope",
     "Scope",
     "spawn",

@@ -414,12 +414,16 @@ def test_the_worker_speaks_the_frame_protocol_and_exits_0_at_eof():
     child.stdin.write(_frame(1, 12, struct.pack("<Q", 5) + pickle.dumps([])))
     child.stdin.write(_frame(1, 13, struct.pack("<Q", 5) + pickle.dumps(["x"])))
     child.stdin.flush()
+    # Each request is acknowledged (Started) before it runs, then answered.
+    assert _read_frame(child.stdout) == (11, 5, b"")
     frame_id, kind, payload = _read_frame(child.stdout)
     assert (frame_id, kind) == (11, 2)
     assert _process.decode_answer(payload)[0] == 14
+    assert _read_frame(child.stdout) == (12, 5, b"")
     frame_id, kind, payload = _read_frame(child.stdout)
     assert (frame_id, kind) == (12, 2)
     assert _process.decode_answer(payload)[0] is _stages._MISSING
+    assert _read_frame(child.stdout) == (13, 5, b"")
     frame_id, kind, payload = _read_frame(child.stdout)
     assert (frame_id, kind) == (13, 3)
     error = _process.remote_error(payload, child.pid)

@@ -5,7 +5,9 @@ timeouts."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 
 import pytest
@@ -45,3 +47,205 @@ def test_one_worker_death_is_reported_once_with_the_chunks_it_took_down(runtime_
     again = pickle.loads(pickle.dumps(error))
     assert again.chunks == error.chunks and again.pid == error.pid
     assert veda.par_iter(range(4), executor="process").map(abs).collect() == [0, 1, 2, 3]
+
+
+# -- at most once ---------------------------------------------------------------------
+
+
+def _appender(log):
+    """Pipeline B: each item leaves a line, then takes a while, so that other
+    pipelines' chunks queue behind it."""
+
+    def work(x):
+        with open(log, "a") as f:
+            f.write(f"{x}\n")
+        time.sleep(0.2)
+        return x
+
+    return work
+
+
+def _sleeps(x):
+    """Pipeline A's items: long enough to be running, or queued behind
+    pipeline B's chunks, when A is cancelled."""
+    time.sleep(0.1)
+    return x
+
+
+def _lines(path):
+    with open(path) as f:
+        return [int(line) for line in f.read().split()]
+
+
+def _cancelled_soon(pause):
+    """Runs pipeline A as a task, cancels it after ``pause`` seconds, and
+    waits for it to end."""
+    future = veda.spawn(
+        lambda: veda.par_iter(range(6), chunk_size=1, executor="process").map(_sleeps).collect()
+    )
+    time.sleep(pause)
+    if future.cancel():
+        return False  # it had not started
+    try:
+        future.result(timeout=60)
+    except veda.CancelledError:
+        return True
+    return False
+
+
+@pytest.mark.timeout(60)
+def test_cancelling_a_pipeline_never_runs_another_pipelines_chunk_again(runtime_config, tmp_path):
+    runtime_config(veda.Config(num_processes=1))
+    veda.par_iter(range(2), executor="process").map(abs).collect()  # a warm worker
+    log = tmp_path / "b.log"
+    results = []
+    b = threading.Thread(
+        target=lambda: results.append(
+            veda.par_iter(range(6), chunk_size=1, executor="process")
+            .map(_appender(str(log)))
+            .collect()
+        )
+    )
+    b.start()
+    time.sleep(0.1)  # B's first chunk runs, A's chunks queue behind it on the one worker
+    assert _cancelled_soon(0.05)
+    b.join(60)
+    assert results == [list(range(6))]
+    assert sorted(_lines(log)) == list(range(6)), "a chunk of B ran twice"
+
+
+@pytest.mark.timeout(180)
+def test_chunks_run_exactly_once_while_other_pipelines_on_the_pool_are_cancelled(
+    runtime_config, tmp_path
+):
+    import random
+
+    runtime_config(veda.Config(num_processes=2))
+    log = tmp_path / "b.log"
+    stop = threading.Event()
+    cancellations = []
+
+    def cancel_pipelines(seed):
+        pauses = random.Random(seed)
+        while not stop.is_set():
+            cancellations.append(_cancelled_soon(pauses.uniform(0.0, 0.3)))
+
+    threads = [threading.Thread(target=cancel_pipelines, args=(seed,)) for seed in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        items = range(40)
+        result = (
+            veda.par_iter(items, chunk_size=1, executor="process").map(_appender(log)).collect()
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert result == list(items)
+    assert sum(cancellations) >= 3, "the other pipelines were hardly cancelled"
+    ran = _lines(log)
+    twice = sorted({x for x in ran if ran.count(x) > 1})
+    assert twice == [], f"items ran more than once: {twice}"
+    assert sorted(ran) == list(items)
+
+
+def _dies_once(log, marker):
+    def work(x):
+        with open(log, "a") as f:
+            f.write(f"{x}\n")
+        if x == 3 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+    return work
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_chunk_whose_worker_is_killed_runs_again_only_with_retries(
+    runtime_config, tmp_path, retries
+):
+    runtime_config(veda.Config(num_processes=2, retries=retries))
+    log, marker = tmp_path / "ran.log", tmp_path / "died"
+    pipeline = veda.par_iter(range(8), chunk_size=1, executor="process").map(
+        _dies_once(str(log), str(marker))
+    )
+    if retries == 0:
+        with pytest.raises(veda.WorkerCrashedError) as info:
+            pipeline.collect()
+        assert info.value.signal == signal.SIGKILL
+        assert _lines(log).count(3) == 1
+    else:
+        assert pipeline.collect() == list(range(8))
+        ran = _lines(log)
+        assert ran.count(3) == 2
+        assert all(ran.count(x) == 1 for x in range(8) if x != 3)
+
+
+def test_retries_is_validated():
+    with pytest.raises(veda.ConfigError, match="retries"):
+        veda.Config(retries=-1)
+    with pytest.raises(veda.ConfigError, match="retries"):
+        veda.Config(retries=1.5)
+    assert veda.Config.builder().retries(2).build().retries == 2
+
+
+# A worker that acknowledges each request and runs it on a thread of its own, so
+# that two requests can be running on one child at once. Requests are
+# ``[context id: 8 bytes][seconds to sleep]``.
+CONCURRENT_WORKER = """
+import os, struct, sys, threading, time
+HEADER = struct.Struct("<IQB")
+lock = threading.Lock()
+
+def write(frame_id, kind, payload=b""):
+    with lock:
+        os.write(1, HEADER.pack(len(payload), frame_id, kind) + payload)
+
+def run(frame_id, seconds):
+    time.sleep(seconds)
+    write(frame_id, 2, b"done")
+
+stdin = sys.stdin.buffer
+while True:
+    head = stdin.read(13)
+    if len(head) < 13:
+        break
+    length, frame_id, kind = HEADER.unpack(head)
+    payload = stdin.read(length)
+    if kind == 1:
+        write(frame_id, 5)
+        threading.Thread(target=run, args=(frame_id, float(payload[8:])), daemon=True).start()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_started_chunk_on_a_worker_killed_for_another_cancellation_is_interrupted(tmp_path):
+    from vedart import _vedart
+
+    script = tmp_path / "worker.py"
+    script.write_text(CONCURRENT_WORKER)
+    pool = _vedart.ProcessPool(sys.executable, [str(script)], [], 1, 0.2)
+    try:
+        batch = pool.batch()
+        once = batch.submit(b"30", None)
+        again = batch.submit(b"0.5", None, retries=1)
+        other = pool.batch()
+        victim = other.submit(b"30", None)
+        time.sleep(0.5)  # every request is acknowledged by now
+        victim.cancel()
+        assert batch.wait(once, False, 20) == "finished"
+        assert once.outcome()[0] == "interrupted"
+        error = _process.outcome_error(once.outcome())
+        assert isinstance(error, veda.ChunkInterruptedError)
+        assert isinstance(error, veda.ExecutorError)
+        assert error.pid == once.outcome()[2] and "at most once" in str(error)
+        # The call that allows a retry ran again on the replacement.
+        assert batch.wait(again, False, 20) == "finished"
+        assert again.outcome() == ("ok", b"done")
+        (reported,) = _process.failure_errors([once])
+        assert reported.chunks == (once.index,)
+    finally:
+        pool.close()

@@ -1,6 +1,8 @@
 //! A worker for the process-pool tests: speaks the frame protocol on
 //! stdin/stdout (see `executors/src/process/README.md`) and obeys commands
-//! written in the request payload as text, `<command> <argument>`:
+//! written in the request payload as text, `<command> <argument>`. Every
+//! request is acknowledged with a `Started` frame before it runs, except
+//! `no-start`.
 //!
 //! | command | effect |
 //! | --- | --- |
@@ -26,12 +28,17 @@
 //! | `ignore-term` | ignores SIGTERM from now on, answers `ok` |
 //! | `close-stdout` | closes its stdout and sleeps for a minute |
 //! | `grandchild` | starts `sleep 600` and answers its pid |
+//! | `append <path> <ms>` | appends a line to the file, sleeps, answers `appended` |
+//! | `append-exit <path> <code>` | appends a line to the file, then exits with `<code>` |
+//! | `bg-append <path> <ms>` | like `append`, on a thread of its own: the next requests run meanwhile |
+//! | `no-start` | answers `ok` without a `Started` frame first (a protocol error) |
 //!
 //! The worker exits with status 0 at EOF on stdin. With the environment variable
 //! `VEDART_TEST_WORKER_EXIT_AT_START=<code>` it exits at once with that code.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use vedart_executors::process::frame::{ControlOp, FrameKind, HEADER_LEN, encode_header};
@@ -46,12 +53,15 @@ fn main() {
     }
     let stdin = io::stdin().lock();
     let mut input = BufReader::with_capacity(64 * 1024, stdin);
-    let mut output = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let output: Output = Arc::new(Mutex::new(BufWriter::with_capacity(
+        64 * 1024,
+        io::stdout(),
+    )));
     let mut contexts: HashMap<u64, Vec<u8>> = HashMap::new();
     loop {
         let mut header = [0u8; HEADER_LEN];
         if input.read_exact(&mut header).is_err() {
-            let _ = output.flush();
+            let _ = out(&output).flush();
             std::process::exit(0);
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -67,7 +77,15 @@ fn main() {
             std::process::exit(0);
         }
         match FrameKind::from_byte(header[12]) {
-            Some(FrameKind::Request) => handle(id, &payload, &mut output, &contexts),
+            Some(FrameKind::Request) => {
+                if !payload.starts_with(b"no-start") {
+                    // The acknowledgement must be out before the work begins.
+                    let mut out = out(&output);
+                    reply(&mut *out, id, FrameKind::Started, b"");
+                    let _ = out.flush();
+                }
+                handle(id, &payload, &output, &contexts);
+            }
             Some(FrameKind::Control) => {
                 match payload.first().copied().and_then(ControlOp::from_byte) {
                     Some(ControlOp::Install) => {
@@ -89,9 +107,18 @@ fn main() {
         }
         // Answers are batched while more requests are already buffered.
         if input.buffer().is_empty() {
-            let _ = output.flush();
+            let _ = out(&output).flush();
         }
     }
+}
+
+/// Stdout, shared with the threads of `bg-append`.
+type Output = Arc<Mutex<BufWriter<io::Stdout>>>;
+
+fn out(output: &Output) -> MutexGuard<'_, BufWriter<io::Stdout>> {
+    output
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn reply(out: &mut impl Write, id: u64, kind: FrameKind, payload: &[u8]) {
@@ -100,32 +127,32 @@ fn reply(out: &mut impl Write, id: u64, kind: FrameKind, payload: &[u8]) {
     let _ = out.write_all(payload);
 }
 
-fn handle(
-    id: u64,
-    payload: &[u8],
-    out: &mut BufWriter<io::StdoutLock<'_>>,
-    contexts: &HashMap<u64, Vec<u8>>,
-) {
+/// Appends one line to the file at `path`.
+fn append_line(path: &str) -> io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(b"ran\n")
+}
+
+fn handle(id: u64, payload: &[u8], output: &Output, contexts: &HashMap<u64, Vec<u8>>) {
     let text = String::from_utf8_lossy(payload);
     let (command, arg) = text.split_once(' ').unwrap_or((&text, ""));
+    // Commands that block or end the process must not hold the stdout lock
+    // (threads of `bg-append` answer meanwhile).
+    match command {
+        "sleep" | "sleep-pid" | "append" | "append-exit" | "bg-append" | "exit" | "signal"
+        | "abort" | "stderr" | "close-stdout" => {
+            handle_unlocked(id, command, arg, output);
+            return;
+        }
+        _ => {}
+    }
+    let out = &mut *out(output);
     match command {
         "echo" => reply(out, id, FrameKind::Response, arg.as_bytes()),
         "upper" => reply(out, id, FrameKind::Response, arg.to_uppercase().as_bytes()),
-        "sleep" => {
-            let _ = out.flush();
-            std::thread::sleep(Duration::from_millis(arg.trim().parse().unwrap_or(0)));
-            reply(out, id, FrameKind::Response, b"slept");
-        }
-        "sleep-pid" => {
-            let _ = out.flush();
-            std::thread::sleep(Duration::from_millis(arg.trim().parse().unwrap_or(0)));
-            reply(
-                out,
-                id,
-                FrameKind::Response,
-                std::process::id().to_string().as_bytes(),
-            );
-        }
         "big" => {
             let n: usize = arg.trim().parse().unwrap_or(0);
             reply(out, id, FrameKind::Response, &vec![b'x'; n]);
@@ -166,32 +193,6 @@ fn handle(
             FrameKind::Response,
             contexts.len().to_string().as_bytes(),
         ),
-        "exit" => {
-            let _ = out.flush();
-            std::process::exit(arg.trim().parse().unwrap_or(1));
-        }
-        "signal" => {
-            let _ = out.flush();
-            let signal = arg.trim().parse().unwrap_or(libc::SIGKILL);
-            // SAFETY: kill on our own pid has no memory-safety preconditions.
-            unsafe { libc::kill(libc::getpid(), signal) };
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        "abort" => {
-            let _ = out.flush();
-            std::process::abort();
-        }
-        "stderr" => {
-            let _ = out.flush();
-            let (count, line) = arg.split_once(' ').unwrap_or((arg, "line"));
-            let count: usize = count.parse().unwrap_or(1);
-            let mut err = io::stderr().lock();
-            for i in 0..count {
-                let _ = writeln!(err, "{line} {i}");
-            }
-            let _ = err.flush();
-            std::process::exit(3);
-        }
         "garbage" => {
             let _ = out.write_all(b"\xffthis is not a frame, not at all\n");
             let _ = out.flush();
@@ -215,13 +216,6 @@ fn handle(
             unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
             reply(out, id, FrameKind::Response, b"ok");
         }
-        "close-stdout" => {
-            let _ = out.flush();
-            // SAFETY: closing fd 1 only affects this process; nothing writes
-            // to stdout afterwards.
-            unsafe { libc::close(1) };
-            std::thread::sleep(Duration::from_secs(60));
-        }
         "grandchild" => {
             let child = std::process::Command::new("sleep")
                 .arg("600")
@@ -239,11 +233,106 @@ fn handle(
                 Err(err) => reply(out, id, FrameKind::Error, err.to_string().as_bytes()),
             }
         }
+        "no-start" => reply(out, id, FrameKind::Response, b"ok"),
         other => reply(
             out,
             id,
             FrameKind::Error,
             format!("unknown command {other:?}").as_bytes(),
         ),
+    }
+}
+
+/// The commands of `handle` that take the stdout lock only to answer.
+fn handle_unlocked(id: u64, command: &str, arg: &str, output: &Output) {
+    let answer = |kind: FrameKind, payload: &[u8]| {
+        let mut out = out(output);
+        reply(&mut *out, id, kind, payload);
+        let _ = out.flush();
+    };
+    let flush = || {
+        let _ = out(output).flush();
+    };
+    let millis = |text: &str| Duration::from_millis(text.trim().parse().unwrap_or(0));
+    match command {
+        "sleep" => {
+            flush();
+            std::thread::sleep(millis(arg));
+            answer(FrameKind::Response, b"slept");
+        }
+        "sleep-pid" => {
+            flush();
+            std::thread::sleep(millis(arg));
+            answer(
+                FrameKind::Response,
+                std::process::id().to_string().as_bytes(),
+            );
+        }
+        "append" => {
+            let (path, ms) = arg.rsplit_once(' ').unwrap_or((arg, "0"));
+            match append_line(path) {
+                Ok(()) => {
+                    flush();
+                    std::thread::sleep(millis(ms));
+                    answer(FrameKind::Response, b"appended");
+                }
+                Err(err) => answer(FrameKind::Error, err.to_string().as_bytes()),
+            }
+        }
+        "append-exit" => {
+            let (path, code) = arg.rsplit_once(' ').unwrap_or((arg, "1"));
+            let _ = append_line(path);
+            flush();
+            std::process::exit(code.trim().parse().unwrap_or(1));
+        }
+        "bg-append" => {
+            let (path, ms) = arg.rsplit_once(' ').unwrap_or((arg, "0"));
+            let (path, pause) = (path.to_owned(), millis(ms));
+            let output = output.clone();
+            std::thread::spawn(move || {
+                let result = append_line(&path);
+                std::thread::sleep(pause);
+                let mut out = out(&output);
+                match result {
+                    Ok(()) => reply(&mut *out, id, FrameKind::Response, b"appended"),
+                    Err(err) => reply(&mut *out, id, FrameKind::Error, err.to_string().as_bytes()),
+                }
+                let _ = out.flush();
+            });
+        }
+        "exit" => {
+            flush();
+            std::process::exit(arg.trim().parse().unwrap_or(1));
+        }
+        "signal" => {
+            flush();
+            let signal = arg.trim().parse().unwrap_or(libc::SIGKILL);
+            // SAFETY: kill on our own pid has no memory-safety preconditions.
+            unsafe { libc::kill(libc::getpid(), signal) };
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "abort" => {
+            flush();
+            std::process::abort();
+        }
+        "stderr" => {
+            flush();
+            let (count, line) = arg.split_once(' ').unwrap_or((arg, "line"));
+            let count: usize = count.parse().unwrap_or(1);
+            let mut err = io::stderr().lock();
+            for i in 0..count {
+                let _ = writeln!(err, "{line} {i}");
+            }
+            let _ = err.flush();
+            std::process::exit(3);
+        }
+        "close-stdout" => {
+            flush();
+            // SAFETY: closing fd 1 only affects this process; nothing writes
+            // to stdout afterwards.
+            unsafe { libc::close(1) };
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        _ => answer(FrameKind::Error, b"not an unlocked command"),
     }
 }

@@ -26,6 +26,7 @@ pub(crate) struct Settings {
     pub(crate) max_frame_size: usize,
     pub(crate) grace_period: Duration,
     pub(crate) forward_stderr: bool,
+    pub(crate) retries: u32,
     pub(crate) spawner: Option<Spawner>,
     pub(crate) reactor: Option<Reactor>,
 }
@@ -38,6 +39,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("max_tasks_per_child", &self.settings.max_tasks_per_child)
             .field("max_frame_size", &self.settings.max_frame_size)
             .field("grace_period", &self.settings.grace_period)
+            .field("retries", &self.settings.retries)
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +60,7 @@ impl ProcessPoolBuilder {
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,
                 grace_period: DEFAULT_GRACE_PERIOD,
                 forward_stderr: false,
+                retries: 0,
                 spawner: None,
                 reactor: None,
             },
@@ -160,6 +163,16 @@ impl ProcessPoolBuilder {
     /// Default: off.
     pub fn forward_stderr(mut self, forward: bool) -> Self {
         self.settings.forward_stderr = forward;
+        self
+    }
+
+    /// How many times a call may be sent again after an attempt that had
+    /// started was lost to its child's death or termination (see
+    /// [`Call`](super::Call), "At most once"); each call can override it with
+    /// [`Call::retries`](super::Call::retries). Default: 0, every call runs at
+    /// most once.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.settings.retries = retries;
         self
     }
 

@@ -9,10 +9,13 @@
 //!    (all being started) the call waits in the pool's waiter list.
 //! 2. *Waiting*: the child's driver completes the call's [`CallCell`] with the
 //!    answer or an error, or asks it to go back to 1 (`Retry`) because its
-//!    child was terminated for another call's cancellation.
+//!    child ended without answering it and running it again is allowed: the
+//!    child had not acknowledged starting it (a `Started` frame), or the call
+//!    still has retries left (see `conn` for who decides what).
 //! 3. Dropping the future (or [`CancelHandle::cancel`]) during 2 withdraws the
-//!    frame if it was never written, and otherwise terminates the child, which
-//!    the pool replaces.
+//!    frame if it was never written; if the child acknowledged starting it,
+//!    terminates the child, which the pool replaces; otherwise retires the child
+//!    and terminates it only when it acknowledges the abandoned request.
 
 use std::fmt;
 use std::future::Future;
@@ -43,6 +46,9 @@ pub(crate) struct CallCell {
 }
 
 struct CellInner {
+    /// How many more times the call may be sent again after an attempt that
+    /// had started was lost (see [`Call::retries`]).
+    retries: u32,
     outcome: Option<Outcome>,
     waker: Option<Waker>,
     cancelled: bool,
@@ -59,10 +65,11 @@ impl fmt::Debug for CallCell {
 }
 
 impl CallCell {
-    fn new(targeted: bool) -> Arc<CallCell> {
+    fn new(targeted: bool, retries: u32) -> Arc<CallCell> {
         Arc::new(CallCell {
             targeted,
             inner: Mutex::new(CellInner {
+                retries,
                 outcome: None,
                 waker: None,
                 cancelled: false,
@@ -73,6 +80,16 @@ impl CallCell {
 
     pub(crate) fn is_targeted(&self) -> bool {
         self.targeted
+    }
+
+    /// Spends one retry, if the call has one left.
+    pub(crate) fn take_retry(&self) -> bool {
+        let mut inner = lock(&self.inner);
+        if inner.retries == 0 {
+            return false;
+        }
+        inner.retries -= 1;
+        true
     }
 
     /// Delivers the outcome (the first one wins) and wakes the call.
@@ -95,10 +112,21 @@ impl CallCell {
 /// A call to the pool: resolves to the child's answer. Created by
 /// [`ProcessPool::call`](super::ProcessPool::call).
 ///
-/// Dropping it before it resolves cancels the call: if its frame was already
-/// written, the child running it is terminated (SIGTERM, SIGKILL after the grace
-/// period) and replaced, and the other calls in flight on that child are sent
-/// again to another child.
+/// Dropping it before it resolves cancels the call: a frame still queued is
+/// withdrawn; once the child has started the request, the child is terminated
+/// (SIGTERM, SIGKILL after the grace period) and replaced. A request written
+/// but not started yet does not disturb the child's current work: the child
+/// takes no new calls and is terminated when it gets to that request.
+///
+/// # At most once
+///
+/// A call runs at most once unless it allows retries. When its child ends
+/// without answering it (a crash, or termination for *another* call's
+/// cancellation), a call the child had not acknowledged starting is sent to
+/// another child (it never ran); one that had started fails (`WorkerDied`, or
+/// `Interrupted` when the child was terminated for another call), unless it
+/// has retries left ([`Call::retries`], default
+/// [`ProcessPoolBuilder::retries`](super::ProcessPoolBuilder::retries)).
 ///
 /// # Panics
 ///
@@ -152,13 +180,24 @@ impl Call {
         };
         Call {
             key: pool.next_id(),
-            cell: CallCell::new(target.is_some()),
+            cell: CallCell::new(target.is_some(), pool.retries()),
             pool,
             request: Arc::new(request),
             context,
             target,
             stage,
         }
+    }
+
+    /// Lets the call be sent again up to `retries` times after an attempt that
+    /// had started was lost because its child died or was terminated for
+    /// another call's cancellation: the request must then tolerate running
+    /// more than once (or in part, then again). Default: the pool's
+    /// [`ProcessPoolBuilder::retries`](super::ProcessPoolBuilder::retries).
+    /// Attempts that never started are sent again without counting.
+    pub fn retries(self, retries: u32) -> Call {
+        lock(&self.cell.inner).retries = retries;
+        self
     }
 
     /// A handle that cancels this call from anywhere (another task or thread).

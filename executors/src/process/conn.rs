@@ -20,21 +20,38 @@
 //! 2. `Retiring`: no new calls; when the last call is answered the driver
 //!    closes stdin (a worker exits on EOF), sends SIGTERM after the grace period
 //!    and SIGKILL after another.
-//! 3. `Terminating`: a call was cancelled after its frame was sent, the child
-//!    broke the protocol, or the pool was dropped. The child got SIGTERM (or
-//!    SIGKILL for a protocol error); SIGKILL follows after the grace period.
-//!    Calls still in flight on a child terminated for a *cancellation* are
-//!    re-dispatched to another child (targeted calls fail with `Cancelled`):
-//!    they never got an answer, and their loss is not their fault.
+//! 3. `Terminating`: a call that the child had acknowledged starting was
+//!    cancelled, the child broke the protocol, or the pool was dropped. The
+//!    child got SIGTERM (or SIGKILL for a protocol error); SIGKILL follows after
+//!    the grace period.
 //! 4. `Dead`: the exit was seen (pidfd, or EOF on stdout then `waitpid`); the
-//!    driver drains what the child left in its pipes, reaps it, fails the calls
-//!    still in flight with `WorkerDied` (pid, exit status, last stderr lines)
-//!    and tells the pool, which starts a replacement.
+//!    driver drains what the child left in its pipes, reaps it, settles the
+//!    calls still in flight and tells the pool, which starts a replacement.
+//!
+//! # At most once
+//!
+//! A worker acknowledges each request with a `Started` frame before it begins
+//! it, so the parent knows which requests may have run. When a child ends with
+//! calls in flight (targeted calls aside, which fail):
+//!
+//! - a call it never acknowledged is sent to another child: it never ran. (If
+//!   the child acknowledged and answered nothing at all, which is how a program
+//!   that cannot start looks, its calls fail instead, so that they do not
+//!   circle through crashing children forever.)
+//! - a call it acknowledged is sent again only if the call has retries left;
+//!   otherwise it fails with `WorkerDied`, or with `Interrupted` when the child
+//!   was terminated for another call's cancellation.
+//!
+//! A call cancelled after its frame was written but before the child
+//! acknowledged it does not terminate the child at once: the child is retired
+//! (no new calls; the slot starts a replacement) and is terminated when it
+//! acknowledges that request, after finishing the calls ahead of it. So
+//! cancelling one call never interrupts another call that is running.
 //!
 //! Lock order: pool state, then [`Conn`]'s `state`, then its `writer`; a call
 //! cell's lock is innermost and never held while taking another.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -57,7 +74,7 @@ use crate::sync::{Mutex, lock};
 /// Why a child is being terminated.
 #[derive(Debug, Clone)]
 pub(crate) enum End {
-    /// A call was cancelled after its frame was sent.
+    /// A call that the child had started was cancelled.
     Cancelled,
     /// The child broke the protocol; its calls already failed with this error.
     Protocol(ProcessError),
@@ -111,7 +128,50 @@ impl fmt::Debug for Conn {
 struct ConnState {
     phase: Phase,
     /// Calls in flight by request id.
-    calls: HashMap<u64, Arc<CallCell>>,
+    calls: HashMap<u64, InFlight>,
+    /// Requests whose call was cancelled after their frame was written but
+    /// before the child acknowledged them: the child is terminated if it does.
+    abandoned: HashSet<u64>,
+    /// `Started` frames received.
+    acknowledged: u64,
+}
+
+/// A call in flight on this child.
+struct InFlight {
+    cell: Arc<CallCell>,
+    /// The child acknowledged starting it (`Started` frame).
+    started: bool,
+}
+
+/// A call still in flight on a child that ended, as [`Conn::mark_dead`] hands
+/// it over.
+pub(crate) struct Unfinished {
+    pub(crate) cell: Arc<CallCell>,
+    /// The child had acknowledged starting it.
+    pub(crate) started: bool,
+}
+
+/// What a `Started` frame means; see [`Conn::mark_started`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ack {
+    /// A call in flight is now running.
+    Running,
+    /// The request of a cancelled call: terminate the child.
+    Abandoned,
+    /// Nothing to do (a terminated child's late frame).
+    Ignored,
+    /// A protocol error, described.
+    Violation(String),
+}
+
+/// What an answer frame refers to; see [`Conn::take_call`].
+pub(crate) enum Answered {
+    /// The call to complete.
+    Call(Arc<CallCell>),
+    /// Nothing to do (a terminated child's late answer).
+    Ignored,
+    /// A protocol error, described.
+    Violation(String),
 }
 
 /// What [`Conn::register`] decided.
@@ -172,6 +232,8 @@ impl Conn {
             state: Mutex::new(ConnState {
                 phase: Phase::Live,
                 calls: HashMap::new(),
+                abandoned: HashSet::new(),
+                acknowledged: 0,
             }),
             writer: Mutex::new(Writer {
                 stdin: Some(stdin),
@@ -217,7 +279,13 @@ impl Conn {
         if !matches!(state.phase, Phase::Live) {
             return Registered::No;
         }
-        state.calls.insert(id, cell.clone());
+        state.calls.insert(
+            id,
+            InFlight {
+                cell: cell.clone(),
+                started: false,
+            },
+        );
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let sent = self.tasks_sent.fetch_add(1, Ordering::Relaxed) + 1;
         if max_tasks.is_some_and(|max| sent >= max) {
@@ -299,13 +367,14 @@ impl Conn {
     }
 
     /// Gives up on a call whose future was dropped or cancelled. If its frame
-    /// never left the queue it is simply withdrawn; otherwise the child is
-    /// working on it, so the child is terminated (see the module docs).
+    /// never left the queue it is simply withdrawn; if the child acknowledged
+    /// starting it, the child is terminated; otherwise the child is retired and
+    /// terminated when it acknowledges it (see the module docs).
     pub(crate) fn abandon(&self, id: u64, pool: &Arc<PoolShared>) {
         let mut state = lock(&self.state);
-        if state.calls.remove(&id).is_none() {
+        let Some(entry) = state.calls.remove(&id) else {
             return;
-        }
+        };
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         {
             let mut writer = lock(&self.writer);
@@ -322,10 +391,57 @@ impl Conn {
                 return;
             }
         }
+        if !entry.started {
+            let retire = match state.phase {
+                Phase::Live => true,
+                Phase::Retiring => false,
+                // Already on its way out: nothing more to do.
+                Phase::Terminating(_) | Phase::Dead => return,
+            };
+            state.abandoned.insert(id);
+            if retire {
+                state.phase = Phase::Retiring;
+                self.accepting.store(false, Ordering::Release);
+            }
+            drop(state);
+            self.driver_waker.wake();
+            if retire {
+                pool.replace(self.slot, self.id);
+            }
+            return;
+        }
         let calls = self.begin_termination(&mut state, End::Cancelled);
         drop(state);
         debug_assert!(calls.is_empty());
         self.after_termination(pool, libc::SIGTERM);
+    }
+
+    /// Records the child's `Started` frame for request `id`.
+    pub(crate) fn mark_started(&self, id: u64) -> Ack {
+        let mut state = lock(&self.state);
+        state.acknowledged += 1;
+        let in_good_standing = matches!(state.phase, Phase::Live | Phase::Retiring);
+        if let Some(entry) = state.calls.get_mut(&id) {
+            if entry.started && in_good_standing {
+                return Ack::Violation(format!("a second Started frame for request id {id}"));
+            }
+            entry.started = true;
+            return Ack::Running;
+        }
+        if state.abandoned.remove(&id) {
+            return if in_good_standing {
+                Ack::Abandoned
+            } else {
+                Ack::Ignored
+            };
+        }
+        if in_good_standing {
+            Ack::Violation(format!(
+                "a Started frame for request id {id}, which is not in flight"
+            ))
+        } else {
+            Ack::Ignored
+        }
     }
 
     /// Terminates the child: no new calls, a signal now, SIGKILL after the grace
@@ -361,7 +477,7 @@ impl Conn {
         state.phase = Phase::Terminating(end);
         self.accepting.store(false, Ordering::Release);
         if fail_now {
-            let calls: Vec<_> = state.calls.drain().map(|(_, cell)| cell).collect();
+            let calls: Vec<_> = state.calls.drain().map(|(_, entry)| entry.cell).collect();
             self.in_flight.fetch_sub(calls.len(), Ordering::Relaxed);
             calls
         } else {
@@ -394,18 +510,31 @@ impl Conn {
     }
 
     /// Takes the call answered by a frame with this id.
-    pub(crate) fn take_call(&self, id: u64) -> Result<Arc<CallCell>, bool> {
+    pub(crate) fn take_call(&self, id: u64) -> Answered {
         let mut state = lock(&self.state);
-        match state.calls.remove(&id) {
-            Some(cell) => {
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                self.completed.fetch_add(1, Ordering::Relaxed);
-                Ok(cell)
+        // An unknown id is a protocol error only while the child is in good
+        // standing; a terminated child's late answers are simply dropped.
+        let in_good_standing = matches!(state.phase, Phase::Live | Phase::Retiring);
+        match state.calls.get(&id) {
+            None if in_good_standing => {
+                return Answered::Violation(format!(
+                    "answer to request id {id}, which is not in flight"
+                ));
             }
-            // An unknown id is a protocol error only while the child is in good
-            // standing; a terminated child's late answers are simply dropped.
-            None => Err(matches!(state.phase, Phase::Live | Phase::Retiring)),
+            None => return Answered::Ignored,
+            Some(entry) if !entry.started && in_good_standing => {
+                return Answered::Violation(format!(
+                    "answer to request id {id} without a Started frame before it"
+                ));
+            }
+            Some(_) => {}
         }
+        let Some(entry) = state.calls.remove(&id) else {
+            return Answered::Ignored;
+        };
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        Answered::Call(entry.cell)
     }
 
     /// Whether a retiring child has nothing left to do.
@@ -417,15 +546,25 @@ impl Conn {
         lock(&self.writer).queue.is_empty()
     }
 
-    /// Marks the child dead; returns its last phase and the calls still in flight.
-    pub(crate) fn mark_dead(&self) -> (Phase, Vec<Arc<CallCell>>) {
+    /// Marks the child dead; returns its last phase, the calls still in
+    /// flight, and whether it ever acknowledged or answered a request.
+    pub(crate) fn mark_dead(&self) -> (Phase, Vec<Unfinished>, bool) {
         let mut state = lock(&self.state);
         let phase = std::mem::replace(&mut state.phase, Phase::Dead);
         self.accepting.store(false, Ordering::Release);
-        let calls: Vec<_> = state.calls.drain().map(|(_, cell)| cell).collect();
+        let calls: Vec<_> = state
+            .calls
+            .drain()
+            .map(|(_, entry)| Unfinished {
+                cell: entry.cell,
+                started: entry.started,
+            })
+            .collect();
+        state.abandoned.clear();
+        let progressed = state.acknowledged > 0 || self.completed.load(Ordering::Relaxed) > 0;
         self.in_flight.fetch_sub(calls.len(), Ordering::Relaxed);
         drop(state);
         lock(&self.writer).stdin = None;
-        (phase, calls)
+        (phase, calls, progressed)
     }
 }

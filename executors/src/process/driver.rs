@@ -3,9 +3,11 @@
 //! One poll of the driver, repeated while it makes progress (at most
 //! `READS_PER_POLL` rounds before it yields):
 //!
-//! 1. Read stdout and decode frames; each answer completes its call. Garbage,
-//!    an oversized frame, a request-kind frame or an answer to an id that is not
-//!    in flight is a protocol error: every call in flight fails with
+//! 1. Read stdout and decode frames; a `Started` frame marks its call as
+//!    running (or, for a cancelled call's request, terminates the child), each
+//!    answer completes its call. Garbage, an oversized frame, a request-kind
+//!    frame, a frame for an id that is not in flight or an answer without a
+//!    `Started` frame first is a protocol error: every call in flight fails with
 //!    `Protocol`, the child is SIGKILLed, and bytes after that are ignored.
 //! 2. Read stderr into the ring of last lines (and forward it if configured).
 //! 3. Flush the frames the callers could not write.
@@ -13,7 +15,7 @@
 //!    escalation timer (SIGTERM then SIGKILL for a retiring child, SIGKILL for a
 //!    terminating one, SIGKILL for a child that closed stdout but lingers).
 //! 5. Poll the exit watcher. Once the child exited: drain its pipes, reap it,
-//!    settle the remaining calls (see `conn`) and tell the pool.
+//!    settle the remaining calls (see `conn`, "At most once") and tell the pool.
 
 use std::fmt;
 use std::fs::File;
@@ -28,7 +30,7 @@ use futures::FutureExt;
 use vedart_reactor::{Async, Direction, Sleep};
 
 use super::call::Outcome;
-use super::conn::{Conn, End, Phase};
+use super::conn::{Ack, Answered, Conn, End, Phase};
 use super::error::ProcessError;
 use super::exit::ExitWatcher;
 use super::frame::{FrameDecoder, FrameError, FrameKind};
@@ -189,7 +191,7 @@ impl ConnDriver {
                     let detail = match frame.kind {
                         FrameKind::Response | FrameKind::Error => {
                             match self.conn.take_call(frame.id) {
-                                Ok(cell) => {
+                                Answered::Call(cell) => {
                                     let pid = self.conn.pid();
                                     let result = if frame.kind == FrameKind::Response {
                                         self.pool.stats.calls_ok.fetch_add(1, Ordering::Relaxed);
@@ -204,13 +206,23 @@ impl ConnDriver {
                                     cell.complete(Outcome::Done(result));
                                     None
                                 }
-                                Err(true) => Some(format!(
-                                    "answer to request id {}, which is not in flight",
-                                    frame.id
-                                )),
-                                Err(false) => None,
+                                Answered::Violation(detail) => Some(detail),
+                                Answered::Ignored => None,
                             }
                         }
+                        FrameKind::Started => match self.conn.mark_started(frame.id) {
+                            Ack::Running | Ack::Ignored => None,
+                            Ack::Abandoned => {
+                                // A dead child (`finish` drains its pipes) is
+                                // past terminating.
+                                if !self.finished {
+                                    self.conn
+                                        .terminate(&self.pool, End::Cancelled, libc::SIGTERM);
+                                }
+                                None
+                            }
+                            Ack::Violation(detail) => Some(detail),
+                        },
                         kind => Some(format!("the child sent a {kind:?} frame")),
                     };
                     if let Some(detail) = detail {
@@ -338,23 +350,37 @@ impl ConnDriver {
         self.escalation = Some((vedart_reactor::sleep(after), signal));
     }
 
-    /// The child is gone: deliver what it left, fail the rest, tell the pool.
+    /// The child is gone: deliver what it left, settle the rest (see `conn`,
+    /// "At most once"), tell the pool.
     fn finish(&mut self, reaped: Reaped) {
         self.finished = true;
         self.escalation = None;
-        self.drain();
+        // Without everything the child wrote, an unread `Started` frame may be
+        // missing: then every call is taken as started.
+        let complete = self.drain() && self.decoding;
         let tail = self.tail.snapshot();
-        let (phase, calls) = self.conn.mark_dead();
+        let (phase, calls, progressed) = self.conn.mark_dead();
         let pid = self.conn.pid();
         let own_death = matches!(phase, Phase::Live | Phase::Retiring);
         let retired_cleanly = matches!(phase, Phase::Retiring) && calls.is_empty();
         let died = ProcessError::worker_died(pid, reaped, tail);
-        for cell in calls {
+        for call in calls {
+            let cell = call.cell;
+            let started = call.started || !complete;
             let outcome = match &phase {
-                Phase::Terminating(End::Cancelled) if !cell.is_targeted() => Outcome::Retry,
-                Phase::Terminating(End::Cancelled) => Outcome::Done(Err(ProcessError::cancelled())),
                 Phase::Terminating(End::Protocol(err)) => Outcome::Done(Err(err.clone())),
                 Phase::Terminating(End::Closed) => Outcome::Done(Err(ProcessError::pool_closed())),
+                Phase::Terminating(End::Cancelled) if cell.is_targeted() => {
+                    Outcome::Done(Err(ProcessError::cancelled()))
+                }
+                Phase::Terminating(End::Cancelled) if !started || cell.take_retry() => {
+                    Outcome::Retry
+                }
+                Phase::Terminating(End::Cancelled) => {
+                    Outcome::Done(Err(ProcessError::interrupted(pid)))
+                }
+                _ if cell.is_targeted() => Outcome::Done(Err(died.clone())),
+                _ if (!started && progressed) || cell.take_retry() => Outcome::Retry,
                 _ => Outcome::Done(Err(died.clone())),
             };
             if let Outcome::Done(Err(_)) = outcome {
@@ -366,10 +392,16 @@ impl ConnDriver {
             .conn_finished(&self.conn, own_death && !retired_cleanly);
     }
 
-    /// Reads what a dead child left in its pipes, without waiting.
-    fn drain(&mut self) {
+    /// Reads what a dead child left in its pipes, without waiting. Returns
+    /// whether all of its stdout was read (not cut short by the budget).
+    fn drain(&mut self) -> bool {
         let mut budget = DRAIN_LIMIT;
-        while !self.stdout_done && budget > 0 {
+        let mut complete = true;
+        while !self.stdout_done {
+            if budget == 0 {
+                complete = false;
+                break;
+            }
             match self.stdout.get_ref().read(&mut self.scratch) {
                 Ok(0) => self.stdout_done = true,
                 Ok(n) => {
@@ -377,7 +409,12 @@ impl ConnDriver {
                     self.on_stdout(n);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                // Empty: the child wrote nothing more.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    complete = false;
+                    break;
+                }
             }
         }
         let mut budget = DRAIN_LIMIT;
@@ -392,6 +429,7 @@ impl ConnDriver {
                 Err(_) => break,
             }
         }
+        complete
     }
 }
 

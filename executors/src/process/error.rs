@@ -38,6 +38,12 @@ pub enum ProcessErrorKind {
     PoolClosed,
     /// The request (or context) is larger than the pool's maximum frame size.
     TooLarge,
+    /// The call had started on a child that was terminated to cancel *another*
+    /// call, and its retry budget was spent, so it was not sent again: a call
+    /// runs at most once unless it allows retries
+    /// ([`Call::retries`](super::Call::retries)). It may have run in part. See
+    /// [`ProcessError::pid`].
+    Interrupted,
 }
 
 /// Why a process-pool call failed. See [`ProcessErrorKind`].
@@ -89,6 +95,9 @@ enum Repr {
     TooLarge {
         len: usize,
         max: usize,
+    },
+    Interrupted {
+        pid: u32,
     },
 }
 
@@ -150,6 +159,12 @@ impl ProcessError {
         }
     }
 
+    pub(crate) fn interrupted(pid: u32) -> Self {
+        ProcessError {
+            repr: Repr::Interrupted { pid },
+        }
+    }
+
     /// The category of the error.
     pub fn kind(&self) -> ProcessErrorKind {
         match &self.repr {
@@ -160,6 +175,7 @@ impl ProcessError {
             Repr::Remote { .. } => ProcessErrorKind::Remote,
             Repr::PoolClosed => ProcessErrorKind::PoolClosed,
             Repr::TooLarge { .. } => ProcessErrorKind::TooLarge,
+            Repr::Interrupted { .. } => ProcessErrorKind::Interrupted,
         }
     }
 
@@ -178,12 +194,14 @@ impl ProcessError {
         self.kind() == ProcessErrorKind::Cancelled
     }
 
-    /// The pid of the child concerned (`WorkerDied`, `Protocol`, `Remote`).
+    /// The pid of the child concerned (`WorkerDied`, `Protocol`, `Remote`,
+    /// `Interrupted`).
     pub fn pid(&self) -> Option<u32> {
         match &self.repr {
             Repr::WorkerDied { pid, .. }
             | Repr::Protocol { pid, .. }
-            | Repr::Remote { pid, .. } => Some(*pid),
+            | Repr::Remote { pid, .. }
+            | Repr::Interrupted { pid } => Some(*pid),
             _ => None,
         }
     }
@@ -274,6 +292,7 @@ impl fmt::Debug for ProcessError {
                 d.field("pid", pid).field("payload_len", &payload.len())
             }
             Repr::TooLarge { len, max } => d.field("len", len).field("max", max),
+            Repr::Interrupted { pid } => d.field("pid", pid),
             Repr::Cancelled | Repr::PoolClosed => &mut d,
         };
         d.finish()
@@ -313,6 +332,12 @@ impl fmt::Display for ProcessError {
             Repr::TooLarge { len, max } => write!(
                 f,
                 "request of {len} bytes exceeds the maximum frame size of {max} bytes"
+            ),
+            Repr::Interrupted { pid } => write!(
+                f,
+                "worker process {pid} was terminated to cancel another call while this call \
+                 was running on it; the call had started, so it was not sent again (calls \
+                 run at most once unless they allow retries)"
             ),
         }
     }

@@ -52,16 +52,22 @@ pub enum FrameKind {
     /// installing or releasing a context. The payload starts with a
     /// [`ControlOp`] byte.
     Control = 4,
+    /// Child to parent, empty payload: the child is about to begin the request
+    /// with this id. Written (and flushed) before the request's work starts and
+    /// before its answer, so the parent knows which requests may have run when
+    /// a child dies or is killed: the others are safe to send again.
+    Started = 5,
 }
 
 impl FrameKind {
-    /// The kind for a header byte, if it is one of the four defined kinds.
+    /// The kind for a header byte, if it is one of the defined kinds.
     pub fn from_byte(byte: u8) -> Option<FrameKind> {
         match byte {
             1 => Some(FrameKind::Request),
             2 => Some(FrameKind::Response),
             3 => Some(FrameKind::Error),
             4 => Some(FrameKind::Control),
+            5 => Some(FrameKind::Started),
             _ => None,
         }
     }
@@ -452,6 +458,8 @@ mod tests {
         assert_eq!(FrameKind::Response.as_byte(), 2);
         assert_eq!(FrameKind::Error.as_byte(), 3);
         assert_eq!(FrameKind::Control.as_byte(), 4);
+        assert_eq!(FrameKind::Started.as_byte(), 5);
+        assert_eq!(FrameKind::from_byte(6), None);
         assert_eq!(ControlOp::Install as u8, 1);
         assert_eq!(ControlOp::Release as u8, 2);
     }

@@ -83,6 +83,8 @@ pub(crate) struct PoolShared {
     max_frame_size: usize,
     grace_period: Duration,
     forward_stderr: bool,
+    /// Default of [`Call::retries`].
+    retries: u32,
     spawner: Spawner,
     /// The reactor the children's pipes and pidfds are registered with.
     reactor: Reactor,
@@ -146,6 +148,10 @@ impl PoolShared {
 
     pub(crate) fn forward_stderr(&self) -> bool {
         self.forward_stderr
+    }
+
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries
     }
 
     /// Whether this is the process that built the pool (not a `fork()` copy).
@@ -467,9 +473,11 @@ impl ProcessPool {
     ///
     /// The future resolves to a [`ProcessError`]: `TooLarge` for a request over
     /// the maximum frame size, `Remote` when the child answered with an error
-    /// frame, `WorkerDied` when it died first, `Protocol` when it broke the
-    /// protocol, `Spawn` when no child could be started, `PoolClosed` after
-    /// shutdown, `Cancelled` through a [`CancelHandle`](super::CancelHandle).
+    /// frame, `WorkerDied` when it died first, `Interrupted` when it was
+    /// running on a child terminated for another call's cancellation (see
+    /// [`Call`], "At most once"), `Protocol` when the child broke the protocol,
+    /// `Spawn` when no child could be started, `PoolClosed` after shutdown,
+    /// `Cancelled` through a [`CancelHandle`](super::CancelHandle).
     pub fn call(&self, request: impl Into<Vec<u8>>) -> Call {
         Call::new(self.shared.clone(), request.into(), None, None)
     }
@@ -626,6 +634,7 @@ impl ProcessPool {
             max_frame_size: settings.max_frame_size,
             grace_period: settings.grace_period,
             forward_stderr: settings.forward_stderr,
+            retries: settings.retries,
             spawner,
             reactor,
             owner: std::process::id(),

@@ -32,6 +32,7 @@ from ._runtime import Runtime, RuntimeStats, get_runtime, init, shutdown
 from ._scope import Scope, cancelled, scope, spawn
 from .exceptions import (
     CancelledError,
+    ChunkInterruptedError,
     ConfigError,
     ExecutorError,
     ReplayError,
@@ -83,6 +84,7 @@ __all__ = [
     "CancelledError",
     "ExecutorError",
     "WorkerCrashedError",
+    "ChunkInterruptedError",
     "ReplayError",
     "TimeoutError",
 ]

@@ -17,6 +17,10 @@ MAX_WORKERS_LIMIT = 10_000
 #: Default adaptation period in milliseconds (see :attr:`Config.adaptive_interval_ms`).
 DEFAULT_ADAPTIVE_INTERVAL_MS = 1000
 
+#: Upper bound of :attr:`Config.retries` (a chunk that keeps killing its worker
+#: should fail, not loop).
+MAX_RETRIES = 100
+
 
 class SchedulingPolicy(enum.Enum):
     """How VedaRT chooses an executor for work that does not name one."""
@@ -100,6 +104,12 @@ class Config:
     #: Adaptation period of the pool in milliseconds: idle threads above the
     #: pool's target size retire after this long.
     adaptive_interval_ms: int = DEFAULT_ADAPTIVE_INTERVAL_MS
+    #: Process executor: how many times a chunk may run again after the worker
+    #: process running it died or was terminated to cancel other work. Chunks
+    #: run at most once by default (0); allow retries only for work that may
+    #: run twice (or in part, then again). Chunks a worker had not started yet
+    #: always go to another worker.
+    retries: int = 0
 
     def __post_init__(self) -> None:
         _check_count("num_threads", self.num_threads, minimum=1)
@@ -133,6 +143,11 @@ class Config:
             raise ConfigError(
                 "adaptive_interval_ms", f"must be between 1 and 3600000, got {interval}"
             )
+        retries = self.retries
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise ConfigError("retries", f"must be an int, got {type(retries).__name__}")
+        if not 0 <= retries <= MAX_RETRIES:
+            raise ConfigError("retries", f"must be between 0 and {MAX_RETRIES}, got {retries}")
         resolved_max = self._max_workers()
         resolved_min = self._min_workers(resolved_max)
         if resolved_min > resolved_max:
@@ -245,6 +260,10 @@ class ConfigBuilder:
     def adaptive_interval_ms(self, value: int) -> ConfigBuilder:
         """Sets :attr:`Config.adaptive_interval_ms`."""
         return self._set("adaptive_interval_ms", value)
+
+    def retries(self, value: int) -> ConfigBuilder:
+        """Sets :attr:`Config.retries`."""
+        return self._set("retries", value)
 
     def build(self) -> Config:
         """Validates the settings and returns the :class:`Config`.

@@ -25,11 +25,22 @@ How a pipeline segment runs on it (:class:`_ProcessRun`):
    message and the child's traceback attached (a note, and
    ``exc.veda_remote_traceback``); a child that dies raises
    :class:`~vedart.WorkerCrashedError` naming its pid and exit code or signal
-   (the pool replaces it); a callable or an item that cannot be pickled raises
-   :class:`TypeError` naming it, before anything runs.
+   and the chunks it took down, once per death (the pool replaces it); a
+   callable or an item that cannot be pickled raises :class:`TypeError`
+   naming it, before anything runs.
+
+   Chunks run at most once (the pool's rule, see
+   ``executors/src/process/README.md``): the worker acknowledges each chunk
+   before it runs it, and when a worker dies or is terminated, the chunks it
+   had not acknowledged go to another worker, while an acknowledged one fails
+   (:class:`~vedart.WorkerCrashedError`, or
+   :class:`~vedart.ChunkInterruptedError` when the worker was terminated to
+   cancel another pipeline's chunk) unless ``Config.retries`` allows it to
+   run again.
 5. Cancellation (Ctrl+C, an error, a cancelled caller) cancels the calls in
    flight: the children running them get SIGTERM, then SIGKILL after the grace
-   period, and are replaced. When the consumer merely stops early (``take``,
+   period, and are replaced; a child that has not reached a cancelled chunk
+   yet first finishes the chunks ahead of it (of other pipelines too). When the consumer merely stops early (``take``,
    ``any``), chunks in flight that are short are left to finish and their
    results dropped, which is cheaper than restarting children.
 
@@ -56,6 +67,7 @@ from ._deadline import WaitExpired
 from ._executors import Executor, Run
 from .exceptions import (
     CancelledError,
+    ChunkInterruptedError,
     ExecutorError,
     WorkerCrashedError,
     _attach_note,
@@ -463,24 +475,48 @@ def crash_error(outcome: tuple[Any, ...], chunks: tuple[int, ...] = ()) -> Worke
     )
 
 
+def interrupted_error(outcome: tuple[Any, ...], chunks: tuple[int, ...] = ()) -> BaseException:
+    """:class:`~vedart.ChunkInterruptedError` from an ``("interrupted", ...)``
+    outcome; ``chunks`` are the positions of the chunks it interrupted."""
+    pid = outcome[2]
+    which = ", ".join(str(index) for index in chunks)
+    running = f"chunk{'s' if len(chunks) > 1 else ''} {which}" if chunks else "a chunk"
+    return ChunkInterruptedError(
+        f"worker process {pid} was terminated to cancel another pipeline's work while it "
+        f"ran {running} of this pipeline; chunks run at most once, so it was not run again "
+        "(it may have run in part). Work that may run twice can allow it with "
+        "veda.Config(retries=N).",
+        pid=pid,
+        chunks=chunks,
+    )
+
+
+#: Outcomes that one event on one child gives to every call it takes down.
+_SHARED_FATE = {"died": crash_error, "interrupted": interrupted_error}
+
+
 def failure_errors(calls: list[Any]) -> list[BaseException]:
     """One exception per failure of ``calls`` (failed ``ProcessCall`` objects, first
-    failure first): the calls that one worker death took down become a single
-    :class:`~vedart.WorkerCrashedError` that lists their chunks."""
+    failure first): the calls that one worker death (or termination) took down
+    become a single :class:`~vedart.WorkerCrashedError` (or
+    :class:`~vedart.ChunkInterruptedError`) that lists their chunks."""
     errors: list[Any] = []
-    deaths: dict[Any, list[Any]] = {}
+    shared: dict[Any, list[Any]] = {}
     for call in calls:
         outcome = call.outcome()
-        if outcome[0] == "died":
-            death = deaths.get(outcome[2])
-            if death is None:
-                death = deaths[outcome[2]] = [outcome]
-                errors.append(death)
-            death.append(call.index)
+        if outcome[0] in _SHARED_FATE:
+            key = (outcome[0], outcome[2])
+            fate = shared.get(key)
+            if fate is None:
+                fate = shared[key] = [outcome]
+                errors.append(fate)
+            fate.append(call.index)
         else:
             errors.append(outcome_error(outcome))
     return [
-        crash_error(error[0], tuple(sorted(error[1:]))) if isinstance(error, list) else error
+        _SHARED_FATE[error[0][0]](error[0], tuple(sorted(error[1:])))
+        if isinstance(error, list)
+        else error
         for error in errors
     ]
 
@@ -492,6 +528,8 @@ def outcome_error(outcome: tuple[Any, ...]) -> BaseException:
         return remote_error(outcome[1], outcome[2])
     if kind == "died":
         return crash_error(outcome)
+    if kind == "interrupted":
+        return interrupted_error(outcome)
     if kind == "cancelled":
         return CancelledError("the pipeline was cancelled")
     if kind == "closed":
@@ -524,12 +562,15 @@ class _ProcessRun(Run):
         "_chunk_seconds",
         "_chunks_done",
         "_reason",
+        "_retries",
     )
 
-    def __init__(self, pool: Any, mode: str, reason: str) -> None:
+    def __init__(self, pool: Any, mode: str, reason: str, retries: int = 0) -> None:
         self._pool = pool
         self._batch = pool.batch()
         self._fail_fast = mode == "fail_fast"
+        #: Step 4: runs a chunk may have after a started one was lost.
+        self._retries = retries
         self._contexts: dict[int, tuple[Any, Any]] = {}
         self._items = 0
         self._chunk_seconds = 0.0
@@ -553,7 +594,7 @@ class _ProcessRun(Run):
         else:
             request = dumps_chunk(chunk, self._items)
         self._items += len(chunk)
-        return _ProcessHandle(self._batch.submit(request, context))
+        return _ProcessHandle(self._batch.submit(request, context, retries=self._retries))
 
     def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
         call = handle.call
@@ -614,7 +655,8 @@ class ProcessExecutor(Executor):
     def __init__(self, runtime: Any, reason: str = 'executor="process" was requested') -> None:
         workers = runtime.config.num_processes
         self.workers = int(workers) if workers else _cores()
+        self.retries = int(getattr(runtime.config, "retries", 0))
         self.reason = reason
 
     def start(self, mode: str) -> Run:
-        return _ProcessRun(get_pool(self.workers), mode, self.reason)
+        return _ProcessRun(get_pool(self.workers), mode, self.reason, self.retries)

@@ -153,7 +153,9 @@ class ProcessContext:
 class ProcessBatch:
     """One set of process calls with one failure policy."""
 
-    def submit(self, request: bytes, context: Optional[ProcessContext]) -> ProcessCall: ...
+    def submit(
+        self, request: bytes, context: Optional[ProcessContext], *, retries: int = 0
+    ) -> ProcessCall: ...
     def wait(
         self, call: ProcessCall, fail_fast: bool, timeout: Optional[float] = None
     ) -> Literal["finished", "failed", "cancelled", "timeout"]: ...

@@ -18,11 +18,13 @@ protocol (``executors/src/process/README.md``) on its stdin and stdout:
    found no item), or an ``Error`` whose payload is a pickled dict describing
    the exception (the exception itself when it pickles, its type, message and
    traceback text).
-4. Answers are written before the next request runs, except that the answers
-   of requests that took less than :data:`BATCH_BELOW_SECONDS` are held while
-   further requests are already buffered (at most :data:`MAX_HELD_ANSWERS`),
-   so tiny pipelined requests are answered with one ``write``. At EOF on stdin
-   the worker exits with status 0.
+4. Before a request runs, a ``Started`` frame with its id is written (with
+   the answers held so far, in one ``write``): the parent then knows that the
+   request may have run, and never sends it to another child when this one
+   dies (chunks run at most once). Answers of requests that took less than
+   :data:`BATCH_BELOW_SECONDS` are held while further requests are already
+   buffered (at most :data:`MAX_HELD_ANSWERS`), so they leave with the next
+   acknowledgement. At EOF on stdin the worker exits with status 0.
 
 Start-up is kept short, because the first result of the first process map
 waits for it: this module imports nothing from ``vedart`` (importing the
@@ -70,7 +72,7 @@ import time  # noqa: E402
 
 #: Frame header: payload length (u32), id (u64), kind (u8), little-endian.
 _HEADER = struct.Struct("<IQB")
-_REQUEST, _RESPONSE, _ERROR, _CONTROL = 1, 2, 3, 4
+_REQUEST, _RESPONSE, _ERROR, _CONTROL, _STARTED = 1, 2, 3, 4, 5
 _INSTALL, _RELEASE = 1, 2
 #: Response payload prefix: run time in seconds (f64), flags (u8).
 _ANSWER = struct.Struct("<dB")
@@ -538,6 +540,11 @@ def serve(in_fd: int, out_fd: int) -> int:
             break
         frame_id, kind, payload = frame
         if kind == _REQUEST:
+            # Step 4: the acknowledgement is out before anything of the request runs.
+            pending.append(_HEADER.pack(0, frame_id, _STARTED))
+            _write_all(out_fd, pending)
+            pending = []
+            held = 0
             started = clock()
             pending.extend(worker.answer(frame_id, payload))
             held += 1

@@ -23,6 +23,7 @@ __all__ = [
     "ScopeClosedError",
     "CancelledError",
     "ExecutorError",
+    "ChunkInterruptedError",
     "ReplayError",
     "TimeoutError",
 ]
@@ -146,6 +147,30 @@ class WorkerCrashedError(VedaError):
             type(self),
             (str(self), self.pid, self.exit_code, self.signal, self.stderr_tail, self.chunks),
         )
+
+
+class ChunkInterruptedError(ExecutorError):
+    """A chunk was running in a worker process that was terminated to cancel
+    *another* chunk (of another pipeline, sharing the pool), or to enforce
+    another call's timeout.
+
+    Chunks run at most once: this one had started, so it was not sent to
+    another worker, and it may have run in part. Pipelines whose work may run
+    again allow it with ``veda.Config(retries=N)``: the chunk is then re-run.
+    """
+
+    def __init__(
+        self, message: str, pid: Optional[int] = None, chunks: Sequence[int] = ()
+    ) -> None:
+        super().__init__(message)
+        #: The worker process that was terminated.
+        self.pid = pid
+        #: The chunks interrupted with it, by position in their pipeline
+        #: segment's submission order.
+        self.chunks = tuple(chunks)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.pid, self.chunks))
 
 
 class ReplayError(VedaError):
