@@ -31,9 +31,10 @@ use pyo3::prelude::*;
 use pyo3_async_runtimes::TaskLocals;
 use pyo3_async_runtimes::generic::{ContextExt, JoinError as BridgeJoinErrorTrait, Runtime};
 use vedart_executors::blocking::BlockingPool;
+use vedart_reactor::fork::PerProcess;
 
 use crate::errors::VedaErrorKind;
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::Arc;
 use crate::task::TaskInner;
 
 /// Threads of the bridge's blocking pool at most: completing an asyncio future
@@ -71,23 +72,20 @@ impl Future for BridgeJoinHandle {
     }
 }
 
-/// The bridge's runtime handle and blocking pool, with the process that made
-/// them: a forked child makes its own.
+/// The bridge's runtime and blocking pool: made by [`start`], and again in a
+/// child made by `fork()` (see `vedart_reactor::fork`); never shut down.
 struct Bridge {
-    pid: u32,
-    runtime: vedart::Handle,
+    runtime: vedart::Runtime,
     pool: BlockingPool,
 }
 
-static BRIDGE: Mutex<Option<Bridge>> = Mutex::new(None);
+static BRIDGE: PerProcess<Bridge> = PerProcess::new();
 
 /// The bridge of this process, if [`start`] started it here.
 fn running() -> Option<(vedart::Handle, BlockingPool)> {
-    let pid = std::process::id();
-    lock(&BRIDGE)
-        .as_ref()
-        .filter(|bridge| bridge.pid == pid)
-        .map(|bridge| (bridge.runtime.clone(), bridge.pool.clone()))
+    BRIDGE
+        .get()
+        .map(|bridge| (bridge.runtime.handle(), bridge.pool.clone()))
 }
 
 /// Starts the bridge in this process unless it runs already. Its threads run
@@ -103,42 +101,28 @@ fn start(py: Python<'_>) -> PyResult<()> {
         return Ok(());
     }
     let stack_size = crate::runtime::python_thread_stack_size(py)?;
-    let pid = std::process::id();
-    let mut slot = lock(&BRIDGE);
-    if slot.as_ref().is_some_and(|bridge| bridge.pid == pid) {
-        return Ok(());
-    }
-    // A parent's bridge copied by fork has no threads here: forget it, dropping
-    // it would try to stop them.
-    if let Some(inherited) = slot.take() {
-        std::mem::forget(inherited);
-    }
-    let runtime = vedart::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("veda-worker")
-        .thread_stack_size(stack_size)
-        .build()
-        .map_err(|error| {
+    BRIDGE
+        .get_or_try_init(|| {
+            let runtime = vedart::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("veda-worker")
+                .thread_stack_size(stack_size)
+                .build()?;
+            let pool = BlockingPool::builder()
+                .max_workers(BRIDGE_MAX_THREADS)
+                .keep_alive(Duration::from_secs(10))
+                .thread_name(|i| format!("veda-bridge-{i}"))
+                .stack_size(stack_size)
+                .on_thread_start(crate::tstate::pin_current_thread)
+                .on_thread_stop(crate::tstate::unpin_current_thread)
+                .build()
+                .unwrap_or_else(|error| unreachable!("constant bounds are valid: {error}"));
+            Ok(Bridge { runtime, pool })
+        })
+        .map(drop)
+        .map_err(|error: vedart::BuildError| {
             VedaErrorKind::Executor.err(py, format!("cannot start the asyncio bridge: {error}"))
-        })?;
-    // The runtime is never shut down: leaked on purpose, it lives as long as the
-    // process.
-    let runtime: &'static vedart::Runtime = Box::leak(Box::new(runtime));
-    let pool = BlockingPool::builder()
-        .max_workers(BRIDGE_MAX_THREADS)
-        .keep_alive(Duration::from_secs(10))
-        .thread_name(|i| format!("veda-bridge-{i}"))
-        .stack_size(stack_size)
-        .on_thread_start(crate::tstate::pin_current_thread)
-        .on_thread_stop(crate::tstate::unpin_current_thread)
-        .build()
-        .unwrap_or_else(|error| unreachable!("constant bounds are valid: {error}"));
-    *slot = Some(Bridge {
-        pid,
-        runtime: runtime.handle(),
-        pool,
-    });
-    Ok(())
+        })
 }
 
 impl Runtime for VedaRt {

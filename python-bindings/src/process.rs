@@ -51,6 +51,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
 use vedart_executors::process::{
     CancelHandle, Context, ProcessError, ProcessErrorKind, ProcessPool, WorkerState,
 };
+use vedart_reactor::fork::PerProcess;
 
 use crate::detach::{deadline_from_timeout, wait_detached};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering, lock};
@@ -66,33 +67,49 @@ pub(crate) fn executor_error(py: Python<'_>, message: impl Into<String>) -> PyEr
     }
 }
 
-/// The runtime that drives every pool of this process, with the pid that made
-/// it. Leaked on purpose: it lives as long as the process.
+/// The runtime that drives every pool of this process: started on first use,
+/// and again in a child made by `fork()` (see `vedart_reactor::fork`); never
+/// shut down.
 fn driver(py: Python<'_>) -> PyResult<vedart::Handle> {
-    static DRIVER: Mutex<Option<(u32, vedart::Handle)>> = Mutex::new(None);
-    let pid = std::process::id();
-    let mut slot = lock(&DRIVER);
-    if let Some((owner, handle)) = slot.as_ref() {
-        if *owner == pid {
-            return Ok(handle.clone());
-        }
-    }
-    // A parent's runtime copied by fork has no threads here: forget it, as
-    // dropping it would try to stop them.
-    if let Some(inherited) = slot.take() {
-        std::mem::forget(inherited);
-    }
-    let runtime = vedart::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("veda-process-driver")
-        .build()
+    static DRIVER: PerProcess<vedart::Runtime> = PerProcess::new();
+    DRIVER
+        .get_or_try_init(|| {
+            vedart::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("veda-process-driver")
+                .build()
+        })
+        .map(vedart::Runtime::handle)
         .map_err(|error| {
             executor_error(py, format!("cannot start the process-pool driver: {error}"))
-        })?;
-    let runtime: &'static vedart::Runtime = Box::leak(Box::new(runtime));
-    let handle = runtime.handle();
-    *slot = Some((pid, handle.clone()));
-    Ok(handle)
+        })
+}
+
+/// Runs `work` on a blocking thread of the driver and waits for its result
+/// with the interpreter released (see [`crate::detach`]). On Ctrl+C the
+/// `KeyboardInterrupt` is raised at once and `work` goes on; what it returns
+/// then is dropped on that thread.
+fn run_detached<T: Send + 'static>(
+    py: Python<'_>,
+    runtime: &vedart::Handle,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> PyResult<T> {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<T>();
+    drop(runtime.spawn_blocking(move || {
+        // If the waiter gave up, the value comes back and is dropped here.
+        let _ = done_tx.send(work());
+    }));
+    let done = wait_detached(py, None, move |limit| match done_rx.recv_timeout(limit) {
+        Ok(value) => Some(Some(value)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(None),
+    })?;
+    done.flatten().ok_or_else(|| {
+        executor_error(
+            py,
+            "the process-pool driver dropped a job (it is shutting down)",
+        )
+    })
 }
 
 /// The pool and the runtime that drives it, shared by the pool object and its
@@ -135,7 +152,9 @@ impl PyProcessPool {
     /// terminated; with `forward_stderr` what the children write to stderr is
     /// copied to this process's stderr (their last lines are kept for crash
     /// reports either way). Blocks (with the interpreter released) for the
-    /// fork+exec of each child, not for their start-up.
+    /// fork+exec of each child, not for their start-up; a Ctrl+C meanwhile
+    /// raises `KeyboardInterrupt` at once, starts no further child and kills
+    /// and reaps those that were started.
     ///
     /// Raises `vedart.ExecutorError` when a child cannot be started.
     #[new]
@@ -156,14 +175,20 @@ impl PyProcessPool {
         })?;
         let workers = workers.max(1);
         let runtime = driver(py)?;
+        // Ctrl+C stops the build before its next child: those started are
+        // killed and reaped on the driver's thread.
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let builder = runtime
             .process_pool(&program)
             .args(args)
             .envs(env)
             .workers(workers)
             .grace_period(grace)
-            .forward_stderr(forward_stderr);
-        let built = py.detach(move || builder.build());
+            .forward_stderr(forward_stderr)
+            .cancel_flag(std::sync::Arc::clone(&cancel));
+        let built = run_detached(py, &runtime, move || builder.build()).inspect_err(|_| {
+            cancel.store(true, std::sync::atomic::Ordering::Release);
+        })?;
         let pool = built.map_err(|error| {
             executor_error(
                 py,
@@ -298,15 +323,15 @@ impl PyProcessPool {
             }
         });
         // Whatever is still running is terminated and reaped by the drop.
-        py.detach(move || drop(pool));
+        run_detached(py, &self.slot.runtime, move || drop(pool))?;
         Ok(finished?.is_some())
     }
 
     /// Closes the pool at once: calls in flight fail, every child gets SIGTERM
     /// and is reaped (SIGKILL after the grace period). Idempotent.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         let pool = lock(&self.slot.pool).take();
-        py.detach(move || drop(pool));
+        run_detached(py, &self.slot.runtime, move || drop(pool))
     }
 
     fn __repr__(&self) -> String {

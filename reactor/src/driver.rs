@@ -9,7 +9,8 @@
 //!
 //! Code that is not running inside a runtime still gets a working reactor:
 //! [`Reactor::current`] falls back to a process-wide reactor driven by one thread
-//! named `veda-reactor`, started on first use.
+//! named `veda-reactor`, started on first use (and again in a child made by
+//! `fork()`, see [`crate::fork`]).
 //!
 //! # Protocol of a turn
 //!
@@ -34,12 +35,12 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::sync::OnceLock;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Registry, Token};
 
+use crate::fork::PerProcess;
 use crate::registration::{IoState, Slab};
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard, lock};
@@ -101,7 +102,10 @@ thread_local! {
     static CURRENT: RefCell<Option<Reactor>> = const { RefCell::new(None) };
 }
 
-static GLOBAL: OnceLock<Reactor> = OnceLock::new();
+/// The process-wide reactor. Made again in a child made by `fork()`: the
+/// parent's has no driver thread there, and its epoll instance is shared with
+/// the parent.
+static GLOBAL: PerProcess<Reactor> = PerProcess::new();
 
 impl Reactor {
     /// Creates a reactor. Nothing drives it until someone calls [`DriverGuard::turn`].

@@ -11,6 +11,8 @@
 //! - [`Async<T>`] turns any fd-backed object into futures; the socket and pipe
 //!   types are thin wrappers over it: [`net`] (TCP, UDP), [`unix`] (Unix
 //!   domain sockets) and [`pipe`](mod@pipe) (pipe ends for child processes).
+//! - [`fork`]: process-wide values made again, and locks kept free, across
+//!   `fork()` (the global reactor is one).
 //! - Timers ([`sleep`], [`timeout`], [`interval`]) register on first poll and
 //!   cancel on drop.
 //!
@@ -32,6 +34,7 @@ compile_error!(
 
 mod async_io;
 mod driver;
+pub mod fork;
 pub mod net;
 pub mod pipe;
 mod registration;

@@ -25,3 +25,17 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// `std`'s primitives in both builds, for process-wide state that no loom
+/// model is about and that must be usable in `static`s: the fork handlers and
+/// values made per process (see `fork`).
+pub(crate) mod unmodelled {
+    pub(crate) use std::sync::{Mutex, MutexGuard, atomic};
+
+    /// Locks a `std` mutex, ignoring poisoning like [`super::lock`].
+    pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+        mutex
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

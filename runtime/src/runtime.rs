@@ -17,12 +17,13 @@ use std::ffi::OsStr;
 use vedart_executors::blocking::BlockingPool;
 use vedart_executors::process::{ProcessPool, ProcessPoolBuilder};
 use vedart_reactor::Reactor;
+use vedart_reactor::fork::PerProcess;
 
 use crate::builder::Builder;
 use crate::join::JoinHandle;
 use crate::scheduler::deterministic::ScheduleEvent;
 use crate::scheduler::{Flavor, Shared, worker};
-use crate::sync::{Arc, OnceLock};
+use crate::sync::Arc;
 
 /// A VedaRT runtime: a work-stealing pool of worker threads (or, for the
 /// current-thread flavour, the thread inside [`Runtime::block_on`]) and the
@@ -468,9 +469,10 @@ impl fmt::Debug for EnterGuard {
 
 /// The process-wide runtime behind [`crate::block_on`] (and behind a
 /// [`crate::scope()`] polled outside any runtime). Started on first use, never
-/// shut down.
+/// shut down; a child made by `fork()` starts its own (the parent's workers do
+/// not exist there).
 pub(crate) fn global() -> &'static Runtime {
-    static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+    static GLOBAL: PerProcess<Runtime> = PerProcess::new();
     GLOBAL.get_or_init(|| {
         Builder::new_multi_thread()
             .build()

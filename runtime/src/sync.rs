@@ -23,10 +23,6 @@ pub(crate) use loom::thread_local;
 #[cfg(not(feature = "loom"))]
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, atomic};
 
-/// Process-wide lazily initialized state (the global runtime) is never part
-/// of a loom model, so this is `std`'s in both builds.
-pub(crate) use std::sync::OnceLock;
-
 /// `std`'s primitives in both builds, for state no loom model is about:
 /// telemetry counters (relaxed, never used to synchronize anything), the
 /// process-wide registry of runtimes, and the deterministic flavour, which

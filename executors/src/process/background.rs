@@ -28,11 +28,11 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::OnceLock;
 
 use async_task::Runnable;
 use concurrent_queue::ConcurrentQueue;
 use vedart_reactor::Reactor;
+use vedart_reactor::fork::PerProcess;
 
 use crate::sync::atomic::{AtomicBool, Ordering, fence};
 
@@ -89,11 +89,12 @@ impl Background {
     }
 }
 
-/// The background driver, started on first use. A failure to start it (no
-/// epoll instance or thread available) is remembered: the pool then reports
-/// `Spawn` errors rather than retrying on every call.
+/// The background driver, started on first use (and again in a child made by
+/// `fork()`, where the parent's thread does not exist). A failure to start it
+/// (no epoll instance or thread available) is remembered: the pool then
+/// reports `Spawn` errors rather than retrying on every call.
 fn background() -> io::Result<&'static Background> {
-    static BACKGROUND: OnceLock<Result<&'static Background, String>> = OnceLock::new();
+    static BACKGROUND: PerProcess<Result<&'static Background, String>> = PerProcess::new();
     let started = BACKGROUND.get_or_init(|| {
         let reactor = Reactor::new().map_err(|err| err.to_string())?;
         let background: &'static Background = Box::leak(Box::new(Background {

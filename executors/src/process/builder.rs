@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use vedart_reactor::Reactor;
@@ -29,6 +30,8 @@ pub(crate) struct Settings {
     pub(crate) retries: u32,
     pub(crate) spawner: Option<Spawner>,
     pub(crate) reactor: Option<Reactor>,
+    /// Set by the builder's owner to stop `build` before the next child.
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
 }
 
 impl fmt::Debug for ProcessPoolBuilder {
@@ -63,6 +66,7 @@ impl ProcessPoolBuilder {
                 retries: 0,
                 spawner: None,
                 reactor: None,
+                cancel: None,
             },
         }
     }
@@ -191,13 +195,23 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Lets another thread stop [`build`](Self::build): once `flag` is set,
+    /// `build` starts no further child, kills and reaps those it started, and
+    /// fails with a `Cancelled` error. (A Ctrl+C while a caller waits for a
+    /// large pool to start is the use.)
+    pub fn cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.settings.cancel = Some(flag);
+        self
+    }
+
     /// Starts every child and returns the pool. Blocks for the fork+exec of
     /// each child (about a millisecond each), not for their initialisation.
     ///
     /// # Errors
     ///
     /// A `Spawn` error if a child cannot be started (the program does not
-    /// exist, ...) or the background driver cannot be started.
+    /// exist, ...) or the background driver cannot be started; a `Cancelled`
+    /// error once the [`cancel_flag`](Self::cancel_flag) is set.
     pub fn build(self) -> Result<ProcessPool, ProcessError> {
         ProcessPool::start(self.settings)
     }

@@ -662,6 +662,13 @@ impl ProcessPool {
             shared: shared.clone(),
         };
         for slot in 0..settings.workers {
+            if settings
+                .cancel
+                .as_ref()
+                .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Acquire))
+            {
+                return Err(ProcessError::cancelled());
+            }
             let raw = spawn_pool_child_blocking(shared.config.clone()).map_err(spawn_error)?;
             match shared.install(slot, Ok(raw), false) {
                 Some(driver) => (shared.spawner)(Box::pin(driver)),

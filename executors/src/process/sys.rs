@@ -18,8 +18,9 @@
 //! short-lived thread (a blocking-pool thread that exits after its keep-alive, a
 //! test thread) would be killed when that thread exits. All pool children are
 //! therefore forked by one thread, `veda-process-spawn`, started on first use and
-//! kept for the life of the process. Forking there costs one thread hop, which is
-//! nothing next to fork+exec itself.
+//! kept for the life of the process (a child made by `fork()` starts its own).
+//! Forking there costs one thread hop, which is nothing next to fork+exec
+//! itself.
 //!
 //! `std::process::Command` forks and then execs (a bare fork of a threaded
 //! process is never used); the `pre_exec` hook that runs between the two only
@@ -33,8 +34,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc;
+
+use vedart_reactor::fork::PerProcess;
 
 use crate::sync::{Mutex, lock};
 
@@ -337,11 +339,13 @@ fn spawn_pool_child(config: &SpawnConfig) -> io::Result<RawChild> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The `veda-process-spawn` thread's job queue, created on first use; `None` if
-/// the thread could not be started, in which case callers fork on their own
-/// thread (children then lose the parent-death signal's reliability, nothing else).
+/// The `veda-process-spawn` thread's job queue, created on first use (and again
+/// in a child made by `fork()`, where the parent's thread does not exist);
+/// `None` if the thread could not be started, in which case callers fork on
+/// their own thread (children then lose the parent-death signal's reliability,
+/// nothing else).
 fn spawn_thread() -> Option<&'static mpsc::Sender<Job>> {
-    static SENDER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+    static SENDER: PerProcess<Option<mpsc::Sender<Job>>> = PerProcess::new();
     SENDER
         .get_or_init(|| {
             let (sender, receiver) = mpsc::channel::<Job>();

@@ -27,6 +27,7 @@ use super::histogram::{Histogram, HistogramSnapshot};
 use super::{ExecutorKind, TaskCounts};
 use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::sync::unmodelled::{Arc, Mutex, OnceLock, lock};
+use vedart_reactor::fork::AtFork;
 
 /// How a task event is counted; see [`count`](super::count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,6 +132,11 @@ static BLOCKS: Mutex<Registry> = Mutex::new(Registry {
     exited: None,
 });
 
+/// `BLOCKS`'s lock, taken around `fork()` (see `super::fork_safe`). The
+/// blocks of the parent's other threads stay listed in a child: what they
+/// counted is part of the totals.
+pub(super) static AT_FORK: AtFork = AtFork::new(|| Box::new(lock(&BLOCKS)));
+
 /// Where threads being torn down count (step 4).
 static SHARED: OnceLock<Block> = OnceLock::new();
 
@@ -151,6 +157,7 @@ std::thread_local! {
 
 fn new_block() -> Arc<Block> {
     let block = Arc::new(Block::new());
+    super::fork_safe();
     lock(&BLOCKS).live.push(block.clone());
     block
 }
@@ -203,6 +210,7 @@ pub(crate) fn record(histogram: BlockingHistogram, nanos: u64) {
 /// counted to the totals of exited threads, in one step under the lock, so a
 /// snapshot sees it in exactly one of the two (step 3).
 fn retire(block: &Arc<Block>) {
+    super::fork_safe();
     let mut registry = lock(&BLOCKS);
     let Registry { live, exited } = &mut *registry;
     if let Some(index) = live.iter().position(|live| Arc::ptr_eq(live, block)) {
@@ -213,6 +221,7 @@ fn retire(block: &Arc<Block>) {
 
 /// Sums every block (step 3).
 pub(crate) fn totals() -> Totals {
+    super::fork_safe();
     let registry = lock(&BLOCKS);
     let Registry { live, exited } = &*registry;
     let mut totals = exited.clone().unwrap_or_default();

@@ -70,7 +70,8 @@ pub use spans::{
 };
 
 use crate::sync::unmodelled::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
-use crate::sync::unmodelled::{Arc, Mutex, Weak, lock};
+use crate::sync::unmodelled::{Arc, Mutex, MutexGuard, Weak, lock};
+use vedart_reactor::fork::AtFork;
 
 /// Status bit: counters and histograms move.
 pub(crate) const ENABLED: u8 = 1;
@@ -544,10 +545,42 @@ impl ProcessRegistry {
     }
 }
 
+/// Keeps the registries' locks free across `fork()`; see
+/// `vedart_reactor::fork`. Called before any of them is taken.
+#[inline]
+pub(crate) fn fork_safe() {
+    local::AT_FORK.register();
+    spans::AT_FORK.register();
+    POOLS_AT_FORK.register();
+}
+
+/// The pool registries' locks, taken around `fork()`. A child forgets the
+/// parent's pools: their threads and children are not its own, and reading a
+/// blocking pool's gauges would take a lock that one of those threads may
+/// have held. What the process pools counted is kept in the totals.
+static POOLS_AT_FORK: AtFork = AtFork::with_child_hook(
+    || Box::new((lock(&BLOCKING_POOLS), lock(&PROCESS_POOLS))),
+    |held| {
+        type Held = (
+            MutexGuard<'static, Vec<Weak<dyn BlockingSource>>>,
+            MutexGuard<'static, ProcessRegistry>,
+        );
+        if let Ok(mut held) = held.downcast::<Held>() {
+            let (blocking, process) = &mut *held;
+            blocking.clear();
+            let ProcessRegistry { live, retired } = &mut **process;
+            for entry in live.drain(..) {
+                entry.counters.add_to(retired);
+            }
+        }
+    },
+);
+
 /// Lists a blocking pool for snapshots (until it is dropped). Not under
 /// loom, whose `Arc` has no weak references.
 #[cfg_attr(feature = "loom", allow(dead_code))]
 pub(crate) fn register_blocking_pool(pool: Weak<dyn BlockingSource>) {
+    fork_safe();
     let mut pools = lock(&BLOCKING_POOLS);
     pools.retain(|pool| pool.strong_count() > 0);
     pools.push(pool);
@@ -558,6 +591,7 @@ pub(crate) fn register_process_pool(
     counters: Arc<dyn ProcessCounters>,
     pool: Weak<dyn ProcessSource>,
 ) {
+    fork_safe();
     let mut registry = lock(&PROCESS_POOLS);
     registry.retire_dead();
     registry.live.push(ProcessEntry { counters, pool });
@@ -649,6 +683,7 @@ impl Snapshot {
 /// Reads every counter, gauge and histogram of the executors, across all
 /// pools in the process.
 pub fn snapshot() -> Snapshot {
+    fork_safe();
     // Pools are read, and the last reference to one may be dropped, with no
     // registry lock held: a pool's own locks are never taken under ours.
     let live: Vec<_> = lock(&BLOCKING_POOLS)

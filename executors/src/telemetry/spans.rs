@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use super::{ExecutorKind, STATUS, TRACING};
 use crate::sync::unmodelled::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use crate::sync::unmodelled::{Arc, Mutex, OnceLock, lock};
+use crate::sync::unmodelled::{Arc, Mutex, MutexGuard, OnceLock, lock};
+use vedart_reactor::fork::AtFork;
 
 /// The default capacity of [`start_spans`]: one million spans (about 48 MB).
 pub const DEFAULT_SPAN_CAPACITY: usize = 1 << 20;
@@ -86,6 +87,25 @@ struct Buffer {
 
 /// Every thread's buffer (step 1).
 static BUFFERS: Mutex<Vec<Arc<Buffer>>> = Mutex::new(Vec::new());
+/// `BUFFERS`'s lock, taken around `fork()` (see `super::fork_safe`). A child
+/// keeps only the buffer of the thread that forked: the others belong to
+/// threads that do not exist there, one of which may have held its buffer's
+/// lock. (Their spans stay with the parent.)
+pub(super) static AT_FORK: AtFork = AtFork::with_child_hook(
+    || Box::new(lock(&BUFFERS)),
+    |held| {
+        let Ok(mut buffers) = held.downcast::<MutexGuard<'static, Vec<Arc<Buffer>>>>() else {
+            return;
+        };
+        let own = LOCAL.try_with(|local| local.get().cloned()).ok().flatten();
+        buffers.retain(|buffer| own.as_ref().is_some_and(|own| Arc::ptr_eq(own, buffer)));
+        // Only `take_spans`, excluded by `BUFFERS`, takes another thread's
+        // buffer lock: this thread's is free.
+        let kept = own.map_or(0, |own| lock(&own.spans).len());
+        BUFFERED.store(kept, Relaxed);
+    },
+);
+
 /// Spans in all buffers (step 2).
 static BUFFERED: AtomicUsize = AtomicUsize::new(0);
 /// The bound on `BUFFERED`.
@@ -199,6 +219,7 @@ fn new_buffer() -> Arc<Buffer> {
         name,
         spans: Mutex::new(Vec::new()),
     });
+    super::fork_safe();
     lock(&BUFFERS).push(buffer.clone());
     buffer
 }
@@ -206,6 +227,7 @@ fn new_buffer() -> Arc<Buffer> {
 /// Takes every span recorded so far, ordered by start time (step 3).
 pub fn take_spans() -> Vec<Span> {
     let mut spans = Vec::new();
+    super::fork_safe();
     let mut buffers = lock(&BUFFERS);
     for buffer in buffers.iter() {
         let taken = std::mem::take(&mut *lock(&buffer.spans));

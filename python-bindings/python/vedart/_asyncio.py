@@ -3,7 +3,8 @@
 * :func:`running_loop` tells whether the calling thread runs an event loop: then
   terminal operations return awaitables instead of blocking.
 * :func:`background_loop` is a private event loop on a daemon thread
-  (``veda-async-loop``) for coroutines started from synchronous code.
+  (``veda-async-loop``) for coroutines started from synchronous code; a child
+  made by ``os.fork`` starts its own.
 * :func:`await_task` awaits a Rust task without blocking the loop; cancelling
   the awaiting coroutine cancels the task (and, through it, every group the task
   created).
@@ -18,6 +19,7 @@ import concurrent.futures
 import contextvars
 import functools
 import inspect
+import os
 import threading
 from typing import Any, Callable, Coroutine, Optional
 
@@ -83,6 +85,24 @@ def background_loop() -> asyncio.AbstractEventLoop:
             ready.wait()
             _background = loop
         return _background
+
+
+# Loops inherited across fork(): their thread does not exist in the child, so
+# they look alive but never run anything; kept (never closed: their selector
+# is shared with the parent's loop) and never used.
+_inherited: list[asyncio.AbstractEventLoop] = []
+
+
+def _after_fork_in_child() -> None:
+    global _background, _background_lock
+    _background_lock = threading.Lock()
+    if _background is not None:
+        _inherited.append(_background)
+    _background = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def submit_coroutine(

@@ -785,6 +785,16 @@ def finish_global(runtime: Any) -> None:
                 _global = None
 
 
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock when this process forked.
+    global _global_lock
+    _global_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")

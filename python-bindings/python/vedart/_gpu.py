@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 import threading
 import warnings
@@ -48,6 +49,17 @@ _warned = False
 _cupy_module: Any = None
 _cupy_error: Optional[str] = None
 _cupy_checked = False
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock (importing CuPy) when this process
+    # forked.
+    global _state_lock
+    _state_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _cupy() -> Any:

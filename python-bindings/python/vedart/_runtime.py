@@ -9,7 +9,8 @@ After :func:`shutdown` the next use starts a fresh one.
 Creation is guarded by a lock, so ten threads making their very first call at
 the same moment all get the same runtime. An ``atexit`` hook shuts the runtime
 down before the interpreter finalizes, and a child created by ``os.fork``
-starts a fresh runtime (the parent's threads do not exist in the child).
+starts a fresh runtime, with the configuration of the parent's, on first use
+(the parent's threads do not exist in the child).
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ _current: Optional[Runtime] = None
 # Runtimes inherited across fork: never dropped in the child (their threads do
 # not exist there, and dropping would try to stop them).
 _inherited: list[Runtime] = []
+# The configuration of the runtime that was current when this process was
+# forked: the child's first runtime is made from it, as the parent's would be.
+_fork_config: Optional[Config] = None
 
 
 def init(config: Optional[Config] = None) -> Runtime:
@@ -145,7 +149,7 @@ def init(config: Optional[Config] = None) -> Runtime:
             ``init`` or by a first use of VedaRT); call :func:`shutdown` first.
         TypeError: ``config`` is not a :class:`~vedart.Config`.
     """
-    global _current
+    global _current, _fork_config
     if config is None:
         config = Config()
     if not isinstance(config, Config):
@@ -156,6 +160,7 @@ def init(config: Optional[Config] = None) -> Runtime:
                 "vedart is already initialized; call vedart.shutdown() before init() again"
             )
         _current = Runtime(config)
+        _fork_config = None
     _vedart.telemetry_set_enabled(config.enable_telemetry)
     return _current
 
@@ -169,10 +174,11 @@ def get_runtime() -> Runtime:
 
 
 def _start_default() -> Runtime:
-    global _current
+    global _current, _fork_config
     with _lock:
         if _current is None or _current.closed:
-            _current = Runtime(Config())
+            _current = Runtime(_fork_config or Config())
+            _fork_config = None
         return _current
 
 
@@ -183,13 +189,14 @@ def shutdown(timeout: Optional[float] = None) -> None:
     executor exit. Idempotent; the next use of VedaRT starts a fresh runtime
     (and a fresh process pool when a pipeline needs one).
     """
-    global _current
+    global _current, _fork_config
     try:
         if _current is not None:
             _finish_deterministic(_current)
     finally:
         with _lock:
             runtime, _current = _current, None
+            _fork_config = None
         if runtime is not None:
             runtime._shutdown(timeout)
         _shutdown_process_pool(timeout)
@@ -229,10 +236,12 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _current, _lock
+    global _current, _lock, _fork_config
     _lock = threading.Lock()
     if _current is not None:
         _inherited.append(_current)
+        if not _current.closed:
+            _fork_config = _current.config
     _current = None
 
 

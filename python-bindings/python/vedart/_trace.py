@@ -242,3 +242,13 @@ def uninstall(rec: Recorder) -> None:
     with _install_lock:
         if recorder is rec:
             recorder = None
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock when this process forked.
+    global _install_lock
+    _install_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -96,6 +96,16 @@ def _register_source(executor: str, read: Callable[[], dict[str, Any]]) -> None:
         _sources[executor] = read
 
 
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock when this process forked.
+    global _sources_lock
+    _sources_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @dataclasses.dataclass(frozen=True)
 class Histogram:
     """A distribution of durations, in seconds; see :func:`snapshot`."""

@@ -26,7 +26,8 @@ use vedart_executors::telemetry::{Histogram, HistogramSnapshot};
 
 use crate::scheduler::Shared;
 use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
-use crate::sync::unmodelled::{Arc, Mutex, Weak, lock};
+use crate::sync::unmodelled::{Arc, Mutex, MutexGuard, Weak, lock};
+use vedart_reactor::fork::AtFork;
 
 /// Each worker times its first this many polls (and wake-ups) for the
 /// histograms, then one in this many (step 2).
@@ -175,6 +176,24 @@ static RUNTIMES: Mutex<Registry> = Mutex::new(Registry {
     retired: None,
 });
 
+/// `RUNTIMES`'s lock, taken around `fork()` (see `vedart_reactor::fork`). A
+/// child retires the parent's runtimes at once: their workers do not exist
+/// there, so their gauges would describe threads that are gone. What they
+/// counted stays in the totals.
+static AT_FORK: AtFork = AtFork::with_child_hook(
+    || Box::new(lock(&RUNTIMES)),
+    |held| {
+        if let Ok(mut registry) = held.downcast::<MutexGuard<'static, Registry>>() {
+            let Registry { live, retired } = &mut **registry;
+            for entry in live.drain(..) {
+                retired
+                    .get_or_insert_with(Totals::default)
+                    .add(&entry.stats.totals());
+            }
+        }
+    },
+);
+
 impl Registry {
     fn retire_dead(&mut self) {
         let Registry { live, retired } = self;
@@ -194,6 +213,7 @@ impl Registry {
 /// no weak references.
 #[cfg_attr(feature = "loom", allow(dead_code))]
 pub(crate) fn register(stats: Arc<RuntimeStats>, runtime: Weak<Shared>) {
+    AT_FORK.register();
     let mut registry = lock(&RUNTIMES);
     registry.retire_dead();
     registry.live.push(Entry { stats, runtime });
@@ -202,6 +222,7 @@ pub(crate) fn register(stats: Arc<RuntimeStats>, runtime: Weak<Shared>) {
 /// What a snapshot reads from the runtimes: counter totals, and the live
 /// runtimes themselves for their gauges.
 pub(crate) fn collect() -> (Totals, Vec<Arc<Shared>>) {
+    AT_FORK.register();
     let mut registry = lock(&RUNTIMES);
     registry.retire_dead();
     let mut totals = registry.retired.clone().unwrap_or_default();
