@@ -177,10 +177,27 @@ impl Reactor {
     ///
     /// # Panics
     ///
-    /// Panics if the process-wide reactor cannot be created (the OS refused an
-    /// epoll instance or a thread), which leaves no way to do I/O at all.
+    /// Panics if the process-wide reactor cannot be started (the OS refused an
+    /// epoll instance, an eventfd or a thread), which leaves no way to do I/O
+    /// at all. [`Reactor::current_or_global`] returns that error instead.
     pub fn current() -> Reactor {
-        Reactor::try_current().unwrap_or_else(|| Reactor::global().clone())
+        Reactor::current_or_global()
+            .unwrap_or_else(|err| panic!("vedart: cannot start the global reactor: {err}"))
+    }
+
+    /// [`Reactor::current`], failing instead of panicking when the process-wide
+    /// reactor cannot be started.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused the global reactor's epoll instance, its eventfd or its
+    /// `veda-reactor` thread (descriptor or thread limits); the next call tries
+    /// again.
+    pub fn current_or_global() -> io::Result<Reactor> {
+        match Reactor::try_current() {
+            Some(reactor) => Ok(reactor),
+            None => Reactor::global().cloned(),
+        }
     }
 
     /// The reactor entered on this thread, if any.
@@ -188,9 +205,9 @@ impl Reactor {
         CURRENT.with(|current| current.borrow().clone())
     }
 
-    fn global() -> &'static Reactor {
-        GLOBAL.get_or_init(|| {
-            let reactor = Reactor::new().expect("vedart: cannot create the global reactor");
+    fn global() -> io::Result<&'static Reactor> {
+        GLOBAL.get_or_try_init(|| {
+            let reactor = Reactor::new()?;
             let driven = reactor.clone();
             std::thread::Builder::new()
                 .name("veda-reactor".into())
@@ -207,8 +224,13 @@ impl Reactor {
                         }
                     }
                 })
-                .expect("vedart: cannot start the veda-reactor thread");
-            reactor
+                .map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("cannot start the veda-reactor thread: {err}"),
+                    )
+                })?;
+            Ok(reactor)
         })
     }
 

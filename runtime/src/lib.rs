@@ -234,7 +234,9 @@ where
 /// # Panics
 ///
 /// Panics if called on a thread that runs VedaRT tasks: `.await` the future
-/// instead, or spawn it. Re-raises a panic of `future`.
+/// instead, or spawn it. Re-raises a panic of `future`. Panics if the OS
+/// refuses the global runtime its reactor or threads:
+/// `vedart::Runtime::global()?.block_on(future)` returns that error instead.
 ///
 /// # Examples
 ///

@@ -64,6 +64,29 @@ impl Runtime {
         Ok(Builder::new_multi_thread().build()?)
     }
 
+    /// The process-wide runtime behind [`crate::block_on`] (and behind a
+    /// [`crate::scope()`] used outside any runtime): a [`Runtime::new`] started
+    /// on first use (and again in a child made by `fork()`), never shut down.
+    /// This is the fallible way to reach it: `block_on` panics where this
+    /// returns the error.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the OS refuses the reactor's epoll instance or a thread
+    /// (descriptor or thread limits); the next call tries again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = vedart::Runtime::global()?;
+    /// assert_eq!(rt.block_on(async { 6 * 7 }), 42);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn global() -> std::io::Result<&'static Runtime> {
+        static GLOBAL: PerProcess<Runtime> = PerProcess::new();
+        GLOBAL.get_or_try_init(Runtime::new)
+    }
+
     pub(crate) fn from_parts(handle: Handle, threads: Vec<thread::JoinHandle<()>>) -> Runtime {
         Runtime { handle, threads }
     }
@@ -471,11 +494,11 @@ impl fmt::Debug for EnterGuard {
 /// [`crate::scope()`] polled outside any runtime). Started on first use, never
 /// shut down; a child made by `fork()` starts its own (the parent's workers do
 /// not exist there).
+///
+/// # Panics
+///
+/// Panics if the OS refuses the runtime's reactor or threads;
+/// [`Runtime::global`] returns that error instead.
 pub(crate) fn global() -> &'static Runtime {
-    static GLOBAL: PerProcess<Runtime> = PerProcess::new();
-    GLOBAL.get_or_init(|| {
-        Builder::new_multi_thread()
-            .build()
-            .unwrap_or_else(|err| panic!("vedart: cannot start the global runtime: {err}"))
-    })
+    Runtime::global().unwrap_or_else(|err| panic!("vedart: cannot start the global runtime: {err}"))
 }
