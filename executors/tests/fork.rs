@@ -5,6 +5,7 @@
 //!
 //! The only test of this binary: the child of a fork must contain no other
 //! test's threads.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,6 +10,7 @@
 //! --include-ignored`). They fail, rather than skip, when no device is there;
 //! the one exception is `vector_add_compiled_with_nvrtc`, which needs NVRTC on
 //! top of a device and says so and returns early where NVRTC is missing.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::ffi::CString;
 use std::future::Future;

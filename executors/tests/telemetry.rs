@@ -3,6 +3,7 @@
 //!
 //! Telemetry is process-wide, so the tests here take `LOCK` and compare two
 //! snapshots.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};

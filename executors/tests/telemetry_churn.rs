@@ -3,6 +3,7 @@
 //!
 //! A test binary of its own: it measures the process's resident memory, which
 //! other tests running beside it would disturb.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::sync::mpsc;
 

@@ -1,6 +1,7 @@
 //! Pipes: round trips, EOF when the writer goes, BrokenPipe when the reader
 //! goes (also for a writer already waiting), transfers larger than the pipe
 //! buffer, and child-process pipes.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Readiness registration: waker replacement when a future moves between
 //! tasks, several waiters on one direction, deregistration on drop, and
 //! shutdown failing pending I/O instead of hanging.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 mod common;
 

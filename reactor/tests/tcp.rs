@@ -1,5 +1,6 @@
 //! TCP: echo round trips, many connections, split halves on two threads,
 //! shutdown and EOF, refused connects, and concurrent accepts.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Timers: ordering, never firing early, cancellation on drop, saturation,
 //! `timeout`, `interval`, and cross-thread insertion.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! UDP: send_to / recv_from echo, connected send / recv, a socket shared by
 //! several waiting tasks, and peeking.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! `spawn_blocking`: closures on the blocking pool, their panics, aborts, and shutdown.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

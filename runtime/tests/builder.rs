@@ -1,4 +1,5 @@
 //! Builder settings, thread naming and callbacks, and the bad-use cases.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The deterministic flavour: seeded interleavings that replay exactly,
 //! virtual time, and a real order-dependent bug found by iterating seeds.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};

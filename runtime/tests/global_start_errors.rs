@@ -4,6 +4,7 @@
 //! A test binary of its own: it uses up the process's file descriptors, which
 //! would break any test running beside it, and it needs the global reactor and
 //! runtime not started yet.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::fs::File;
 use std::io;

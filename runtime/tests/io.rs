@@ -1,5 +1,6 @@
 //! I/O inside the runtime: sockets register with the runtime's own reactor,
 //! and readiness wakes tasks on both flavours.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::time::Duration;
 

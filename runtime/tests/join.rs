@@ -1,4 +1,5 @@
 //! JoinHandle and JoinError: results, panics, abort, detach.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

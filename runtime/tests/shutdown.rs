@@ -1,4 +1,5 @@
 //! Shutdown: cancellation of pending work, promptness, spawning afterwards.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,4 +1,5 @@
 //! Spawning: many tasks, from anywhere, on both flavours; fairness.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -4,6 +4,7 @@
 //!
 //! Telemetry is process-wide, so every test here takes `LOCK` and measures
 //! differences between two snapshots.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};

@@ -1,4 +1,5 @@
 //! Timers from inside the runtime: never early, in deadline order, timeouts.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
