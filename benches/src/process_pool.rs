@@ -30,6 +30,10 @@ pub fn run_echo_worker() -> io::Result<()> {
         if FrameKind::from_byte(header[12]) != Some(FrameKind::Request) {
             continue;
         }
+        // The protocol wants a Started frame before the work begins; an echo
+        // has no effects to run twice, so it may leave with the answer.
+        let started = encode_header(id, FrameKind::Started, 0).map_err(io::Error::other)?;
+        output.write_all(&started)?;
         let reply = encode_header(id, FrameKind::Response, len).map_err(io::Error::other)?;
         output.write_all(&reply)?;
         output.write_all(&payload)?;

@@ -1,9 +1,11 @@
 //! Tests of the process pool's frame codec, including a property test that
 //! feeds the decoder arbitrary bytes.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use proptest::prelude::*;
 use vedart_executors::process::frame::{
-    Frame, FrameDecoder, FrameErrorKind, FrameKind, HEADER_LEN, encode_header,
+    Frame, FrameDecoder, FrameErrorKind, FrameKind, HEADER_LEN, Message, encode_header,
+    encode_message,
 };
 
 fn encode(frames: &[Frame]) -> Vec<u8> {
@@ -133,6 +135,84 @@ fn encoding_a_payload_over_u32_is_an_error() {
     assert_eq!(HEADER_LEN, 13);
 }
 
+/// Decodes messages from `wire` fed in pieces of the given sizes (cycled).
+fn decode_messages(decoder: &mut FrameDecoder, wire: &[u8], pieces: &[usize]) -> Vec<Message> {
+    let mut messages = Vec::new();
+    let mut rest = wire;
+    let mut sizes = pieces.iter().cycle();
+    while !rest.is_empty() {
+        let size = (*sizes.next().unwrap_or(&1)).clamp(1, rest.len());
+        let (piece, tail) = rest.split_at(size);
+        rest = tail;
+        let mut input = piece;
+        while let Some(message) = decoder.decode_message(&mut input).unwrap() {
+            messages.push(message);
+        }
+    }
+    messages
+}
+
+#[test]
+fn a_message_over_the_maximum_is_dropped_as_it_arrives_and_the_stream_goes_on() {
+    let mut wire = Vec::new();
+    encode_message(5, FrameKind::Response, &[9; 250], 64, &mut wire).unwrap();
+    encode_message(6, FrameKind::Error, &[1; 80], 64, &mut wire).unwrap();
+    let mut decoder = FrameDecoder::new(64).max_message_size(100);
+    let mut most = 0;
+    let mut messages = Vec::new();
+    for byte in wire.chunks(1) {
+        let mut input = byte;
+        while let Some(message) = decoder.decode_message(&mut input).unwrap() {
+            messages.push(message);
+        }
+        most = most.max(decoder.allocated());
+    }
+    assert_eq!(
+        messages,
+        [
+            Message::TooLarge {
+                id: 5,
+                kind: FrameKind::Response,
+                len: 250,
+                max: 100
+            },
+            Message::Frame(Frame {
+                id: 6,
+                kind: FrameKind::Error,
+                payload: vec![1; 80]
+            }),
+        ]
+    );
+    assert!(most <= 100, "kept {most} bytes");
+    assert!(decoder.finish().is_ok());
+}
+
+#[test]
+fn a_frame_of_another_id_inside_a_message_is_an_error() {
+    let mut wire = encode_header(1, FrameKind::Part, 2).unwrap().to_vec();
+    wire.extend_from_slice(b"ab");
+    wire.extend_from_slice(&encode_header(2, FrameKind::Response, 0).unwrap());
+    let mut input = &wire[..];
+    let err = FrameDecoder::new(10)
+        .decode_message(&mut input)
+        .unwrap_err();
+    assert_eq!(err.kind(), FrameErrorKind::Interleaved);
+}
+
+#[test]
+fn a_stream_cut_inside_a_message_is_truncated() {
+    let mut wire = Vec::new();
+    encode_message(1, FrameKind::Response, &[3; 30], 10, &mut wire).unwrap();
+    let mut decoder = FrameDecoder::new(10).max_message_size(1000);
+    let mut input = &wire[..2 * (HEADER_LEN + 10)];
+    assert_eq!(decoder.decode_message(&mut input).unwrap(), None);
+    assert!(!decoder.is_idle());
+    assert_eq!(
+        decoder.finish().unwrap_err().kind(),
+        FrameErrorKind::Truncated
+    );
+}
+
 fn frame_strategy() -> impl Strategy<Value = Frame> {
     (
         any::<u64>(),
@@ -202,6 +282,25 @@ proptest! {
         }
         prop_assert!(decoder.allocated() <= max);
         let _ = decoder.finish();
+    }
+
+    /// Messages split into frames of any size join up again under any split
+    /// of the stream, into buffers no larger than the message.
+    #[test]
+    fn messages_split_into_parts_decode_under_any_split(
+        frames in proptest::collection::vec(frame_strategy(), 0..10),
+        max_frame in 1usize..64,
+        pieces in proptest::collection::vec(1usize..200, 1..10),
+    ) {
+        let mut wire = Vec::new();
+        for frame in &frames {
+            encode_message(frame.id, frame.kind, &frame.payload, max_frame, &mut wire).unwrap();
+        }
+        let mut decoder = FrameDecoder::new(max_frame).max_message_size(300);
+        let decoded = decode_messages(&mut decoder, &wire, &pieces);
+        let expected: Vec<Message> = frames.into_iter().map(Message::Frame).collect();
+        prop_assert_eq!(decoded, expected);
+        prop_assert!(decoder.finish().is_ok());
     }
 
     /// Valid frames followed by garbage: the valid ones come out first.

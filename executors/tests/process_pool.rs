@@ -1,4 +1,5 @@
 //! Integration tests of `ProcessPool`, against the `vedart-test-worker` binary.
+#![cfg(not(feature = "loom"))] // real threads: loom's types work only inside a model (loom-tests/)
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -357,10 +358,52 @@ fn an_oversized_answer_is_a_protocol_error() {
         frame.kind(),
         vedart_executors::process::frame::FrameErrorKind::TooLarge
     );
-    let small = builder().workers(1).max_frame_size(1024).build().unwrap();
-    let err = run(small.call(b"big 5000".to_vec())).unwrap_err();
-    assert_eq!(err.kind(), ProcessErrorKind::Protocol);
-    assert_eq!(run(call(&small, "echo fine")).unwrap(), "fine");
+    assert!(err.to_string().contains("Part"), "{err}");
+}
+
+#[test]
+fn payloads_longer_than_a_frame_travel_in_parts_both_ways() {
+    let pool = builder().workers(1).max_frame_size(1024).build().unwrap();
+    let pid = pool.pids()[0];
+    run(async {
+        let big = pool.call(b"big 5000".to_vec()).await.unwrap();
+        assert_eq!(big, vec![b'x'; 5000]);
+        let long = format!("len {}", "y".repeat(5000));
+        assert_eq!(call(&pool, &long).await.unwrap(), long.len().to_string());
+        let echo = "z".repeat(3000);
+        assert_eq!(call(&pool, &format!("echo {echo}")).await.unwrap(), echo);
+        // A context longer than a frame is installed in parts too.
+        let context = pool.context(vec![b'c'; 2500]).unwrap();
+        let answer = pool
+            .call_with(&context, format!("ctx {}", context.id()).into_bytes())
+            .await
+            .unwrap();
+        assert_eq!(answer, vec![b'c'; 2500]);
+    });
+    assert_eq!(pool.pids(), vec![pid]);
+}
+
+#[test]
+fn an_answer_over_the_maximum_message_size_fails_its_call_and_the_child_stays() {
+    let pool = builder()
+        .workers(1)
+        .max_frame_size(1024)
+        .max_message_size(4096)
+        .build()
+        .unwrap();
+    let pid = pool.pids()[0];
+    let err = run(pool.call(b"big 5000".to_vec())).unwrap_err();
+    assert_eq!(err.kind(), ProcessErrorKind::TooLarge);
+    assert_eq!(err.size(), Some((5000, 4096)));
+    assert_eq!(err.pid(), Some(pid));
+    let text = err.to_string();
+    assert!(
+        text.contains("max_message_size") && text.contains("4096"),
+        "{text}"
+    );
+    assert!(!text.contains("protocol"), "{text}");
+    assert_eq!(run(call(&pool, "big 4000")).unwrap().len(), 4000);
+    assert_eq!(pool.pids(), vec![pid]);
 }
 
 #[test]
@@ -372,8 +415,8 @@ fn an_answer_to_an_unknown_id_is_a_protocol_error() {
 }
 
 #[test]
-fn a_request_over_the_maximum_frame_size_fails_without_touching_a_child() {
-    let pool = builder().workers(1).max_frame_size(1024).build().unwrap();
+fn a_request_over_the_maximum_message_size_fails_without_touching_a_child() {
+    let pool = builder().workers(1).max_message_size(1024).build().unwrap();
     let pid = pool.pids()[0];
     let err = run(pool.call(vec![b'e'; 2000])).unwrap_err();
     assert_eq!(err.kind(), ProcessErrorKind::TooLarge);

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vedart_executors::process::frame::FrameDecoder;
+use vedart_executors::process::frame::{FrameDecoder, FrameKind, Message};
 
 fuzz_target!(|data: &[u8]| {
     // The first two bytes choose the maximum frame size and the piece size, so
@@ -33,4 +33,24 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = decoder.finish();
+
+    // The same stream as messages: pieces joined into buffers never larger
+    // than the maximum message size, oversized messages dropped.
+    let max_message = max as u64 * 3;
+    let mut messages = FrameDecoder::new(max).max_message_size(max_message);
+    for chunk in stream.chunks(piece) {
+        let mut input = chunk;
+        loop {
+            assert!(messages.allocated() as u64 <= max_message);
+            match messages.decode_message(&mut input) {
+                Ok(Some(Message::Frame(frame))) => {
+                    assert!(frame.payload.len() as u64 <= max_message);
+                    assert_ne!(frame.kind, FrameKind::Part);
+                }
+                Ok(Some(Message::TooLarge { len, .. })) => assert!(len > max_message),
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
 });

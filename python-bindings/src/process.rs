@@ -126,6 +126,7 @@ struct PoolSlot {
 pub struct PyProcessPool {
     slot: Arc<PoolSlot>,
     workers: usize,
+    max_message_size: usize,
 }
 
 impl std::fmt::Debug for PyProcessPool {
@@ -156,9 +157,17 @@ impl PyProcessPool {
     /// raises `KeyboardInterrupt` at once, starts no further child and kills
     /// and reaps those that were started.
     ///
+    /// `max_frame_size` and `max_message_size` (bytes; default: the pool's,
+    /// 256 MiB and 4 GiB) bound one frame and one request or answer however
+    /// many frames it takes (see `executors/src/process/README.md`).
+    ///
     /// Raises `vedart.ExecutorError` when a child cannot be started.
     #[new]
-    #[pyo3(signature = (program, args, env, workers, grace_period=1.0, forward_stderr=true))]
+    #[pyo3(signature = (
+        program, args, env, workers, grace_period=1.0, forward_stderr=true, *,
+        max_frame_size=None, max_message_size=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         program: OsString,
@@ -167,6 +176,8 @@ impl PyProcessPool {
         workers: usize,
         grace_period: f64,
         forward_stderr: bool,
+        max_frame_size: Option<usize>,
+        max_message_size: Option<usize>,
     ) -> PyResult<Self> {
         let grace = Duration::try_from_secs_f64(grace_period).map_err(|_| {
             pyo3::exceptions::PyValueError::new_err(format!(
@@ -178,11 +189,18 @@ impl PyProcessPool {
         // Ctrl+C stops the build before its next child: those started are
         // killed and reaped on the driver's thread.
         let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let builder = runtime
+        let mut builder = runtime
             .process_pool(&program)
             .args(args)
             .envs(env)
-            .workers(workers)
+            .workers(workers);
+        if let Some(bytes) = max_frame_size {
+            builder = builder.max_frame_size(bytes);
+        }
+        if let Some(bytes) = max_message_size {
+            builder = builder.max_message_size(bytes);
+        }
+        let builder = builder
             .grace_period(grace)
             .forward_stderr(forward_stderr)
             .cancel_flag(std::sync::Arc::clone(&cancel));
@@ -198,13 +216,21 @@ impl PyProcessPool {
                 ),
             )
         })?;
+        let max_message_size = pool.max_message_size();
         Ok(PyProcessPool {
             slot: Arc::new(PoolSlot {
                 pool: Mutex::new(Some(pool)),
                 runtime,
             }),
             workers,
+            max_message_size,
         })
+    }
+
+    /// The largest request or answer in bytes, however many frames it takes.
+    #[getter]
+    fn max_message_size(&self) -> usize {
+        self.max_message_size
     }
 
     /// The number of children the pool keeps.
@@ -574,7 +600,16 @@ struct CallInner {
     cancel: Option<CancelHandle>,
     /// Set (under the batch's lock) once `outcome` is written.
     done: AtomicBool,
-    outcome: Mutex<Option<Result<Vec<u8>, CallFailure>>>,
+    outcome: Mutex<Option<Result<Answer, CallFailure>>>,
+}
+
+/// A successful call's answer: the bytes the child sent, until the first
+/// `ProcessCall.outcome()` moves them into a Python `bytes` object, which
+/// later calls return again (so a large answer is never held twice for
+/// long).
+enum Answer {
+    Bytes(Vec<u8>),
+    Python(Py<PyBytes>),
 }
 
 impl CallInner {
@@ -595,7 +630,7 @@ impl CallInner {
             Err(CallFailure::Process(error)) => !error.is_cancelled(),
             Err(CallFailure::Closed) => true,
         };
-        *lock(&self.outcome) = Some(result);
+        *lock(&self.outcome) = Some(result.map(Answer::Bytes));
         {
             let mut state = lock(&self.batch.state);
             state.outstanding.remove(&self.index);
@@ -646,17 +681,30 @@ impl PyProcessCall {
     ///   was terminated for another call's cancellation, and had no retries
     ///   left;
     /// - `("cancelled", message)`, `("closed", message)`;
-    /// - `("protocol" | "spawn" | "too_large", message)`.
+    /// - `("too_large", message, pid, size, max)`: the request (`pid` None)
+    ///   or the child's answer exceeds the pool's maximum message size `max`;
+    /// - `("protocol" | "spawn", message)`.
     ///
     /// `None` while the call is in flight.
     fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         if !self.inner.done.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let outcome = lock(&self.inner.outcome);
-        let tuple = match outcome.as_ref() {
+        let mut outcome = lock(&self.inner.outcome);
+        let tuple = match outcome.as_mut() {
             None => return Ok(None),
-            Some(Ok(answer)) => ("ok", PyBytes::new(py, answer)).into_pyobject(py)?,
+            Some(Ok(answer)) => {
+                let bytes = match answer {
+                    Answer::Python(bytes) => bytes.bind(py).clone(),
+                    Answer::Bytes(data) => {
+                        let bytes = PyBytes::new(py, data);
+                        // Frees the Rust copy at once.
+                        *answer = Answer::Python(bytes.clone().unbind());
+                        bytes
+                    }
+                };
+                ("ok", bytes).into_pyobject(py)?
+            }
             Some(Err(CallFailure::Closed)) => {
                 ("closed", "the process pool is shut down").into_pyobject(py)?
             }
@@ -685,7 +733,10 @@ impl PyProcessCall {
                 ProcessErrorKind::PoolClosed => ("closed", error.to_string()).into_pyobject(py)?,
                 ProcessErrorKind::Protocol => ("protocol", error.to_string()).into_pyobject(py)?,
                 ProcessErrorKind::Spawn => ("spawn", error.to_string()).into_pyobject(py)?,
-                ProcessErrorKind::TooLarge => ("too_large", error.to_string()).into_pyobject(py)?,
+                ProcessErrorKind::TooLarge => {
+                    let (size, max) = error.size().unwrap_or_default();
+                    ("too_large", error.to_string(), error.pid(), size, max).into_pyobject(py)?
+                }
                 _ => ("error", error.to_string()).into_pyobject(py)?,
             },
         };

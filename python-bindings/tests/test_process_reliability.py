@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from conftest import run_python
 
 import vedart as veda
 from vedart import _process
@@ -247,5 +248,104 @@ def test_a_started_chunk_on_a_worker_killed_for_another_cancellation_is_interrup
         assert again.outcome() == ("ok", b"done")
         (reported,) = _process.failure_errors([once])
         assert reported.chunks == (once.index,)
+    finally:
+        pool.close()
+
+
+# -- payloads of any size -----------------------------------------------------------
+
+
+def _mebibyte(_):
+    return bytes(1 << 20)
+
+
+@pytest.mark.timeout(300)
+def test_two_thousand_results_of_a_mebibyte_each_cross_in_chunks_sized_by_bytes():
+    pool = _process.get_pool(veda.get_runtime().config.num_processes)
+    before = pool.stats()["calls_ok"]
+    count = 0
+    for result in veda.par_iter(range(2000), executor="process").map(_mebibyte):
+        assert len(result) == 1 << 20
+        count += 1
+    assert count == 2000
+    calls = _process.current_pool().stats()["calls_ok"] - before
+    # Chunks move at most about TARGET_CHUNK_BYTES (16 MiB), however cheap the
+    # items: 2 GiB takes well over a hundred chunks.
+    assert calls >= 2000 // 32, f"{calls} chunks"
+
+
+@pytest.mark.timeout(300)
+def test_a_result_of_300_mb_arrives_whole_without_extra_copies():
+    result = run_python(
+        """
+        import resource
+        import vedart as veda
+
+        def big(_):
+            return b"x" * 300_000_000
+
+        veda.par_iter(range(2), executor="process").map(abs).collect()  # a warm pool
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        (value,) = veda.par_iter([0], executor="process").map(big).collect()
+        assert len(value) == 300_000_000 and value[:1] == b"x" and value[-1:] == b"x"
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print("PEAK_MB", peak // 1024)
+        """,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stderr
+    peak = int(result.stdout.split("PEAK_MB")[1].split()[0])
+    # The answer's bytes and the result: twice the payload, plus noise; a
+    # third copy would be 900 MB.
+    assert peak < 800, f"the parent's peak grew by {peak} MB"
+
+
+def _twenty_megabytes(_):
+    return bytes(20 << 20)
+
+
+@pytest.mark.timeout(120)
+def test_a_result_over_the_message_limit_names_the_limit_and_keeps_the_worker(runtime_config):
+    runtime_config(veda.Config(num_processes=1, max_message_bytes=10 << 20))
+    veda.par_iter(range(2), executor="process").map(abs).collect()
+    pids = _process.current_pool().pids()
+    with pytest.raises(veda.ExecutorError) as info:
+        veda.par_iter([0], executor="process").map(_twenty_megabytes).collect()
+    text = str(info.value)
+    assert "max_message_bytes" in text and str(10 << 20) in text, text
+    assert "protocol" not in text
+    assert veda.par_iter(range(3), executor="process").map(abs).collect() == [0, 1, 2]
+    assert _process.current_pool().pids() == pids
+
+
+def test_max_message_bytes_is_validated():
+    with pytest.raises(veda.ConfigError, match="max_message_bytes"):
+        veda.Config(max_message_bytes=0)
+    with pytest.raises(veda.ConfigError, match="max_message_bytes"):
+        veda.Config(max_message_bytes="1 GB")
+
+
+def _echo_first(chunk):
+    return [len(chunk[0]), chunk[0]]
+
+
+@pytest.mark.timeout(120)
+def test_the_worker_joins_requests_and_splits_answers_longer_than_a_frame():
+    from vedart import _vedart
+
+    program, args = _process.worker_command()
+    pool = _vedart.ProcessPool(
+        program, args, _process.worker_env(1), 1, 1.0, max_frame_size=1 << 20
+    )
+    try:
+        payload = os.urandom(5 << 20)
+        request = _process.dumps_chunk((_process.plan_of(_echo_first), [payload]), 0)
+        batch = pool.batch()
+        call = batch.submit(request, None)
+        assert batch.wait(call, False, 60) == "finished"
+        outcome = call.outcome()
+        assert outcome[0] == "ok", outcome
+        value, _ = _process.decode_answer(outcome[1])
+        assert value == [len(payload), payload]
     finally:
         pool.close()

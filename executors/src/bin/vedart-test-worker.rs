@@ -10,7 +10,8 @@
 //! | `upper <text>` | answers `<text>` in upper case |
 //! | `sleep <ms>` | sleeps, then answers `slept` |
 //! | `sleep-pid <ms>` | sleeps, then answers its pid |
-//! | `big <n>` | answers `n` bytes of `x` |
+//! | `big <n>` | answers `n` bytes of `x` (in `Part` frames when over the maximum frame size) |
+//! | `len` | answers the length of the whole request (received in `Part` frames when long) |
 //! | `pid` | answers its pid |
 //! | `env <NAME>` | answers the variable's value, or an error frame |
 //! | `args` | answers its arguments, comma-separated |
@@ -34,14 +35,17 @@
 //! | `no-start` | answers `ok` without a `Started` frame first (a protocol error) |
 //!
 //! The worker exits with status 0 at EOF on stdin. With the environment variable
-//! `VEDART_TEST_WORKER_EXIT_AT_START=<code>` it exits at once with that code.
+//! `VEDART_TEST_WORKER_EXIT_AT_START=<code>` it exits at once with that code. It
+//! splits answers longer than `VEDART_MAX_FRAME_SIZE` (set by the pool) into
+//! `Part` frames, and joins requests that come in them.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use vedart_executors::process::frame::{ControlOp, FrameKind, HEADER_LEN, encode_header};
+use vedart_executors::process::frame::{ControlOp, FrameKind, HEADER_LEN, encode_message};
+use vedart_executors::process::{DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_SIZE_ENV};
 
 /// Largest request this worker accepts.
 const MAX_REQUEST: usize = 1 << 30;
@@ -58,6 +62,8 @@ fn main() {
         io::stdout(),
     )));
     let mut contexts: HashMap<u64, Vec<u8>> = HashMap::new();
+    // The message whose `Part` frames arrived so far.
+    let mut parts: Option<(u64, Vec<u8>)> = None;
     loop {
         let mut header = [0u8; HEADER_LEN];
         if input.read_exact(&mut header).is_err() {
@@ -76,7 +82,20 @@ fn main() {
         if input.read_exact(&mut payload).is_err() {
             std::process::exit(0);
         }
-        match FrameKind::from_byte(header[12]) {
+        let kind = FrameKind::from_byte(header[12]);
+        if let Some((first, mut joined)) = parts.take() {
+            if first != id {
+                eprintln!("frame {id} inside the message of {first}");
+                std::process::exit(2);
+            }
+            joined.extend_from_slice(&payload);
+            payload = joined;
+        }
+        if kind == Some(FrameKind::Part) {
+            parts = Some((id, payload));
+            continue;
+        }
+        match kind {
             Some(FrameKind::Request) => {
                 if !payload.starts_with(b"no-start") {
                     // The acknowledgement must be out before the work begins.
@@ -121,10 +140,21 @@ fn out(output: &Output) -> MutexGuard<'_, BufWriter<io::Stdout>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The pool's maximum frame size, from `VEDART_MAX_FRAME_SIZE`.
+fn max_frame_size() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var(MAX_FRAME_SIZE_ENV)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(DEFAULT_MAX_FRAME_SIZE)
+    })
+}
+
 fn reply(out: &mut impl Write, id: u64, kind: FrameKind, payload: &[u8]) {
-    let header = encode_header(id, kind, payload.len()).expect("answer fits a frame");
-    let _ = out.write_all(&header);
-    let _ = out.write_all(payload);
+    let mut wire = Vec::with_capacity(payload.len() + HEADER_LEN);
+    encode_message(id, kind, payload, max_frame_size(), &mut wire).expect("a valid frame size");
+    let _ = out.write_all(&wire);
 }
 
 /// Appends one line to the file at `path`.
@@ -157,6 +187,12 @@ fn handle(id: u64, payload: &[u8], output: &Output, contexts: &HashMap<u64, Vec<
             let n: usize = arg.trim().parse().unwrap_or(0);
             reply(out, id, FrameKind::Response, &vec![b'x'; n]);
         }
+        "len" => reply(
+            out,
+            id,
+            FrameKind::Response,
+            payload.len().to_string().as_bytes(),
+        ),
         "pid" => reply(
             out,
             id,

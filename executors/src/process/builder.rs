@@ -11,7 +11,10 @@ use vedart_reactor::Reactor;
 
 use super::error::ProcessError;
 use super::frame::MAX_ENCODABLE_PAYLOAD;
-use super::pool::{BoxFuture, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_FRAME_SIZE, ProcessPool, Spawner};
+use super::pool::{
+    BoxFuture, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, ProcessPool,
+    Spawner,
+};
 use super::sys::SpawnConfig;
 
 /// Configures and starts a [`ProcessPool`]; see [`ProcessPool::builder`].
@@ -25,6 +28,7 @@ pub(crate) struct Settings {
     pub(crate) workers: usize,
     pub(crate) max_tasks_per_child: Option<u64>,
     pub(crate) max_frame_size: usize,
+    pub(crate) max_message_size: usize,
     pub(crate) grace_period: Duration,
     pub(crate) forward_stderr: bool,
     pub(crate) retries: u32,
@@ -41,6 +45,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("workers", &self.settings.workers)
             .field("max_tasks_per_child", &self.settings.max_tasks_per_child)
             .field("max_frame_size", &self.settings.max_frame_size)
+            .field("max_message_size", &self.settings.max_message_size)
             .field("grace_period", &self.settings.grace_period)
             .field("retries", &self.settings.retries)
             .finish_non_exhaustive()
@@ -61,6 +66,7 @@ impl ProcessPoolBuilder {
                 workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 max_tasks_per_child: None,
                 max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 grace_period: DEFAULT_GRACE_PERIOD,
                 forward_stderr: false,
                 retries: 0,
@@ -147,11 +153,23 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Maximum payload of a frame in either direction, clamped to
-    /// `1..=u32::MAX`. A larger request fails with `TooLarge`; a larger answer is
-    /// a protocol error. Default: [`DEFAULT_MAX_FRAME_SIZE`].
+    /// Maximum payload of one frame in either direction, clamped to
+    /// `1..=u32::MAX`. Longer requests and answers travel as several frames
+    /// (`Part` frames, see [`frame`](super::frame)); the children learn the
+    /// value from the `VEDART_MAX_FRAME_SIZE` environment variable. A single
+    /// frame over it from a child is a protocol error. Default:
+    /// [`DEFAULT_MAX_FRAME_SIZE`].
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.settings.max_frame_size = bytes.clamp(1, MAX_ENCODABLE_PAYLOAD);
+        self
+    }
+
+    /// Maximum size of one request or answer, however many frames it takes. A
+    /// larger request fails with `TooLarge` before it is sent; a larger answer
+    /// is dropped as it arrives and its call fails with `TooLarge` (the child
+    /// stays). Default: [`DEFAULT_MAX_MESSAGE_SIZE`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.settings.max_message_size = bytes.max(1);
         self
     }
 

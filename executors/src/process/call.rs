@@ -169,7 +169,7 @@ impl Call {
         target: Option<Arc<Conn>>,
     ) -> Call {
         crate::telemetry::process().spawned();
-        let max = pool.max_frame_size();
+        let max = pool.max_message_size();
         let stage = if !pool.is_owner() {
             // A `fork()` copy of the pool's process: see `PoolShared::owner`.
             Stage::Failed(ProcessError::pool_closed())

@@ -321,14 +321,18 @@ impl Conn {
         if let Some((context_id, payload)) = context {
             if !installed.contains(&context_id) {
                 // Size was checked when the context was created.
-                if let Ok(frame) = OutFrame::control(context_id, ControlOp::Install, Some(payload))
-                {
+                if let Ok(frame) = OutFrame::control(
+                    context_id,
+                    ControlOp::Install,
+                    Some(payload),
+                    pool.max_frame_size(),
+                ) {
                     installed.insert(context_id);
                     queue.push_back(frame);
                 }
             }
         }
-        match OutFrame::request(id, request) {
+        match OutFrame::request(id, request, pool.max_frame_size()) {
             Ok(frame) => queue.push_back(frame),
             // Size was checked when the call was created.
             Err(_) => return false,
@@ -351,7 +355,8 @@ impl Conn {
         if writer.stdin.is_none() || !writer.installed.remove(&context_id) {
             return;
         }
-        if let Ok(frame) = OutFrame::control(context_id, ControlOp::Release, None) {
+        // One byte of payload: one frame whatever the maximum.
+        if let Ok(frame) = OutFrame::control(context_id, ControlOp::Release, None, usize::MAX) {
             writer.queue.push_back(frame);
             drop(writer);
             self.driver_waker.wake();

@@ -5,8 +5,9 @@
 //!
 //! 1. Read stdout and decode frames; a `Started` frame marks its call as
 //!    running (or, for a cancelled call's request, terminates the child), each
-//!    answer completes its call. Garbage, an oversized frame, a request-kind
-//!    frame, a frame for an id that is not in flight or an answer without a
+//!    answer (joined from its `Part` frames; dropped as it arrives when over
+//!    the maximum message size, which fails its call) completes its call.
+//!    Garbage, a frame over the maximum frame size, a request-kind frame, a frame for an id that is not in flight or an answer without a
 //!    `Started` frame first is a protocol error: every call in flight fails with
 //!    `Protocol`, the child is SIGKILLed, and bytes after that are ignored.
 //! 2. Read stderr into the ring of last lines (and forward it if configured).
@@ -33,7 +34,7 @@ use super::call::Outcome;
 use super::conn::{Ack, Answered, Conn, End, Phase};
 use super::error::ProcessError;
 use super::exit::ExitWatcher;
-use super::frame::{FrameDecoder, FrameError, FrameKind};
+use super::frame::{FrameDecoder, FrameError, FrameKind, Message};
 use super::pool::PoolShared;
 use super::stderr::StderrTail;
 use super::sys::Reaped;
@@ -131,7 +132,8 @@ impl ConnDriver {
         exit: ExitWatcher,
     ) -> ConnDriver {
         ConnDriver {
-            decoder: FrameDecoder::new(pool.max_frame_size()),
+            decoder: FrameDecoder::new(pool.max_frame_size())
+                .max_message_size(pool.max_message_size() as u64),
             pool,
             conn,
             stdout,
@@ -184,48 +186,18 @@ impl ConnDriver {
         if !self.decoding {
             return;
         }
-        let mut input = &self.scratch[..n];
+        // Out of `self` while `on_message` borrows it (an empty box costs nothing).
+        let scratch = std::mem::take(&mut self.scratch);
+        self.decode(&scratch[..n]);
+        self.scratch = scratch;
+    }
+
+    /// Decodes `input` and acts on the messages in it.
+    fn decode(&mut self, mut input: &[u8]) {
         loop {
-            match self.decoder.decode(&mut input) {
-                Ok(Some(frame)) => {
-                    let detail = match frame.kind {
-                        FrameKind::Response | FrameKind::Error => {
-                            match self.conn.take_call(frame.id) {
-                                Answered::Call(cell) => {
-                                    let pid = self.conn.pid();
-                                    let result = if frame.kind == FrameKind::Response {
-                                        self.pool.stats.calls_ok.fetch_add(1, Ordering::Relaxed);
-                                        Ok(frame.payload)
-                                    } else {
-                                        self.pool
-                                            .stats
-                                            .calls_failed
-                                            .fetch_add(1, Ordering::Relaxed);
-                                        Err(ProcessError::remote(pid, frame.payload))
-                                    };
-                                    cell.complete(Outcome::Done(result));
-                                    None
-                                }
-                                Answered::Violation(detail) => Some(detail),
-                                Answered::Ignored => None,
-                            }
-                        }
-                        FrameKind::Started => match self.conn.mark_started(frame.id) {
-                            Ack::Running | Ack::Ignored => None,
-                            Ack::Abandoned => {
-                                // A dead child (`finish` drains its pipes) is
-                                // past terminating.
-                                if !self.finished {
-                                    self.conn
-                                        .terminate(&self.pool, End::Cancelled, libc::SIGTERM);
-                                }
-                                None
-                            }
-                            Ack::Violation(detail) => Some(detail),
-                        },
-                        kind => Some(format!("the child sent a {kind:?} frame")),
-                    };
-                    if let Some(detail) = detail {
+            match self.decoder.decode_message(&mut input) {
+                Ok(Some(message)) => {
+                    if let Some(detail) = self.on_message(message) {
                         self.protocol_error(detail, None);
                         return;
                     }
@@ -236,6 +208,51 @@ impl ConnDriver {
                     return;
                 }
             }
+        }
+    }
+
+    /// Acts on one message from the child; returns the description of a
+    /// protocol error, if it is one.
+    fn on_message(&mut self, message: Message) -> Option<String> {
+        let (id, kind, answer) = match message {
+            Message::Frame(frame) => (frame.id, frame.kind, Ok(frame.payload)),
+            Message::TooLarge { id, kind, len, max } => (id, kind, Err((len, max))),
+        };
+        match kind {
+            FrameKind::Response | FrameKind::Error => match self.conn.take_call(id) {
+                Answered::Call(cell) => {
+                    let pid = self.conn.pid();
+                    let result = match answer {
+                        Ok(payload) if kind == FrameKind::Response => Ok(payload),
+                        Ok(payload) => Err(ProcessError::remote(pid, payload)),
+                        Err((len, max)) => Err(ProcessError::answer_too_large(pid, len, max)),
+                    };
+                    let counter = if result.is_ok() {
+                        &self.pool.stats.calls_ok
+                    } else {
+                        &self.pool.stats.calls_failed
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    cell.complete(Outcome::Done(result));
+                    None
+                }
+                Answered::Violation(detail) => Some(detail),
+                Answered::Ignored => None,
+            },
+            FrameKind::Started => match self.conn.mark_started(id) {
+                Ack::Running | Ack::Ignored => None,
+                Ack::Abandoned => {
+                    // A dead child (`finish` drains its pipes) is past
+                    // terminating.
+                    if !self.finished {
+                        self.conn
+                            .terminate(&self.pool, End::Cancelled, libc::SIGTERM);
+                    }
+                    None
+                }
+                Ack::Violation(detail) => Some(detail),
+            },
+            kind => Some(format!("the child sent a {kind:?} frame")),
         }
     }
 

@@ -36,7 +36,10 @@ pub enum ProcessErrorKind {
     Remote,
     /// The pool was shut down or dropped.
     PoolClosed,
-    /// The request (or context) is larger than the pool's maximum frame size.
+    /// The request (or context), or the child's answer, is larger than the
+    /// pool's maximum message size
+    /// ([`ProcessPoolBuilder::max_message_size`](super::ProcessPoolBuilder::max_message_size)).
+    /// A too large answer is dropped as it arrives; the child stays.
     TooLarge,
     /// The call had started on a child that was terminated to cancel *another*
     /// call, and its retry budget was spent, so it was not sent again: a call
@@ -95,6 +98,11 @@ enum Repr {
     TooLarge {
         len: usize,
         max: usize,
+    },
+    AnswerTooLarge {
+        pid: u32,
+        len: u64,
+        max: u64,
     },
     Interrupted {
         pid: u32,
@@ -159,6 +167,12 @@ impl ProcessError {
         }
     }
 
+    pub(crate) fn answer_too_large(pid: u32, len: u64, max: u64) -> Self {
+        ProcessError {
+            repr: Repr::AnswerTooLarge { pid, len, max },
+        }
+    }
+
     pub(crate) fn interrupted(pid: u32) -> Self {
         ProcessError {
             repr: Repr::Interrupted { pid },
@@ -174,7 +188,7 @@ impl ProcessError {
             Repr::Spawn(_) => ProcessErrorKind::Spawn,
             Repr::Remote { .. } => ProcessErrorKind::Remote,
             Repr::PoolClosed => ProcessErrorKind::PoolClosed,
-            Repr::TooLarge { .. } => ProcessErrorKind::TooLarge,
+            Repr::TooLarge { .. } | Repr::AnswerTooLarge { .. } => ProcessErrorKind::TooLarge,
             Repr::Interrupted { .. } => ProcessErrorKind::Interrupted,
         }
     }
@@ -201,6 +215,7 @@ impl ProcessError {
             Repr::WorkerDied { pid, .. }
             | Repr::Protocol { pid, .. }
             | Repr::Remote { pid, .. }
+            | Repr::AnswerTooLarge { pid, .. }
             | Repr::Interrupted { pid } => Some(*pid),
             _ => None,
         }
@@ -264,10 +279,15 @@ impl ProcessError {
         }
     }
 
-    /// The request size and the maximum frame size (`TooLarge`).
+    /// The size of the request or answer and the maximum message size
+    /// (`TooLarge`).
     pub fn size(&self) -> Option<(usize, usize)> {
         match &self.repr {
             Repr::TooLarge { len, max } => Some((*len, *max)),
+            Repr::AnswerTooLarge { len, max, .. } => Some((
+                usize::try_from(*len).unwrap_or(usize::MAX),
+                usize::try_from(*max).unwrap_or(usize::MAX),
+            )),
             _ => None,
         }
     }
@@ -292,6 +312,9 @@ impl fmt::Debug for ProcessError {
                 d.field("pid", pid).field("payload_len", &payload.len())
             }
             Repr::TooLarge { len, max } => d.field("len", len).field("max", max),
+            Repr::AnswerTooLarge { pid, len, max } => {
+                d.field("pid", pid).field("len", len).field("max", max)
+            }
             Repr::Interrupted { pid } => d.field("pid", pid),
             Repr::Cancelled | Repr::PoolClosed => &mut d,
         };
@@ -331,7 +354,14 @@ impl fmt::Display for ProcessError {
             Repr::PoolClosed => f.write_str("the process pool is shut down"),
             Repr::TooLarge { len, max } => write!(
                 f,
-                "request of {len} bytes exceeds the maximum frame size of {max} bytes"
+                "request of {len} bytes exceeds the pool's maximum message size of {max} \
+                 bytes (ProcessPoolBuilder::max_message_size raises it)"
+            ),
+            Repr::AnswerTooLarge { pid, len, max } => write!(
+                f,
+                "the answer of worker process {pid} ({len} bytes) exceeds the pool's maximum \
+                 message size of {max} bytes (ProcessPoolBuilder::max_message_size raises it); \
+                 it was dropped and the worker kept"
             ),
             Repr::Interrupted { pid } => write!(
                 f,

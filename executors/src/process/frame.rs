@@ -13,10 +13,21 @@
 //! The full protocol (which side sends which kind, how ids pair requests with
 //! answers, control frames) is in `README.md` next to this file.
 //!
+//! # Messages longer than a frame
+//!
+//! A payload longer than the maximum frame size travels as a *message* of
+//! several frames with one id: [`FrameKind::Part`] frames carrying its pieces in
+//! order, then one frame of the message's real kind carrying the last piece.
+//! The frames of one message are contiguous in the stream. [`encode_message`]
+//! splits, [`FrameDecoder::decode_message`] joins.
+//!
 //! # Decoding
 //!
 //! [`FrameDecoder`] is incremental: feed it whatever a `read` returned, in
-//! pieces of any size, and it hands back complete frames. Its invariants:
+//! pieces of any size, and it hands back complete frames
+//! ([`FrameDecoder::decode`]) or messages ([`FrameDecoder::decode_message`],
+//! which fills one buffer for all the pieces: the payload is never copied).
+//! Its invariants:
 //!
 //! - It never panics on any input.
 //! - The only allocation that depends on the input is a frame's payload, and it
@@ -27,6 +38,10 @@
 //! - A header with an unknown kind or a length over the maximum is an error; the
 //!   decoder then stays failed and returns the same error on every later call,
 //!   because a byte stream cannot be resynchronised after a bad header.
+//! - A message longer than the maximum message size is not an error of the
+//!   stream: its pieces are read and dropped as they arrive (nothing is kept),
+//!   and it is reported as [`Message::TooLarge`], so that the one call it
+//!   answers fails and the stream goes on.
 
 use std::fmt;
 
@@ -57,6 +72,10 @@ pub enum FrameKind {
     /// before its answer, so the parent knows which requests may have run when
     /// a child dies or is killed: the others are safe to send again.
     Started = 5,
+    /// Either direction: a piece of a message longer than the maximum frame
+    /// size; the message's last frame, of its real kind, follows (see the
+    /// module documentation).
+    Part = 6,
 }
 
 impl FrameKind {
@@ -68,6 +87,7 @@ impl FrameKind {
             3 => Some(FrameKind::Error),
             4 => Some(FrameKind::Control),
             5 => Some(FrameKind::Started),
+            6 => Some(FrameKind::Part),
             _ => None,
         }
     }
@@ -137,6 +157,59 @@ impl Frame {
     }
 }
 
+/// Appends the encoding of a message of `kind` with `payload` to `out`: one
+/// frame if the payload fits `max_frame_size`, else [`FrameKind::Part`] frames
+/// of `max_frame_size` bytes and a last frame of `kind` (see the module
+/// documentation).
+///
+/// # Errors
+///
+/// A [`FrameErrorKind::TooLarge`] error if `max_frame_size` is 0 (only an empty
+/// payload fits) or over [`MAX_ENCODABLE_PAYLOAD`].
+///
+/// # Examples
+///
+/// ```
+/// use vedart_executors::process::frame::{FrameDecoder, FrameKind, Message, encode_message};
+///
+/// let mut wire = Vec::new();
+/// encode_message(9, FrameKind::Response, &[7; 10], 4, &mut wire).unwrap();
+/// assert_eq!(wire.len(), 3 * 13 + 10); // parts of 4 and 4 bytes, then the last 2
+///
+/// let mut decoder = FrameDecoder::new(4).max_message_size(1024);
+/// let mut input = &wire[..];
+/// match decoder.decode_message(&mut input).unwrap() {
+///     Some(Message::Frame(frame)) => assert_eq!(frame.payload, [7; 10]),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+pub fn encode_message(
+    id: u64,
+    kind: FrameKind,
+    payload: &[u8],
+    max_frame_size: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    if (max_frame_size == 0 && !payload.is_empty()) || max_frame_size > MAX_ENCODABLE_PAYLOAD {
+        return Err(FrameError {
+            kind: FrameErrorKind::TooLarge,
+            declared_len: payload.len() as u64,
+            max: max_frame_size,
+            kind_byte: kind.as_byte(),
+        });
+    }
+    let mut rest = payload;
+    while rest.len() > max_frame_size {
+        let (piece, tail) = rest.split_at(max_frame_size);
+        out.extend_from_slice(&encode_header(id, FrameKind::Part, piece.len())?);
+        out.extend_from_slice(piece);
+        rest = tail;
+    }
+    out.extend_from_slice(&encode_header(id, kind, rest.len())?);
+    out.extend_from_slice(rest);
+    Ok(())
+}
+
 /// Encodes a frame header.
 ///
 /// # Errors
@@ -178,8 +251,12 @@ pub enum FrameErrorKind {
     TooLarge,
     /// A header carried a kind byte that is not a [`FrameKind`].
     UnknownKind,
-    /// The stream ended in the middle of a frame.
+    /// The stream ended in the middle of a frame (or of a message).
     Truncated,
+    /// A frame of another id arrived in the middle of a message split into
+    /// [`FrameKind::Part`] frames (see [`FrameError::kind_byte`] and
+    /// [`FrameError::declared_len`] for the intruder).
+    Interleaved,
 }
 
 /// A malformed frame stream. See [`FrameError::kind`].
@@ -225,8 +302,15 @@ impl fmt::Display for FrameError {
         match self.kind {
             FrameErrorKind::TooLarge => write!(
                 f,
-                "frame payload of {} bytes exceeds the maximum of {} bytes",
+                "frame payload of {} bytes exceeds the maximum frame size of {} bytes \
+                 (longer payloads travel as several frames, see FrameKind::Part)",
                 self.declared_len, self.max
+            ),
+            FrameErrorKind::Interleaved => write!(
+                f,
+                "a frame of kind {:#04x} for another id arrived inside a message split \
+                 into Part frames",
+                self.kind_byte
             ),
             FrameErrorKind::UnknownKind => {
                 write!(
@@ -271,11 +355,15 @@ impl std::error::Error for FrameError {}
 #[derive(Debug)]
 pub struct FrameDecoder {
     max_frame_size: usize,
+    /// The longest message [`FrameDecoder::decode_message`] keeps.
+    max_message_size: u64,
     /// Bytes of the current header received so far.
     header: [u8; HEADER_LEN],
     header_filled: usize,
     /// The frame being filled, once its header is complete and valid.
     body: Option<Body>,
+    /// The message whose `Part` frames arrived so far (`decode_message`).
+    partial: Option<Partial>,
     /// Set by the first error; every later call returns it.
     failed: Option<FrameError>,
 }
@@ -284,21 +372,70 @@ pub struct FrameDecoder {
 struct Body {
     id: u64,
     kind: FrameKind,
+    /// This frame's payload length.
     len: usize,
+    /// Bytes of this frame's payload received so far.
+    filled: usize,
+    /// The payload: this frame's, or the whole message's so far.
     payload: Vec<u8>,
+    /// Message bytes that came in earlier frames (`decode_message`).
+    before: u64,
+    /// The message is over the maximum message size: drop what arrives.
+    discard: bool,
+}
+
+#[derive(Debug)]
+struct Partial {
+    id: u64,
+    payload: Vec<u8>,
+    received: u64,
+    discard: bool,
+}
+
+/// One message from [`FrameDecoder::decode_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A whole message: its id, its real kind (never `Part`) and its payload,
+    /// joined from all its frames.
+    Frame(Frame),
+    /// A message longer than the maximum message size: its pieces were dropped
+    /// as they arrived.
+    TooLarge {
+        /// The message's id.
+        id: u64,
+        /// Its real kind (that of its last frame).
+        kind: FrameKind,
+        /// Its length in bytes.
+        len: u64,
+        /// The maximum message size in force.
+        max: u64,
+    },
 }
 
 impl FrameDecoder {
-    /// A decoder that accepts payloads of at most `max_frame_size` bytes
-    /// (clamped to [`MAX_ENCODABLE_PAYLOAD`]).
+    /// A decoder that accepts frame payloads of at most `max_frame_size` bytes
+    /// (clamped to [`MAX_ENCODABLE_PAYLOAD`]), and messages of at most as many
+    /// (see [`FrameDecoder::max_message_size`]).
     pub fn new(max_frame_size: usize) -> FrameDecoder {
+        let max_frame_size = max_frame_size.min(MAX_ENCODABLE_PAYLOAD);
         FrameDecoder {
-            max_frame_size: max_frame_size.min(MAX_ENCODABLE_PAYLOAD),
+            max_frame_size,
+            max_message_size: max_frame_size as u64,
             header: [0; HEADER_LEN],
             header_filled: 0,
             body: None,
+            partial: None,
             failed: None,
         }
+    }
+
+    /// Sets the longest message [`FrameDecoder::decode_message`] keeps; a
+    /// longer one is dropped as it arrives and reported as
+    /// [`Message::TooLarge`].
+    #[must_use]
+    pub fn max_message_size(mut self, bytes: u64) -> FrameDecoder {
+        self.max_message_size = bytes;
+        self
     }
 
     /// The maximum payload size this decoder accepts.
@@ -306,33 +443,67 @@ impl FrameDecoder {
         self.max_frame_size
     }
 
-    /// Whether the decoder sits at a frame boundary (no partial frame buffered).
+    /// Whether the decoder sits at a frame boundary (no partial frame or
+    /// message buffered).
     pub fn is_idle(&self) -> bool {
-        self.header_filled == 0 && self.body.is_none()
+        self.header_filled == 0 && self.body.is_none() && self.partial.is_none()
     }
 
-    /// Bytes of the unfinished frame held so far (header and payload).
+    /// Bytes of the unfinished frame (and message) held so far.
     pub fn buffered(&self) -> usize {
-        match &self.body {
-            Some(body) => HEADER_LEN + body.payload.len(),
-            None => self.header_filled,
+        match (&self.body, &self.partial) {
+            (Some(body), _) => HEADER_LEN + body.payload.len(),
+            (None, Some(partial)) => self.header_filled + partial.payload.len(),
+            (None, None) => self.header_filled,
         }
     }
 
-    /// Capacity currently allocated for the unfinished frame's payload.
+    /// Capacity currently allocated for the unfinished frame's (or message's)
+    /// payload.
     pub fn allocated(&self) -> usize {
-        self.body.as_ref().map_or(0, |body| body.payload.capacity())
+        match (&self.body, &self.partial) {
+            (Some(body), _) => body.payload.capacity(),
+            (None, Some(partial)) => partial.payload.capacity(),
+            (None, None) => 0,
+        }
     }
 
     /// Consumes bytes from the front of `input` until one frame is complete
     /// (`Ok(Some(frame))`, `input` then starts after it) or `input` is empty
-    /// (`Ok(None)`, the partial frame is kept for the next call).
+    /// (`Ok(None)`, the partial frame is kept for the next call). `Part` frames
+    /// are returned as they are; see [`FrameDecoder::decode_message`] to join
+    /// them. Use one of the two methods for the whole stream.
     ///
     /// # Errors
     ///
     /// A [`FrameError`] for a header over the maximum size or with an unknown
     /// kind. The decoder stays failed afterwards.
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Frame>, FrameError> {
+        Ok(match self.decode_inner(input, false)? {
+            Some(Message::Frame(frame)) => Some(frame),
+            // Only messages are ever too large.
+            Some(Message::TooLarge { .. }) | None => None,
+        })
+    }
+
+    /// Like [`FrameDecoder::decode`], but joins the frames of a message split
+    /// into `Part` frames into one payload (filled in place as the pieces
+    /// arrive), and reports a message over the maximum message size as
+    /// [`Message::TooLarge`] instead of keeping it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`FrameDecoder::decode`], and [`FrameErrorKind::Interleaved`]
+    /// for a frame of another id inside a message.
+    pub fn decode_message(&mut self, input: &mut &[u8]) -> Result<Option<Message>, FrameError> {
+        self.decode_inner(input, true)
+    }
+
+    fn decode_inner(
+        &mut self,
+        input: &mut &[u8],
+        messages: bool,
+    ) -> Result<Option<Message>, FrameError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
@@ -349,23 +520,49 @@ impl FrameDecoder {
                 if self.header_filled < HEADER_LEN {
                     return Ok(None);
                 }
-                self.start_body()?;
+                self.start_body(messages)?;
                 continue;
             };
-            let take = (body.len - body.payload.len()).min(input.len());
+            let take = (body.len - body.filled).min(input.len());
             if take > 0 {
-                reserve_capped(&mut body.payload, take, body.len);
-                body.payload.extend_from_slice(&input[..take]);
+                if !body.discard {
+                    let end = body.payload.len() - body.filled + body.len;
+                    reserve_capped(&mut body.payload, take, end);
+                    body.payload.extend_from_slice(&input[..take]);
+                }
+                body.filled += take;
                 *input = &input[take..];
             }
-            if body.payload.len() < body.len {
+            if body.filled < body.len {
                 return Ok(None);
             }
             self.header_filled = 0;
-            return Ok(self.body.take().map(|body| Frame {
-                id: body.id,
-                kind: body.kind,
-                payload: body.payload,
+            let Some(body) = self.body.take() else {
+                continue;
+            };
+            let received = body.before + body.len as u64;
+            if messages && body.kind == FrameKind::Part {
+                self.partial = Some(Partial {
+                    id: body.id,
+                    payload: body.payload,
+                    received,
+                    discard: body.discard,
+                });
+                continue;
+            }
+            return Ok(Some(if body.discard {
+                Message::TooLarge {
+                    id: body.id,
+                    kind: body.kind,
+                    len: received,
+                    max: self.max_message_size,
+                }
+            } else {
+                Message::Frame(Frame {
+                    id: body.id,
+                    kind: body.kind,
+                    payload: body.payload,
+                })
             }));
         }
     }
@@ -392,8 +589,9 @@ impl FrameDecoder {
         }
     }
 
-    /// Validates the complete header and prepares the body.
-    fn start_body(&mut self) -> Result<(), FrameError> {
+    /// Validates the complete header and prepares the body (continuing the
+    /// message in progress, when joining messages).
+    fn start_body(&mut self, messages: bool) -> Result<(), FrameError> {
         let header = &self.header;
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let mut id_bytes = [0u8; 8];
@@ -421,11 +619,30 @@ impl FrameDecoder {
                 return Err(err);
             }
         };
+        let (payload, before, mut discard) = match self.partial.take() {
+            Some(partial) if partial.id == id => {
+                (partial.payload, partial.received, partial.discard)
+            }
+            Some(_) => {
+                let err = error(FrameErrorKind::Interleaved);
+                self.failed = Some(err.clone());
+                return Err(err);
+            }
+            None => (Vec::new(), 0, false),
+        };
+        let mut payload = payload;
+        if messages && !discard && before + len as u64 > self.max_message_size {
+            discard = true;
+            payload = Vec::new();
+        }
         self.body = Some(Body {
             id,
             kind,
             len,
-            payload: Vec::new(),
+            filled: 0,
+            payload,
+            before,
+            discard,
         });
         Ok(())
     }
@@ -459,7 +676,8 @@ mod tests {
         assert_eq!(FrameKind::Error.as_byte(), 3);
         assert_eq!(FrameKind::Control.as_byte(), 4);
         assert_eq!(FrameKind::Started.as_byte(), 5);
-        assert_eq!(FrameKind::from_byte(6), None);
+        assert_eq!(FrameKind::Part.as_byte(), 6);
+        assert_eq!(FrameKind::from_byte(7), None);
         assert_eq!(ControlOp::Install as u8, 1);
         assert_eq!(ControlOp::Release as u8, 2);
     }

@@ -61,6 +61,7 @@ pub use call::{Broadcast, Call, CancelHandle, Context, WorkerReply};
 pub use command::{Child, Command, Output};
 pub use error::{ProcessError, ProcessErrorKind};
 pub use pool::{
-    BoxFuture, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_FRAME_SIZE, ProcessPool, Shutdown, Spawner,
+    BoxFuture, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_FRAME_SIZE_ENV, ProcessPool, Shutdown, Spawner,
 };
 pub use stats::{PoolStats, WorkerState, WorkerStats};

@@ -59,8 +59,15 @@ use super::sys::{RawChild, SpawnConfig, spawn_pool_child_async, spawn_pool_child
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Mutex, lock};
 
-/// Default maximum payload of one frame: 256 MiB.
+/// Default maximum payload of one frame: 256 MiB. Longer payloads travel as
+/// several frames (see [`frame`](super::frame)).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 256 * 1024 * 1024;
+/// Default maximum size of one request or answer, however many frames it
+/// takes: 4 GiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 << 30;
+/// The environment variable that tells every child the pool's maximum frame
+/// size, so that it splits longer answers into `Part` frames.
+pub const MAX_FRAME_SIZE_ENV: &str = "VEDART_MAX_FRAME_SIZE";
 /// Default time between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(1);
 /// First delay before replacing a child that died without answering anything.
@@ -81,6 +88,7 @@ pub(crate) struct PoolShared {
     workers: usize,
     max_tasks_per_child: Option<u64>,
     max_frame_size: usize,
+    max_message_size: usize,
     grace_period: Duration,
     forward_stderr: bool,
     /// Default of [`Call::retries`].
@@ -136,6 +144,10 @@ impl PoolShared {
 
     pub(crate) fn max_frame_size(&self) -> usize {
         self.max_frame_size
+    }
+
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.max_message_size
     }
 
     pub(crate) fn max_tasks_per_child(&self) -> Option<u64> {
@@ -471,8 +483,8 @@ impl ProcessPool {
     ///
     /// # Errors
     ///
-    /// The future resolves to a [`ProcessError`]: `TooLarge` for a request over
-    /// the maximum frame size, `Remote` when the child answered with an error
+    /// The future resolves to a [`ProcessError`]: `TooLarge` for a request or
+    /// an answer over the maximum message size, `Remote` when the child answered with an error
     /// frame, `WorkerDied` when it died first, `Interrupted` when it was
     /// running on a child terminated for another call's cancellation (see
     /// [`Call`], "At most once"), `Protocol` when the child broke the protocol,
@@ -507,13 +519,13 @@ impl ProcessPool {
     /// # Errors
     ///
     /// `TooLarge` if the payload (plus its one-byte control op) exceeds the
-    /// maximum frame size.
+    /// maximum message size.
     pub fn context(&self, payload: impl Into<Vec<u8>>) -> Result<Context, ProcessError> {
         let payload = payload.into();
-        if payload.len() >= self.shared.max_frame_size {
+        if payload.len() >= self.shared.max_message_size {
             return Err(ProcessError::too_large(
                 payload.len() + 1,
-                self.shared.max_frame_size,
+                self.shared.max_message_size,
             ));
         }
         Ok(Context::new(
@@ -574,6 +586,11 @@ impl ProcessPool {
         self.shared.max_frame_size
     }
 
+    /// The maximum size of one request or answer, however many frames it takes.
+    pub fn max_message_size(&self) -> usize {
+        self.shared.max_message_size
+    }
+
     /// A snapshot of the pool's children and counters, for telemetry.
     pub fn stats(&self) -> PoolStats {
         let conns = self.shared.conns();
@@ -627,11 +644,17 @@ impl ProcessPool {
                 (spawner, reactor.unwrap_or(default_reactor))
             }
         };
+        let mut config = settings.config;
+        config.env.push((
+            MAX_FRAME_SIZE_ENV.into(),
+            Some(settings.max_frame_size.to_string().into()),
+        ));
         let shared = Arc::new(PoolShared {
-            config: Arc::new(settings.config),
+            config: Arc::new(config),
             workers: settings.workers,
             max_tasks_per_child: settings.max_tasks_per_child,
             max_frame_size: settings.max_frame_size,
+            max_message_size: settings.max_message_size,
             grace_period: settings.grace_period,
             forward_stderr: settings.forward_stderr,
             retries: settings.retries,

@@ -4,7 +4,9 @@
 //! `writev`, no wake-up); whatever the pipe does not take stays in the queue
 //! for the child's driver, which flushes it when the pipe has room. Frames are
 //! written whole and in order, so a worker reading its stdin sees each context
-//! install before the first request that needs it.
+//! install before the first request that needs it. A payload longer than the
+//! maximum frame size goes out as one message of several frames (`Part` frames,
+//! then the last one; see `frame`), straight from the caller's buffer.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
@@ -28,66 +30,137 @@ pub(crate) struct Writer {
     pub(crate) installed: HashSet<u64>,
 }
 
-/// One frame waiting to be written.
+/// One message waiting to be written: one frame, or several when its payload
+/// is longer than the maximum frame size.
 pub(crate) struct OutFrame {
-    /// Header, plus the control op byte for control frames.
-    head: [u8; HEADER_LEN + 1],
-    head_len: usize,
+    /// Each frame's header, plus the control op byte in the first one of a
+    /// control message, and the range of `body` the frame carries after it.
+    frames: Vec<Piece>,
     body: Option<Arc<Vec<u8>>>,
-    /// Bytes of `head` + `body` already written.
+    /// Bytes of the whole message (headers and payload) already written.
     pub(crate) written: usize,
     /// The request id for requests; 0 for control frames.
     pub(crate) request: u64,
 }
 
+struct Piece {
+    head: [u8; HEADER_LEN + 1],
+    head_len: usize,
+    body: std::ops::Range<usize>,
+}
+
 impl OutFrame {
-    pub(crate) fn request(id: u64, payload: &Arc<Vec<u8>>) -> Result<OutFrame, FrameError> {
-        let header = encode_header(id, FrameKind::Request, payload.len())?;
-        let mut head = [0; HEADER_LEN + 1];
-        head[..HEADER_LEN].copy_from_slice(&header);
-        Ok(OutFrame {
-            head,
-            head_len: HEADER_LEN,
-            body: Some(payload.clone()),
-            written: 0,
-            request: id,
-        })
+    pub(crate) fn request(
+        id: u64,
+        payload: &Arc<Vec<u8>>,
+        max_frame_size: usize,
+    ) -> Result<OutFrame, FrameError> {
+        OutFrame::split(
+            id,
+            FrameKind::Request,
+            None,
+            Some(payload),
+            max_frame_size,
+            id,
+        )
     }
 
     pub(crate) fn control(
         id: u64,
         op: ControlOp,
         payload: Option<&Arc<Vec<u8>>>,
+        max_frame_size: usize,
     ) -> Result<OutFrame, FrameError> {
-        let len = 1 + payload.map_or(0, |p| p.len());
-        let header = encode_header(id, FrameKind::Control, len)?;
-        let mut head = [0; HEADER_LEN + 1];
-        head[..HEADER_LEN].copy_from_slice(&header);
-        head[HEADER_LEN] = op as u8;
+        OutFrame::split(
+            id,
+            FrameKind::Control,
+            Some(op as u8),
+            payload,
+            max_frame_size,
+            0,
+        )
+    }
+
+    /// The frames of a message whose payload is `prefix` then `body`, each
+    /// frame's payload at most `max_frame_size` bytes.
+    fn split(
+        id: u64,
+        kind: FrameKind,
+        prefix: Option<u8>,
+        body: Option<&Arc<Vec<u8>>>,
+        max_frame_size: usize,
+        request: u64,
+    ) -> Result<OutFrame, FrameError> {
+        let max = max_frame_size.max(1);
+        let prefix_len = usize::from(prefix.is_some());
+        let body_len = body.map_or(0, |b| b.len());
+        let mut frames = Vec::with_capacity(1 + (prefix_len + body_len) / max);
+        let mut at = 0;
+        loop {
+            let first = frames.is_empty();
+            let room = if first {
+                max - prefix_len.min(max)
+            } else {
+                max
+            };
+            let end = body_len.min(at + room);
+            let last = end == body_len;
+            let payload_len = end - at + if first { prefix_len } else { 0 };
+            let frame_kind = if last { kind } else { FrameKind::Part };
+            let header = encode_header(id, frame_kind, payload_len)?;
+            let mut head = [0; HEADER_LEN + 1];
+            head[..HEADER_LEN].copy_from_slice(&header);
+            let mut head_len = HEADER_LEN;
+            if let (true, Some(op)) = (first, prefix) {
+                head[HEADER_LEN] = op;
+                head_len += 1;
+            }
+            frames.push(Piece {
+                head,
+                head_len,
+                body: at..end,
+            });
+            at = end;
+            if last {
+                break;
+            }
+        }
         Ok(OutFrame {
-            head,
-            head_len: HEADER_LEN + 1,
-            body: payload.cloned(),
+            frames,
+            body: body.cloned(),
             written: 0,
-            request: 0,
+            request,
         })
     }
 
     fn len(&self) -> usize {
-        self.head_len + self.body.as_ref().map_or(0, |b| b.len())
+        self.frames
+            .iter()
+            .map(|piece| piece.head_len + piece.body.len())
+            .sum()
     }
 
-    /// Puts the unwritten parts into `slices`; returns how many (0 to 2).
+    /// Puts the unwritten parts into `slices`, as many as fit; returns how
+    /// many.
     fn unwritten<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
-        if self.written < self.head_len {
-            slices[count] = IoSlice::new(&self.head[self.written..self.head_len]);
-            count += 1;
-        }
-        if let Some(body) = &self.body {
-            let from = self.written.saturating_sub(self.head_len);
-            if from < body.len() {
-                slices[count] = IoSlice::new(&body[from..]);
+        let mut skip = self.written;
+        for piece in &self.frames {
+            for part in [
+                &piece.head[..piece.head_len],
+                self.body
+                    .as_ref()
+                    .map_or(&[][..], |b| &b[piece.body.clone()]),
+            ] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                if count == slices.len() {
+                    return count;
+                }
+                slices[count] = IoSlice::new(&part[skip..]);
+                skip = 0;
                 count += 1;
             }
         }
@@ -107,7 +180,7 @@ pub(crate) fn flush_queue(
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
             for frame in queue.iter() {
-                if count + 2 > MAX_IOVECS {
+                if count == MAX_IOVECS {
                     break;
                 }
                 count += frame.unwritten(&mut slices[count..]);

@@ -118,6 +118,11 @@ class _Handle:
             return self.measured.wall
         return float(getattr(self.inner, "elapsed", 0.0))
 
+    @property
+    def nbytes(self) -> Optional[int]:
+        """The bytes the chunk moved, when its run counts them (processes)."""
+        return getattr(self.inner, "nbytes", None)
+
 
 def _forced(fn: Callable[[Any], Any]) -> Optional[str]:
     """Step 1: why the segment of ``fn`` belongs on the thread pool, if it does."""
@@ -219,6 +224,7 @@ class _AdaptiveRun(Run):
         self._backend = backend
         # Read by the engine after every chunk (its step 7).
         self.target_chunk_seconds = backend.target_chunk_seconds
+        self.target_chunk_bytes = getattr(backend, "target_chunk_bytes", None)
 
     # -- deciding ---------------------------------------------------------------
 

@@ -110,6 +110,10 @@ class Config:
     #: run twice (or in part, then again). Chunks a worker had not started yet
     #: always go to another worker.
     retries: int = 0
+    #: Process executor: the largest chunk request or result, in bytes (one
+    #: item's result, at least); ``None`` means 4 GiB. Larger ones fail with
+    #: :class:`vedart.ExecutorError` naming this field.
+    max_message_bytes: Optional[int] = None
 
     def __post_init__(self) -> None:
         _check_count("num_threads", self.num_threads, minimum=1)
@@ -148,6 +152,14 @@ class Config:
             raise ConfigError("retries", f"must be an int, got {type(retries).__name__}")
         if not 0 <= retries <= MAX_RETRIES:
             raise ConfigError("retries", f"must be between 0 and {MAX_RETRIES}, got {retries}")
+        limit = self.max_message_bytes
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise ConfigError(
+                    "max_message_bytes", f"must be an int or None, got {type(limit).__name__}"
+                )
+            if limit < 1:
+                raise ConfigError("max_message_bytes", f"must be at least 1, got {limit}")
         resolved_max = self._max_workers()
         resolved_min = self._min_workers(resolved_max)
         if resolved_min > resolved_max:
@@ -264,6 +276,10 @@ class ConfigBuilder:
     def retries(self, value: int) -> ConfigBuilder:
         """Sets :attr:`Config.retries`."""
         return self._set("retries", value)
+
+    def max_message_bytes(self, value: Optional[int]) -> ConfigBuilder:
+        """Sets :attr:`Config.max_message_bytes`."""
+        return self._set("max_message_bytes", value)
 
     def build(self) -> Config:
         """Validates the settings and returns the :class:`Config`.

@@ -29,8 +29,11 @@ How a terminal operation runs (see :func:`partials`):
    executor finish short work in flight rather than kill it (the process
    executor; for the others it is the same as cancelling).
 7. A run may set the chunk duration it wants (``target_chunk_seconds``: tens
-   of milliseconds for worker processes, whose hand-off costs more) and is
-   told how many items to expect (``expect``), when that is known.
+   of milliseconds for worker processes, whose hand-off costs more) and the
+   most bytes a chunk should move (``target_chunk_bytes``, with the bytes each
+   chunk moved in its handle's ``nbytes``: worker processes, so that chunks of
+   large items stay far below what a message may hold), and is told how many
+   items to expect (``expect``), when that is known.
 8. A ``timeout=`` of the operation is a :class:`~vedart._deadline.Deadline`
    shared by all its segments: every wait for a chunk is bounded by the time
    left (a run whose ``result`` takes no ``timeout`` waits in full), and
@@ -186,7 +189,15 @@ def make_source(items: Any) -> Source:
 class ChunkSizer:
     """Picks chunk sizes from measured per-item cost (see the module docs)."""
 
-    __slots__ = ("fixed", "workers", "per_item", "last", "target")
+    __slots__ = (
+        "fixed",
+        "workers",
+        "per_item",
+        "last",
+        "target",
+        "bytes_per_item",
+        "target_bytes",
+    )
 
     def __init__(self, fixed: Optional[int], workers: int) -> None:
         self.fixed = fixed
@@ -195,6 +206,10 @@ class ChunkSizer:
         self.last = 1
         #: Seconds one chunk should take (the run's ``target_chunk_seconds``).
         self.target = TARGET_CHUNK_SECONDS
+        #: Bytes moved per item, when the run reports them (step 7).
+        self.bytes_per_item: Optional[float] = None
+        #: Most bytes one chunk should move (the run's ``target_chunk_bytes``).
+        self.target_bytes: Optional[int] = None
 
     def next(self, remaining: Optional[int]) -> int:
         if self.fixed is not None:
@@ -205,13 +220,15 @@ class ChunkSizer:
             ideal = MAX_CHUNK_ITEMS
         else:
             ideal = int(self.target / self.per_item)
+        if self.target_bytes and self.bytes_per_item:
+            ideal = min(ideal, int(self.target_bytes / self.bytes_per_item))
         size = max(1, min(ideal, self.last * GROWTH_LIMIT, MAX_CHUNK_ITEMS))
         if remaining is not None:
             size = min(size, max(1, math.ceil(remaining / (2 * self.workers))))
         self.last = size
         return size
 
-    def observe(self, items: int, seconds: float) -> None:
+    def observe(self, items: int, seconds: float, nbytes: Optional[int] = None) -> None:
         if self.fixed is not None or items <= 0:
             return
         cost = seconds / items
@@ -219,6 +236,12 @@ class ChunkSizer:
             self.per_item = cost
         else:
             self.per_item = 0.5 * self.per_item + 0.5 * cost
+        if nbytes:
+            size = nbytes / items
+            if self.bytes_per_item is None:
+                self.bytes_per_item = size
+            else:
+                self.bytes_per_item = 0.5 * self.bytes_per_item + 0.5 * size
 
 
 class Execution:
@@ -279,6 +302,7 @@ class Execution:
             expect(source.remaining())
         sizer = ChunkSizer(self.chunk_size, self.executor.workers)
         sizer.target = _target_of(run)
+        sizer.target_bytes = getattr(run, "target_chunk_bytes", None)
         window = 2 * self.executor.workers + 2
         hook = _context.chunk_hook.get()
         # Spans of chunks that run in other processes could not come back.
@@ -321,7 +345,8 @@ class Execution:
                         progress.advance(size)
                     elapsed = handle.elapsed
                     sizer.target = _target_of(run)
-                    sizer.observe(size, elapsed)
+                    sizer.target_bytes = getattr(run, "target_chunk_bytes", None)
+                    sizer.observe(size, elapsed, getattr(handle, "nbytes", None))
                     if (
                         inline_below is not None
                         and size >= INLINE_PROBE_ITEMS

@@ -19,8 +19,13 @@ How a pipeline segment runs on it (:class:`_ProcessRun`):
    first chunk it runs.
 3. Each chunk is pickled (protocol 5) and sent as one request; the child
    answers with the pickled partial result and the time the chunk took, which
-   the engine's chunk sizer uses (chunks aim at :data:`TARGET_CHUNK_SECONDS`,
-   like joblib's auto batching).
+   the engine's chunk sizer uses with the bytes the chunk moved (chunks aim at
+   :data:`TARGET_CHUNK_SECONDS`, like joblib's auto batching, and at most
+   :data:`TARGET_CHUNK_BYTES`). A request or answer longer than a frame
+   travels as several (the pool's ``Part`` frames), so one item's result may
+   be as large as the pool's maximum message size
+   (``Config.max_message_bytes``, 4 GiB by default); past it the chunk fails
+   with :class:`~vedart.ExecutorError` naming the limit.
 4. Failures: an exception in the child is re-raised here with its own type and
    message and the child's traceback attached (a note, and
    ``exc.veda_remote_traceback``); a child that dies raises
@@ -40,9 +45,10 @@ How a pipeline segment runs on it (:class:`_ProcessRun`):
 5. Cancellation (Ctrl+C, an error, a cancelled caller) cancels the calls in
    flight: the children running them get SIGTERM, then SIGKILL after the grace
    period, and are replaced; a child that has not reached a cancelled chunk
-   yet first finishes the chunks ahead of it (of other pipelines too). When the consumer merely stops early (``take``,
-   ``any``), chunks in flight that are short are left to finish and their
-   results dropped, which is cheaper than restarting children.
+   yet first finishes the chunks ahead of it (of other pipelines too). When
+   the consumer merely stops early (``take``, ``any``), chunks in flight that
+   are short are left to finish and their results dropped, which is cheaper
+   than restarting children.
 
 Memory model: the work runs in other processes, so its side effects (globals,
 mutated arguments, ``print`` goes to stderr) never reach this process; only
@@ -80,6 +86,13 @@ __all__ = ["ProcessExecutor", "get_pool", "shutdown_pool", "plan_of"]
 #: hand-off (pickling, two pipe transfers) costs tens of microseconds, so
 #: chunks are longer than the thread executor's.
 TARGET_CHUNK_SECONDS = 0.02
+
+#: Step 3: the most bytes (request and answer) one chunk should move: large
+#: items make small chunks, far below what a message may hold.
+TARGET_CHUNK_BYTES = 16 << 20
+
+#: Step 3: the default largest request or answer (``Config.max_message_bytes``).
+DEFAULT_MAX_MESSAGE_BYTES = 4 << 30
 
 #: Step 5: chunks in flight are left to finish when an early stop happens and
 #: chunks have taken at most this long on average.
@@ -241,26 +254,36 @@ _pool_pid = 0
 _inherited: list[Any] = []
 
 
-def get_pool(workers: int) -> Any:
-    """The process pool with ``workers`` children, started on first use."""
+def get_pool(workers: int, max_message_bytes: Optional[int] = None) -> Any:
+    """The process pool with ``workers`` children, started on first use;
+    ``max_message_bytes`` (default :data:`DEFAULT_MAX_MESSAGE_BYTES`) bounds
+    one request or answer."""
     global _pool, _pool_pid
+    limit = max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
     pool = _pool
     if pool is not None and _pool_pid == os.getpid() and pool.workers == workers:
-        if not pool.closed:
+        if not pool.closed and pool.max_message_size == limit:
             return pool
     with _lock:
         pool = _pool
         if pool is not None and _pool_pid != os.getpid():
             _inherited.append(pool)
             pool = _pool = None
-        if pool is not None and (pool.closed or pool.workers != workers):
+        if pool is not None and (
+            pool.closed or pool.workers != workers or pool.max_message_size != limit
+        ):
             _pool = None
             pool.shutdown(EXIT_TIMEOUT_SECONDS)
             pool = None
         if pool is None:
             program, args = worker_command()
             pool = _vedart.ProcessPool(
-                program, args, worker_env(workers), workers, GRACE_PERIOD_SECONDS
+                program,
+                args,
+                worker_env(workers),
+                workers,
+                GRACE_PERIOD_SECONDS,
+                max_message_size=limit,
             )
             _pool, _pool_pid = pool, os.getpid()
         return pool
@@ -534,24 +557,43 @@ def outcome_error(outcome: tuple[Any, ...]) -> BaseException:
         return CancelledError("the pipeline was cancelled")
     if kind == "closed":
         return ExecutorError("the process pool was shut down while the pipeline ran")
+    if kind == "too_large":
+        return too_large_error(outcome)
     return ExecutorError(f"process executor: {outcome[1]}")
+
+
+def too_large_error(outcome: tuple[Any, ...]) -> ExecutorError:
+    """The error of a ``("too_large", message, pid, size, max)`` outcome: a
+    chunk's request or result over the pool's maximum message size."""
+    _, _, pid, size, limit = outcome
+    what = (
+        f"a chunk's result from worker process {pid}" if pid is not None else "a chunk of the input"
+    )
+    return ExecutorError(
+        f"{what} is {size} bytes, over the process executor's maximum message size of "
+        f"{limit} bytes; raise it with veda.init(veda.Config(max_message_bytes=...)), or "
+        "return smaller results (split the work into more items)"
+    )
 
 
 # -- the executor -------------------------------------------------------------------
 
 
 class _ProcessHandle:
-    __slots__ = ("call", "elapsed")
+    __slots__ = ("call", "elapsed", "nbytes")
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Any, request_bytes: int) -> None:
         self.call = call
         self.elapsed = 0.0
+        #: Bytes the chunk moved: its request, then also its answer (step 3).
+        self.nbytes = request_bytes
 
 
 class _ProcessRun(Run):
     """One segment's chunks on the pool; see the module documentation."""
 
     target_chunk_seconds = TARGET_CHUNK_SECONDS
+    target_chunk_bytes = TARGET_CHUNK_BYTES
 
     __slots__ = (
         "_pool",
@@ -594,7 +636,8 @@ class _ProcessRun(Run):
         else:
             request = dumps_chunk(chunk, self._items)
         self._items += len(chunk)
-        return _ProcessHandle(self._batch.submit(request, context, retries=self._retries))
+        call = self._batch.submit(request, context, retries=self._retries)
+        return _ProcessHandle(call, len(request))
 
     def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
         call = handle.call
@@ -611,7 +654,14 @@ class _ProcessRun(Run):
                 raise CancelledError("the pipeline was cancelled")
         outcome = call.outcome()
         if outcome[0] == "ok":
-            value, elapsed = decode_answer(outcome[1])
+            answer = outcome[1]
+            # Nothing else holds the answer: it is freed once decoded, so a
+            # large result is in memory twice only while it is unpickled.
+            del outcome, call
+            handle.call = None
+            handle.nbytes += len(answer)
+            value, elapsed = decode_answer(answer)
+            del answer
             handle.elapsed = elapsed
             self._chunk_seconds += elapsed
             self._chunks_done += 1
@@ -656,7 +706,9 @@ class ProcessExecutor(Executor):
         workers = runtime.config.num_processes
         self.workers = int(workers) if workers else _cores()
         self.retries = int(getattr(runtime.config, "retries", 0))
+        self.max_message_bytes = getattr(runtime.config, "max_message_bytes", None)
         self.reason = reason
 
     def start(self, mode: str) -> Run:
-        return _ProcessRun(get_pool(self.workers), mode, self.reason, self.retries)
+        pool = get_pool(self.workers, self.max_message_bytes)
+        return _ProcessRun(pool, mode, self.reason, self.retries)

@@ -25,6 +25,10 @@ protocol (``executors/src/process/README.md``) on its stdin and stdout:
    :data:`BATCH_BELOW_SECONDS` are held while further requests are already
    buffered (at most :data:`MAX_HELD_ANSWERS`), so they leave with the next
    acknowledgement. At EOF on stdin the worker exits with status 0.
+5. A payload longer than the pool's maximum frame size (``VEDART_MAX_FRAME_SIZE``,
+   set by the pool) travels as ``Part`` frames followed by the last frame of
+   its kind, in both directions: answers are split here (without copying the
+   pickled bytes), requests are joined.
 
 Start-up is kept short, because the first result of the first process map
 waits for it: this module imports nothing from ``vedart`` (importing the
@@ -72,7 +76,9 @@ import time  # noqa: E402
 
 #: Frame header: payload length (u32), id (u64), kind (u8), little-endian.
 _HEADER = struct.Struct("<IQB")
-_REQUEST, _RESPONSE, _ERROR, _CONTROL, _STARTED = 1, 2, 3, 4, 5
+_REQUEST, _RESPONSE, _ERROR, _CONTROL, _STARTED, _PART = 1, 2, 3, 4, 5, 6
+#: Step 5: the largest frame payload the pool accepts.
+_MAX_FRAME = max(1, int(os.environ.get("VEDART_MAX_FRAME_SIZE") or 256 << 20))
 _INSTALL, _RELEASE = 1, 2
 #: Response payload prefix: run time in seconds (f64), flags (u8).
 _ANSWER = struct.Struct("<dB")
@@ -413,7 +419,23 @@ class _Reader:
         return available >= _HEADER.size + length
 
     def next_frame(self) -> Optional[tuple[int, int, Any]]:
-        """``(id, kind, payload)``, or ``None`` at EOF."""
+        """``(id, kind, payload)``, or ``None`` at EOF; a message split into
+        ``Part`` frames (step 5) comes back whole, with its real kind."""
+        frame = self._next_raw()
+        if frame is None or frame[1] != _PART:
+            return frame
+        frame_id, _, first = frame
+        message = first if isinstance(first, bytearray) else bytearray(first)
+        while True:
+            frame = self._next_raw()
+            if frame is None:
+                return None
+            message += frame[2]
+            if frame[1] != _PART:
+                return frame_id, frame[1], message
+
+    def _next_raw(self) -> Optional[tuple[int, int, Any]]:
+        """One frame as it came, or ``None`` at EOF."""
         if not self._fill(_HEADER.size):
             return None
         length, frame_id, kind = _HEADER.unpack_from(self.buf, self.pos)
@@ -437,6 +459,32 @@ class _Reader:
             got += n
         view.release()
         return frame_id, kind, payload
+
+
+def _frames(frame_id: int, kind: int, parts: list) -> list:
+    """The buffers of a message of ``kind`` whose payload is ``parts`` joined:
+    one frame, or ``Part`` frames of at most :data:`_MAX_FRAME` bytes and a
+    last one of ``kind`` (step 5), cut from ``parts`` without copying them."""
+    total = sum(len(part) for part in parts)
+    if total <= _MAX_FRAME:
+        return [_HEADER.pack(total, frame_id, kind), *parts]
+    out: list = []
+    frame: list = []
+    room = _MAX_FRAME
+    for part in parts:
+        view = memoryview(part)
+        while len(view):
+            piece, view = view[:room], view[room:]
+            frame.append(piece)
+            room -= len(piece)
+            total -= len(piece)
+            if room == 0 and total:
+                out.append(_HEADER.pack(_MAX_FRAME, frame_id, _PART))
+                out.extend(frame)
+                frame, room = [], _MAX_FRAME
+    out.append(_HEADER.pack(_MAX_FRAME - room, frame_id, kind))
+    out.extend(frame)
+    return out
 
 
 def _write_all(fd: int, parts: list) -> None:
@@ -500,9 +548,9 @@ class _Worker:
                 raise _unpicklable_result(value, error) from None
         except BaseException as exc:  # reported to the parent, never fatal here
             error_payload = _describe_error(exc)
-            return [_HEADER.pack(len(error_payload), request_id, _ERROR), error_payload]
+            return _frames(request_id, _ERROR, [error_payload])
         head = _ANSWER.pack(elapsed, flags)
-        return [_HEADER.pack(len(head) + len(data), request_id, _RESPONSE), head, data]
+        return _frames(request_id, _RESPONSE, [head, data])
 
 
 def _unpicklable_result(value: Any, error: Exception) -> TypeError:
