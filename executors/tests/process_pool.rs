@@ -890,3 +890,84 @@ fn a_forked_copy_of_the_parent_leaves_the_pool_alone() {
     assert!(pids.iter().all(|pid| !dead(*pid)));
     assert_eq!(run(call(&pool, "echo parent")).unwrap(), "parent");
 }
+
+#[test]
+fn a_call_past_its_timeout_times_out_and_only_its_child_is_replaced() {
+    let pool = pool(2);
+    let pids = pool.pids();
+    let started = Instant::now();
+    let (slow, other, behind) = run(async {
+        // Both children are busy: the slow call on one, `other` on the other.
+        let mut slow = pool
+            .call(b"sleep-pid 20000".to_vec())
+            .timeout(Duration::from_millis(300));
+        assert!(futures::poll!(&mut slow).is_pending());
+        let mut other = pool.call(b"sleep-pid 600".to_vec());
+        assert!(futures::poll!(&mut other).is_pending());
+        // Queued behind one of them: if behind the slow call, it never
+        // started there and goes to another child.
+        let behind = pool.call(b"sleep-pid 10".to_vec());
+        futures::join!(slow, other, behind)
+    });
+    let err = slow.unwrap_err();
+    assert_eq!(err.kind(), ProcessErrorKind::TimedOut);
+    assert!(err.is_timed_out());
+    assert_eq!(err.timeout(), Some(Duration::from_millis(300)));
+    let victim = err.pid().expect("a child had the request");
+    assert!(pids.contains(&victim));
+    assert!(err.to_string().contains("timed out after 300ms"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // The other child's call finished there, and the call queued behind the
+    // slow one ran elsewhere.
+    let other: u32 = text(other.unwrap()).parse().unwrap();
+    assert_ne!(other, victim);
+    let behind: u32 = text(behind.unwrap()).parse().unwrap();
+    assert_ne!(behind, victim);
+    assert!(
+        wait_until(|| reaped(victim)),
+        "the timed-out child lives on"
+    );
+    assert!(pool.pids().contains(&other));
+}
+
+#[test]
+fn the_pools_call_timeout_applies_to_every_call_and_a_call_can_override_it() {
+    let pool = builder()
+        .workers(1)
+        .call_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    run(async {
+        assert_eq!(call(&pool, "echo quick").await.unwrap(), "quick");
+        let err = pool.call(b"sleep 20000".to_vec()).await.unwrap_err();
+        assert_eq!(err.kind(), ProcessErrorKind::TimedOut);
+        let answer = pool
+            .call(b"sleep 400".to_vec())
+            .timeout(Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(answer, b"slept");
+    });
+}
+
+#[test]
+fn a_call_waiting_for_a_child_times_out_without_one() {
+    // Children that die at start: the call never reaches one.
+    let pool = builder()
+        .workers(1)
+        .env("VEDART_TEST_WORKER_EXIT_AT_START", "5")
+        .build()
+        .unwrap();
+    let result = run(pool
+        .call(b"echo never".to_vec())
+        .timeout(Duration::from_millis(1)));
+    // Either the timeout or the dead child wins, never a hang.
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ProcessErrorKind::TimedOut | ProcessErrorKind::WorkerDied
+        ),
+        "{err}"
+    );
+}

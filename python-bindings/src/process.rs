@@ -440,14 +440,29 @@ impl PyProcessBatch {
     /// starts with the context's id; without one it starts with 8 zero bytes.
     /// `retries`: how many times the call may run again after an attempt that
     /// had started was lost to its child's death or termination (calls run at
-    /// most once by default; see the pool's "At most once" rule).
-    #[pyo3(signature = (request, context, *, retries=0))]
+    /// most once by default; see the pool's "At most once" rule). `timeout`:
+    /// seconds the call may take from now; past them its outcome is
+    /// `("timeout", ...)` and the child that has its request is terminated and
+    /// replaced, the pool's other calls unaffected.
+    ///
+    /// Raises `ValueError` for a negative or non-finite `timeout`.
+    #[pyo3(signature = (request, context, *, retries=0, timeout=None))]
     fn submit(
         &self,
         request: &[u8],
         context: Option<&PyProcessContext>,
         retries: u32,
+        timeout: Option<f64>,
     ) -> PyResult<PyProcessCall> {
+        let timeout = timeout
+            .map(|seconds| {
+                Duration::try_from_secs_f64(seconds).map_err(|_| {
+                    pyo3::exceptions::PyValueError::new_err(format!(
+                        "timeout must be a non-negative number of seconds, got {seconds}"
+                    ))
+                })
+            })
+            .transpose()?;
         let mut bytes = Vec::with_capacity(request.len() + 8);
         let context_id = context.map_or(0, |context| context.context.id());
         bytes.extend_from_slice(&context_id.to_le_bytes());
@@ -455,11 +470,15 @@ impl PyProcessBatch {
         let call = {
             let guard = lock(&self.slot.pool);
             guard.as_ref().map(|pool| {
-                match context {
+                let call = match context {
                     Some(context) => pool.call_with(&context.context, bytes),
                     None => pool.call(bytes),
                 }
-                .retries(retries)
+                .retries(retries);
+                match timeout {
+                    Some(timeout) => call.timeout(timeout),
+                    None => call,
+                }
             })
         };
         let (index, cancelled) = {
@@ -681,6 +700,8 @@ impl PyProcessCall {
     ///   was terminated for another call's cancellation, and had no retries
     ///   left;
     /// - `("cancelled", message)`, `("closed", message)`;
+    /// - `("timeout", message, pid, seconds)`: past the `timeout` of `submit`
+    ///   (`pid`: the child that had the request, terminated and replaced);
     /// - `("too_large", message, pid, size, max)`: the request (`pid` None)
     ///   or the child's answer exceeds the pool's maximum message size `max`;
     /// - `("protocol" | "spawn", message)`.
@@ -730,6 +751,13 @@ impl PyProcessCall {
                 ProcessErrorKind::Interrupted => {
                     ("interrupted", error.to_string(), error.pid()).into_pyobject(py)?
                 }
+                ProcessErrorKind::TimedOut => (
+                    "timeout",
+                    error.to_string(),
+                    error.pid(),
+                    error.timeout().map_or(0.0, |after| after.as_secs_f64()),
+                )
+                    .into_pyobject(py)?,
                 ProcessErrorKind::PoolClosed => ("closed", error.to_string()).into_pyobject(py)?,
                 ProcessErrorKind::Protocol => ("protocol", error.to_string()).into_pyobject(py)?,
                 ProcessErrorKind::Spawn => ("spawn", error.to_string()).into_pyobject(py)?,

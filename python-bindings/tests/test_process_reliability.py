@@ -349,3 +349,40 @@ def test_the_worker_joins_requests_and_splits_answers_longer_than_a_frame():
         assert value == [len(payload), payload]
     finally:
         pool.close()
+
+
+# -- per-call timeouts (the binding's API for the timeout= work) -------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_call_past_its_timeout_times_out_and_only_its_worker_is_replaced(tmp_path):
+    from vedart import _vedart
+
+    script = tmp_path / "worker.py"
+    script.write_text(CONCURRENT_WORKER)
+    pool = _vedart.ProcessPool(sys.executable, [str(script)], [], 2, 0.2)
+    try:
+        batch = pool.batch()
+        slow = batch.submit(b"30", None, timeout=0.5)
+        time.sleep(0.2)  # the slow call is on one child: the next one goes to the other
+        quick = batch.submit(b"1.5", None)
+        started = time.monotonic()
+        assert batch.wait(slow, False, 20) == "finished"
+        assert time.monotonic() - started < 15
+        outcome = slow.outcome()
+        assert outcome[0] == "timeout" and outcome[3] == 0.5, outcome
+        victim = outcome[2]
+        error = _process.outcome_error(outcome)
+        assert isinstance(error, veda.TimeoutError) and error.timeout == 0.5
+        assert str(victim) in str(error)
+        # The other child's call is unaffected.
+        assert batch.wait(quick, False, 20) == "finished"
+        assert quick.outcome() == ("ok", b"done")
+        deadline = time.monotonic() + 10
+        while victim in pool.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victim not in pool.pids()
+        with pytest.raises(ValueError, match="timeout"):
+            batch.submit(b"0", None, timeout=-1.0)
+    finally:
+        pool.close()

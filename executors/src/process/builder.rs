@@ -32,6 +32,7 @@ pub(crate) struct Settings {
     pub(crate) grace_period: Duration,
     pub(crate) forward_stderr: bool,
     pub(crate) retries: u32,
+    pub(crate) call_timeout: Option<Duration>,
     pub(crate) spawner: Option<Spawner>,
     pub(crate) reactor: Option<Reactor>,
     /// Set by the builder's owner to stop `build` before the next child.
@@ -48,6 +49,7 @@ impl fmt::Debug for ProcessPoolBuilder {
             .field("max_message_size", &self.settings.max_message_size)
             .field("grace_period", &self.settings.grace_period)
             .field("retries", &self.settings.retries)
+            .field("call_timeout", &self.settings.call_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +72,7 @@ impl ProcessPoolBuilder {
                 grace_period: DEFAULT_GRACE_PERIOD,
                 forward_stderr: false,
                 retries: 0,
+                call_timeout: None,
                 spawner: None,
                 reactor: None,
                 cancel: None,
@@ -195,6 +198,15 @@ impl ProcessPoolBuilder {
     /// most once.
     pub fn retries(mut self, retries: u32) -> Self {
         self.settings.retries = retries;
+        self
+    }
+
+    /// How long each call may take, from its first poll, before it resolves
+    /// to a `TimedOut` error and the child that has its request is terminated
+    /// and replaced; see [`Call::timeout`](super::Call::timeout), which
+    /// overrides it per call. Default: no limit.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.call_timeout = Some(timeout);
         self
     }
 

@@ -16,12 +16,19 @@
 //!    frame if it was never written; if the child acknowledged starting it,
 //!    terminates the child, which the pool replaces; otherwise retires the child
 //!    and terminates it only when it acknowledges the abandoned request.
+//! 4. A call with a timeout arms a timer on its first poll; when it fires
+//!    before the call resolved, the call gives up as in 3 and resolves to
+//!    `TimedOut` (during 1 it just leaves the waiter list).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
+
+use futures::FutureExt;
+use vedart_reactor::Sleep;
 
 use super::conn::{Conn, Registered};
 use super::error::ProcessError;
@@ -142,6 +149,10 @@ pub struct Call {
     /// Key in the pool's waiter list (unique per call).
     key: u64,
     stage: Stage,
+    /// How long the call may take from its first poll ([`Call::timeout`]).
+    timeout: Option<Duration>,
+    /// The timer of `timeout`, armed by the first poll.
+    deadline: Option<Sleep>,
 }
 
 enum Stage {
@@ -181,6 +192,8 @@ impl Call {
         Call {
             key: pool.next_id(),
             cell: CallCell::new(target.is_some(), pool.retries()),
+            timeout: pool.call_timeout(),
+            deadline: None,
             pool,
             request: Arc::new(request),
             context,
@@ -197,6 +210,19 @@ impl Call {
     /// Attempts that never started are sent again without counting.
     pub fn retries(self, retries: u32) -> Call {
         lock(&self.cell.inner).retries = retries;
+        self
+    }
+
+    /// Gives the call `timeout` to resolve, counted from its first poll (time
+    /// spent waiting for a child included). When it passes, the call resolves
+    /// to a `TimedOut` error and is given up like a dropped call: a frame still
+    /// queued is withdrawn, and the child that has the request is terminated
+    /// and replaced (at once if it started it, else when it gets to it). The
+    /// pool's other calls are unaffected, and one that was in flight on that
+    /// child follows the "At most once" rule. Default: the pool's
+    /// [`ProcessPoolBuilder::call_timeout`](super::ProcessPoolBuilder::call_timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Call {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -279,8 +305,51 @@ impl Future for Call {
 }
 
 impl Call {
+    /// Arms the timeout on the first poll; once it passed, gives the call up
+    /// (step 4 of the module docs). Returns the result when the call ends here.
+    fn poll_timeout(&mut self, cx: &mut TaskContext<'_>) -> Option<Result<Vec<u8>, ProcessError>> {
+        let after = self.timeout?;
+        if !matches!(self.stage, Stage::Dispatch | Stage::Waiting) {
+            return None;
+        }
+        let timer = self.deadline.get_or_insert_with(|| {
+            let _enter = self.pool.reactor().enter();
+            vedart_reactor::sleep(after)
+        });
+        if timer.poll_unpin(cx).is_pending() {
+            return None;
+        }
+        self.deadline = None;
+        self.timeout = None;
+        self.pool.stats.calls_failed.fetch_add(1, Ordering::Relaxed);
+        if matches!(self.stage, Stage::Dispatch) {
+            self.pool.forget_waiter(self.key);
+            self.stage = Stage::Done;
+            return Some(Err(ProcessError::timed_out(after, None)));
+        }
+        let running = {
+            let mut inner = lock(&self.cell.inner);
+            if matches!(inner.outcome, Some(Outcome::Done(_))) {
+                // It resolved first: that result stands.
+                return None;
+            }
+            let running = inner.running.take();
+            let pid = running.as_ref().map(|(conn, _)| conn.pid());
+            inner.cancelled = true;
+            inner.outcome = Some(Outcome::Done(Err(ProcessError::timed_out(after, pid))));
+            running
+        };
+        if let Some((conn, id)) = running {
+            conn.abandon(id, &self.pool);
+        }
+        None
+    }
+
     /// The body of `poll`: runs the stages until the call resolves or waits.
     fn poll_stages(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<Vec<u8>, ProcessError>> {
+        if let Some(result) = self.poll_timeout(cx) {
+            return Poll::Ready(result);
+        }
         let this = self;
         loop {
             match &this.stage {

@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::frame::FrameError;
 
@@ -47,6 +48,11 @@ pub enum ProcessErrorKind {
     /// ([`Call::retries`](super::Call::retries)). It may have run in part. See
     /// [`ProcessError::pid`].
     Interrupted,
+    /// The call did not resolve within its timeout
+    /// ([`Call::timeout`](super::Call::timeout)); the child that had its
+    /// request (see [`ProcessError::pid`]) is terminated and replaced. See
+    /// [`ProcessError::timeout`].
+    TimedOut,
 }
 
 /// Why a process-pool call failed. See [`ProcessErrorKind`].
@@ -106,6 +112,10 @@ enum Repr {
     },
     Interrupted {
         pid: u32,
+    },
+    TimedOut {
+        after: Duration,
+        pid: Option<u32>,
     },
 }
 
@@ -173,6 +183,12 @@ impl ProcessError {
         }
     }
 
+    pub(crate) fn timed_out(after: Duration, pid: Option<u32>) -> Self {
+        ProcessError {
+            repr: Repr::TimedOut { after, pid },
+        }
+    }
+
     pub(crate) fn interrupted(pid: u32) -> Self {
         ProcessError {
             repr: Repr::Interrupted { pid },
@@ -190,6 +206,7 @@ impl ProcessError {
             Repr::PoolClosed => ProcessErrorKind::PoolClosed,
             Repr::TooLarge { .. } | Repr::AnswerTooLarge { .. } => ProcessErrorKind::TooLarge,
             Repr::Interrupted { .. } => ProcessErrorKind::Interrupted,
+            Repr::TimedOut { .. } => ProcessErrorKind::TimedOut,
         }
     }
 
@@ -208,10 +225,24 @@ impl ProcessError {
         self.kind() == ProcessErrorKind::Cancelled
     }
 
+    /// Whether the call timed out.
+    pub fn is_timed_out(&self) -> bool {
+        self.kind() == ProcessErrorKind::TimedOut
+    }
+
+    /// The timeout that passed (`TimedOut`).
+    pub fn timeout(&self) -> Option<Duration> {
+        match &self.repr {
+            Repr::TimedOut { after, .. } => Some(*after),
+            _ => None,
+        }
+    }
+
     /// The pid of the child concerned (`WorkerDied`, `Protocol`, `Remote`,
-    /// `Interrupted`).
+    /// `Interrupted`, and `TimedOut` when a child had the request).
     pub fn pid(&self) -> Option<u32> {
         match &self.repr {
+            Repr::TimedOut { pid, .. } => *pid,
             Repr::WorkerDied { pid, .. }
             | Repr::Protocol { pid, .. }
             | Repr::Remote { pid, .. }
@@ -316,6 +347,7 @@ impl fmt::Debug for ProcessError {
                 d.field("pid", pid).field("len", len).field("max", max)
             }
             Repr::Interrupted { pid } => d.field("pid", pid),
+            Repr::TimedOut { after, pid } => d.field("after", after).field("pid", pid),
             Repr::Cancelled | Repr::PoolClosed => &mut d,
         };
         d.finish()
@@ -363,6 +395,16 @@ impl fmt::Display for ProcessError {
                  message size of {max} bytes (ProcessPoolBuilder::max_message_size raises it); \
                  it was dropped and the worker kept"
             ),
+            Repr::TimedOut { after, pid } => {
+                write!(f, "the process-pool call timed out after {after:?}")?;
+                match pid {
+                    Some(pid) => write!(
+                        f,
+                        "; worker process {pid}, which had it, is terminated and replaced"
+                    ),
+                    None => f.write_str(" before any worker process took it"),
+                }
+            }
             Repr::Interrupted { pid } => write!(
                 f,
                 "worker process {pid} was terminated to cancel another call while this call \

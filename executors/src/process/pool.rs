@@ -93,6 +93,8 @@ pub(crate) struct PoolShared {
     forward_stderr: bool,
     /// Default of [`Call::retries`].
     retries: u32,
+    /// Default of [`Call::timeout`].
+    call_timeout: Option<Duration>,
     spawner: Spawner,
     /// The reactor the children's pipes and pidfds are registered with.
     reactor: Reactor,
@@ -164,6 +166,10 @@ impl PoolShared {
 
     pub(crate) fn retries(&self) -> u32 {
         self.retries
+    }
+
+    pub(crate) fn call_timeout(&self) -> Option<Duration> {
+        self.call_timeout
     }
 
     /// Whether this is the process that built the pool (not a `fork()` copy).
@@ -489,7 +495,8 @@ impl ProcessPool {
     /// running on a child terminated for another call's cancellation (see
     /// [`Call`], "At most once"), `Protocol` when the child broke the protocol,
     /// `Spawn` when no child could be started, `PoolClosed` after shutdown,
-    /// `Cancelled` through a [`CancelHandle`](super::CancelHandle).
+    /// `Cancelled` through a [`CancelHandle`](super::CancelHandle), `TimedOut`
+    /// past [`Call::timeout`].
     pub fn call(&self, request: impl Into<Vec<u8>>) -> Call {
         Call::new(self.shared.clone(), request.into(), None, None)
     }
@@ -658,6 +665,7 @@ impl ProcessPool {
             grace_period: settings.grace_period,
             forward_stderr: settings.forward_stderr,
             retries: settings.retries,
+            call_timeout: settings.call_timeout,
             spawner,
             reactor,
             owner: std::process::id(),

@@ -71,6 +71,7 @@ from typing import Any, Callable, Optional
 from . import _stages, _vedart
 from ._deadline import WaitExpired
 from ._executors import Executor, Run
+from .exceptions import TimeoutError as VedaTimeoutError
 from .exceptions import (
     CancelledError,
     ChunkInterruptedError,
@@ -559,6 +560,16 @@ def outcome_error(outcome: tuple[Any, ...]) -> BaseException:
         return ExecutorError("the process pool was shut down while the pipeline ran")
     if kind == "too_large":
         return too_large_error(outcome)
+    if kind == "timeout":
+        _, _, pid, seconds = outcome
+        where = (
+            f"in worker process {pid}, which was terminated and replaced"
+            if pid is not None
+            else "before a worker process took it"
+        )
+        return VedaTimeoutError(
+            f"a chunk did not finish within {seconds:g} s {where}", timeout=seconds
+        )
     return ExecutorError(f"process executor: {outcome[1]}")
 
 

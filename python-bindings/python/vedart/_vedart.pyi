@@ -159,7 +159,12 @@ class ProcessBatch:
     """One set of process calls with one failure policy."""
 
     def submit(
-        self, request: bytes, context: Optional[ProcessContext], *, retries: int = 0
+        self,
+        request: bytes,
+        context: Optional[ProcessContext],
+        *,
+        retries: int = 0,
+        timeout: Optional[float] = None,
     ) -> ProcessCall: ...
     def wait(
         self, call: ProcessCall, fail_fast: bool, timeout: Optional[float] = None
