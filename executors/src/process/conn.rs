@@ -15,7 +15,8 @@
 //!
 //! # Life of a child
 //!
-//! 1. `Live`: accepts calls. After `max_tasks_per_child` requests it turns
+//! 1. `Live`: accepts calls. After `max_tasks_per_child` requests, or when a
+//!    call it has not started yet is cancelled (see "At most once"), it turns
 //!    `Retiring` (the slot starts a replacement at once).
 //! 2. `Retiring`: no new calls; when the last call is answered the driver
 //!    closes stdin (a worker exits on EOF), sends SIGTERM after the grace period
