@@ -386,3 +386,53 @@ def test_a_call_past_its_timeout_times_out_and_only_its_worker_is_replaced(tmp_p
             batch.submit(b"0", None, timeout=-1.0)
     finally:
         pool.close()
+
+
+# -- a parent killed with SIGKILL takes its workers along ---------------------------
+
+
+@pytest.mark.timeout(90)
+def test_workers_exit_when_their_parent_is_killed_with_sigkill():
+    import subprocess
+
+    from conftest import HANG_TIMEOUT
+
+    code = (
+        "import sys, time\n"
+        "import vedart as veda\n"
+        "from vedart import _process\n"
+        "veda.par_iter(range(40), executor='process').map(abs).collect()\n"
+        "print(' '.join(map(str, _process.current_pool().pids())), flush=True)\n"
+        # Busy workers: they are not waiting on their pipes, so only the
+        # parent-death signal can stop them.
+        "veda.par_iter([120] * 8, chunk_size=1, executor='process').map(time.sleep).collect()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = parent.stdout.readline()
+        pids = [int(pid) for pid in line.split()]
+        assert pids, "the parent printed no worker pids"
+        time.sleep(1.0)  # the sleeps reach the workers
+        parent.kill()  # SIGKILL: no atexit hook, no shutdown
+        parent.wait(timeout=HANG_TIMEOUT)
+        deadline = time.monotonic() + 20
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [pid for pid in pids if _running(pid)]
+        assert not alive, f"workers {alive} outlived their parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an orphan is reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
