@@ -293,8 +293,10 @@ impl GroupInner {
         }
     }
 
-    /// Waits for `task`. With `group_events`, also returns when a fail-fast
-    /// group fails or the group is cancelled. A Ctrl+C cancels the group and
+    /// Waits for `task`. With `group_events` (a pipeline waiting for its
+    /// chunk), also returns when a fail-fast group fails or the group is
+    /// cancelled, and a Ctrl+C cancels the group; without (one task's
+    /// result), a Ctrl+C leaves the task and its group alone. Either way it
     /// raises `KeyboardInterrupt`.
     pub(crate) fn wait_task(
         &self,
@@ -334,7 +336,9 @@ impl GroupInner {
                 Ok(Some(())) => {}
                 Ok(None) => return Ok(WaitStatus::TimedOut),
                 Err(error) => {
-                    self.cancel(py);
+                    if group_events {
+                        self.cancel(py);
+                    }
                     return Err(error);
                 }
             }

@@ -22,13 +22,16 @@
 //!    the pool writes it to the least-loaded child.
 //! 2. When the call resolves, the task stores the outcome, removes the call
 //!    from the batch's outstanding set, records it as failed when it failed
-//!    other than by cancellation, and wakes the batch's waiters (under the
-//!    batch's lock, so a waiter cannot miss it).
+//!    other than by cancellation (a batch made with `completions=True`
+//!    instead queues every resolved call for `take_completed`), and wakes the
+//!    batch's waiters (under the batch's lock, so a waiter cannot miss it).
 //! 3. `ProcessBatch.wait` blocks with the interpreter released (see
 //!    [`crate::detach`]) until the call is done, or, in fail-fast mode, until
 //!    any call of the batch failed; it also returns when the VedaRT task that
 //!    runs on the calling thread is cancelled, and a Ctrl+C raises
-//!    `KeyboardInterrupt` there.
+//!    `KeyboardInterrupt` there. `ProcessBatch.take_completed` blocks the
+//!    same way until some call resolved, and takes every resolved call: one
+//!    thread completes the futures of a `concurrent.futures` executor's calls.
 //! 4. `ProcessBatch.cancel` cancels every outstanding call: a call whose frame
 //!    was not written yet is withdrawn; the child running a started one gets
 //!    SIGTERM (SIGKILL after the grace period) and the pool replaces it; a
@@ -269,7 +272,14 @@ impl PyProcessPool {
     }
 
     /// A new, empty batch of calls on this pool.
-    fn batch(&self) -> PyProcessBatch {
+    ///
+    /// With `completions`, every call that resolves (whatever its outcome)
+    /// is queued for `take_completed`, in the order they resolve, and no list
+    /// of failures is kept: the batch then serves independent calls, each
+    /// handed to whoever takes it (a `concurrent.futures` executor), for as
+    /// long as the owner likes, without growing.
+    #[pyo3(signature = (completions=false))]
+    fn batch(&self, completions: bool) -> PyProcessBatch {
         PyProcessBatch {
             slot: Arc::clone(&self.slot),
             shared: Arc::new(BatchShared {
@@ -278,6 +288,7 @@ impl PyProcessPool {
                     outstanding: HashMap::new(),
                     failures: Vec::new(),
                     cancelled: false,
+                    completed: completions.then(Vec::new),
                 }),
                 cond: Condvar::new(),
             }),
@@ -405,6 +416,9 @@ struct BatchState {
     failures: Vec<Arc<CallInner>>,
     /// Set by `cancel`: calls submitted afterwards are cancelled at once.
     cancelled: bool,
+    /// Resolved calls not taken yet, oldest first; `Some` only for a batch
+    /// made with `completions=True` (see `take_completed`).
+    completed: Option<Vec<Arc<CallInner>>>,
 }
 
 /// The state a batch shares with the tasks that complete its calls.
@@ -559,8 +573,49 @@ impl PyProcessBatch {
         Ok(status.unwrap_or("timeout"))
     }
 
+    /// Waits, with the interpreter released, at most `timeout` seconds
+    /// (`None`: no limit) until calls of the batch have resolved that were not
+    /// taken yet, and takes them, in the order they resolved; `[]` when the
+    /// timeout passes first. Only for a batch made with `completions=True`.
+    ///
+    /// Raises `ValueError` for another batch or a negative timeout, and what a
+    /// signal handler raises (Ctrl+C on the main thread).
+    #[pyo3(signature = (timeout=None))]
+    fn take_completed(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<PyProcessCall>> {
+        let deadline = deadline_from_timeout(timeout)?;
+        if lock(&self.shared.state).completed.is_none() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "take_completed() needs a batch made with completions=True",
+            ));
+        }
+        let shared = Arc::clone(&self.shared);
+        let taken = wait_detached(py, deadline, move |limit| {
+            let until = Instant::now() + limit;
+            let mut state = lock(&shared.state);
+            loop {
+                if let Some(completed) = state.completed.as_mut().filter(|c| !c.is_empty()) {
+                    return Some(std::mem::take(completed));
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                state = shared
+                    .cond
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+        })?;
+        Ok(taken
+            .unwrap_or_default()
+            .into_iter()
+            .map(|inner| PyProcessCall { inner })
+            .collect())
+    }
+
     /// The calls that failed other than by cancellation, in the order they
-    /// failed.
+    /// failed (none for a batch made with `completions=True`).
     fn failures(&self) -> Vec<PyProcessCall> {
         lock(&self.shared.state)
             .failures
@@ -653,7 +708,9 @@ impl CallInner {
         {
             let mut state = lock(&self.batch.state);
             state.outstanding.remove(&self.index);
-            if failed {
+            if let Some(completed) = state.completed.as_mut() {
+                completed.push(Arc::clone(self));
+            } else if failed {
                 state.failures.push(Arc::clone(self));
             }
             self.done.store(true, Ordering::Release);

@@ -24,6 +24,7 @@ from . import telemetry  # noqa: F401  (the public submodule vedart.telemetry)
 from ._config import Config, ConfigBuilder, SchedulingPolicy
 from ._deterministic import ExecutionTrace, TraceEvent, deterministic, replay
 from ._adaptive import Explanation
+from ._cf_executor import VedaExecutor
 from ._executors import Executor, Run
 from ._future import Future
 from ._gpu import gpu, gpu_available
@@ -31,6 +32,8 @@ from ._par_iter import ParallelIterator, par_iter
 from ._runtime import Runtime, RuntimeStats, get_runtime, init, shutdown
 from ._scope import Scope, cancelled, scope, spawn
 from .exceptions import (
+    BrokenProcessPoolError,
+    BrokenThreadPoolError,
     CancelledError,
     ChunkInterruptedError,
     ConfigError,
@@ -71,6 +74,8 @@ __all__ = [
     "RuntimeStats",
     "Executor",
     "Run",
+    # concurrent.futures
+    "VedaExecutor",
     # deterministic mode
     "deterministic",
     "replay",
@@ -87,4 +92,6 @@ __all__ = [
     "ChunkInterruptedError",
     "ReplayError",
     "TimeoutError",
+    "BrokenProcessPoolError",
+    "BrokenThreadPoolError",
 ]

@@ -84,6 +84,16 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
                 :class:`TimeoutError`); the message names the task.
             TypeError, ValueError: ``timeout`` is not a non-negative number.
         """
+        if timeout is None and not _vedart.in_task():
+            task = self._veda_task
+            if type(task) is _vedart.Task:
+                # Nothing to run on this thread and no deadline: wait in Rust,
+                # which wakes sooner than the future's condition (Ctrl+C
+                # raises there, and the task runs on).
+                task.wait()
+                return super().result()
+            if task is None:
+                return super().result()
         self._wait(timeout)
         return super().result()
 

@@ -470,9 +470,13 @@ def remote_error(payload: bytes, pid: Optional[int]) -> BaseException:
     return exc
 
 
-def crash_error(outcome: tuple[Any, ...], chunks: tuple[int, ...] = ()) -> WorkerCrashedError:
+def crash_error(
+    outcome: tuple[Any, ...], chunks: tuple[int, ...] = (), running: Optional[str] = None
+) -> WorkerCrashedError:
     """:class:`~vedart.WorkerCrashedError` from a ``("died", ...)`` outcome;
-    ``chunks`` are the positions of the chunks that failed with the child."""
+    ``chunks`` are the positions of the chunks that failed with the child,
+    ``running`` names the work when it was not a pipeline's chunk (a call
+    submitted to :class:`vedart.VedaExecutor`)."""
     _, message, pid, exit_code, signal, tail = outcome
     if signal is not None:
         how = f"was killed by signal {signal}"
@@ -480,11 +484,11 @@ def crash_error(outcome: tuple[Any, ...], chunks: tuple[int, ...] = ()) -> Worke
         how = f"exited with status {exit_code}"
     else:
         how = "died (exit status unknown)"
-    if len(chunks) == 1:
+    if running is None and len(chunks) == 1:
         running = f"chunk {chunks[0]} of the pipeline"
-    elif chunks:
+    elif running is None and chunks:
         running = "chunks " + ", ".join(str(index) for index in chunks) + " of the pipeline"
-    else:
+    elif running is None:
         running = "a chunk of the pipeline"
     text = f"worker process {pid} {how} while running {running}; the pool started a replacement"
     if tail:

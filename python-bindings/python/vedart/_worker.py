@@ -313,6 +313,84 @@ def build(plan: tuple) -> Callable[[Any], Any]:
     return run
 
 
+# -- calls of a concurrent.futures executor --------------------------------------
+#
+# ``vedart.VedaExecutor`` (and the joblib backend built on it) sends a
+# submitted call as the plan ``("call", partial(run_call, setup, fn))`` with
+# the chunk ``(args, kwargs)``, and the items of a ``map`` through a ``map``
+# stage of ``partial(run_item, setup, fn)``. These functions are pickled by
+# reference under :data:`MODULE_ALIAS`, so a child needs nothing more to run
+# them. ``setup`` is ``None`` or ``(token, initializer, initargs)``: the
+# executor's ``initializer``, run once per process before its first call.
+
+#: Tokens of the executors whose initializer ran in this process.
+_set_up: set = set()
+
+
+class InitializerFailed(Exception):
+    """An executor's initializer raised in this process; ``payload`` is that
+    error's ``Error`` payload (see :func:`_describe_error`)."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__(payload)
+        self.payload = payload
+
+
+class Raised:
+    """What an item of an executor's ``map`` returns in place of a result
+    when it raised, so that the items after it still run and the error is
+    raised in order. It holds the exception; pickled (to cross to the parent)
+    it becomes the exception's ``Error`` payload and this process's pid."""
+
+    __slots__ = ("exc", "payload", "pid")
+
+    def __init__(
+        self, exc: Optional[BaseException], payload: Optional[bytes] = None, pid: Any = None
+    ) -> None:
+        self.exc = exc
+        self.payload = payload
+        self.pid = pid
+
+    def __reduce__(self) -> Any:
+        if self.exc is None:
+            return (Raised, (None, self.payload, self.pid))
+        return (Raised, (None, _describe_error(self.exc), os.getpid()))
+
+
+def _setup(setup: tuple) -> None:
+    token, initializer, initargs = setup
+    if token in _set_up:
+        return
+    try:
+        initializer(*initargs)
+    except Exception as exc:
+        raise InitializerFailed(_describe_error(exc)) from None
+    _set_up.add(token)
+
+
+def run_call(setup: Optional[tuple], fn: Callable[..., Any], job: tuple) -> Any:
+    """A submitted call: ``fn(*args, **kwargs)`` for ``job = (args, kwargs)``."""
+    if setup is not None:
+        _setup(setup)
+    args, kwargs = job
+    return fn(*args, **kwargs)
+
+
+def run_item(setup: Optional[tuple], fn: Callable[..., Any], args: tuple) -> Any:
+    """One item of a ``map``: ``fn(*args)``, or a :class:`Raised` holding the
+    exception it raised."""
+    if setup is not None:
+        _setup(setup)
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return Raised(exc)
+
+
+for _shared in (InitializerFailed, Raised, run_call, run_item):
+    _shared.__module__ = MODULE_ALIAS
+
+
 # -- pickling -----------------------------------------------------------------
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import concurrent.futures
+import concurrent.futures.process
+import concurrent.futures.thread
 from typing import Any, Optional, Sequence
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "ChunkInterruptedError",
     "ReplayError",
     "TimeoutError",
+    "BrokenProcessPoolError",
+    "BrokenThreadPoolError",
 ]
 
 
@@ -171,6 +175,28 @@ class ChunkInterruptedError(ExecutorError):
 
     def __reduce__(self) -> Any:
         return (type(self), (str(self), self.pid, self.chunks))
+
+
+class BrokenProcessPoolError(VedaError, concurrent.futures.process.BrokenProcessPool):
+    """A call of :class:`vedart.VedaExecutor` (``executor="process"``) was lost
+    with its worker process, or the executor's ``initializer`` raised in one.
+
+    Also :class:`concurrent.futures.process.BrokenProcessPool` (so a
+    :class:`concurrent.futures.BrokenExecutor`): code written for
+    :class:`~concurrent.futures.ProcessPoolExecutor` catches it. Its
+    ``__cause__`` is the original error: the :class:`WorkerCrashedError`
+    naming the pid and the exit status or signal, or the initializer's
+    exception. After a worker death the executor stays usable (the pool has
+    replaced the worker, and calls the dead one had not started ran
+    elsewhere); after an initializer failure it is broken for good.
+    """
+
+
+class BrokenThreadPoolError(VedaError, concurrent.futures.thread.BrokenThreadPool):
+    """The ``initializer`` of a :class:`vedart.VedaExecutor` (``executor="thread"``)
+    raised (its ``__cause__``): the executor is broken for good, as a
+    :class:`~concurrent.futures.ThreadPoolExecutor` is; also
+    :class:`concurrent.futures.thread.BrokenThreadPool`."""
 
 
 class ReplayError(VedaError):
