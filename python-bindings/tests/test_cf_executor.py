@@ -464,6 +464,51 @@ def test_asyncio_runs_its_default_executor_calls_on_vedart():
     assert (wrapped, awaited) == (81, 100)
 
 
+def test_ctrl_c_in_result_interrupts_the_wait_only():
+    # Waiting is interruptible, and an interrupted wait cancels nothing: the
+    # call and the executor's other calls run on (as with the standard ones).
+    result = run_python(
+        """
+        import os, signal, threading, time, vedart as veda
+        ex = veda.VedaExecutor(max_workers=1)
+        slow = ex.submit(time.sleep, 1.0)
+        queued = ex.submit(pow, 2, 8)
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        try:
+            slow.result()
+        except KeyboardInterrupt:
+            print("interrupted after", round(time.monotonic() - started, 1))
+        print("queued", queued.result(), "slow", slow.result())
+        ex.shutdown()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "interrupted after" in result.stdout
+    assert "queued 256 slow None" in result.stdout
+
+
+def test_a_forked_child_exits_without_waiting_for_the_parents_executors():
+    result = run_python(
+        """
+        import os, vedart as veda
+        ex = veda.VedaExecutor("process")
+        ex.submit(pow, 2, 3).result()
+        ex.submit(__import__("time").sleep, 30)
+        pid = os.fork()
+        if pid == 0:
+            raise SystemExit(0)  # a normal exit, with the atexit hooks
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        ex.shutdown(cancel_futures=True, wait=False)
+        ex._abort()
+        """,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child 0" in result.stdout
+
+
 def test_work_submitted_before_exit_completes(tmp_path):
     path = tmp_path / "late"
     result = run_python(

@@ -60,6 +60,8 @@ import concurrent.futures
 import contextvars
 import functools
 import itertools
+import os
+import sys
 import threading
 import time
 import uuid
@@ -960,9 +962,19 @@ def _at_exit() -> None:
     global _exiting
     _exiting = True
     for executor in list(_live):
-        executor.shutdown(wait=True)
+        try:
+            executor.shutdown(wait=True)
+        except Exception as error:  # the others still get their turn
+            print(f"vedart: {executor!r} did not shut down at exit: {error!r}", file=sys.stderr)
 
 
+def _after_fork_in_child() -> None:
+    # The executors of the parent have no threads nor calls here: exit must
+    # not wait for them.
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _register_atexit = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:
     # Before threading joins the collector and pump threads.
