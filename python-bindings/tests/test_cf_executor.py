@@ -15,6 +15,7 @@ import weakref
 import pytest
 
 import vedart as veda
+from vedart import _process
 from conftest import HANG_TIMEOUT, run_python
 
 pytestmark = pytest.mark.timeout(120)
@@ -367,6 +368,36 @@ def test_a_function_submitted_again_runs_from_a_context_and_stays_right():
         assert [f.result(timeout=HANG_TIMEOUT) for f in futures] == [i * i for i in range(200)]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_executor_outlives_a_vedart_shutdown(kind):
+    ex = veda.VedaExecutor(kind)
+    try:
+        assert ex.submit(square, 3).result(timeout=HANG_TIMEOUT) == 9
+        veda.shutdown()
+        # The next call goes to the runtime (or process pool) started after it.
+        assert ex.submit(square, 4).result(timeout=HANG_TIMEOUT) == 16
+        assert list(ex.map(square, range(5))) == [0, 1, 4, 9, 16]
+    finally:
+        ex.shutdown()
+
+
+def test_take_completed_hands_over_every_resolved_call_once():
+    pool = _process.get_pool(_process.ProcessExecutor(veda.get_runtime()).workers)
+    with pytest.raises(ValueError, match="completions=True"):
+        pool.batch().take_completed(0)
+    batch = pool.batch(completions=True)
+    assert batch.take_completed(0.01) == []
+    # A request without a context carries its plan: here square(i).
+    calls = [batch.submit(_process._dumps((("call", square), i)), None) for i in range(6)]
+    taken = []
+    deadline = time.monotonic() + HANG_TIMEOUT
+    while len(taken) < len(calls) and time.monotonic() < deadline:
+        taken += batch.take_completed(0.1)
+    assert sorted(call.index for call in taken) == [call.index for call in calls]
+    assert all(call.outcome()[0] == "ok" for call in taken)
+    assert batch.take_completed(0.01) == [] and batch.failures() == []
+
+
 # -- own pools, initializer, names ---------------------------------------------------
 
 
@@ -427,6 +458,8 @@ def test_arguments_are_checked():
         veda.VedaExecutor("dask")
     with pytest.raises(ValueError, match="max_workers"):
         veda.VedaExecutor(max_workers=0)
+    with pytest.raises(TypeError, match="max_workers=8"):
+        veda.VedaExecutor(8)  # ThreadPoolExecutor's first argument
     with pytest.raises(ValueError, match="auto"):
         veda.VedaExecutor("auto", max_workers=2)
     with pytest.raises(TypeError, match="initializer"):

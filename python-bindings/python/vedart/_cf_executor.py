@@ -752,7 +752,14 @@ class VedaExecutor(concurrent.futures.Executor):
         thread_name_prefix: str = "",
     ) -> None:
         if not isinstance(executor, str):
-            raise TypeError(f"executor must be a name, got {type(executor).__name__}")
+            hint = (
+                f" (for ThreadPoolExecutor({executor})'s meaning, pass max_workers={executor})"
+                if isinstance(executor, int) and not isinstance(executor, bool)
+                else ""
+            )
+            raise TypeError(
+                f"executor must be 'thread', 'process' or 'auto', got {executor!r}{hint}"
+            )
         if executor not in EXECUTOR_KINDS:
             raise ValueError(
                 f"executor must be one of {', '.join(map(repr, EXECUTOR_KINDS))}; got {executor!r}"
