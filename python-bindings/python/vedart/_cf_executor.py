@@ -544,11 +544,9 @@ def _encode_job(
             try:
                 _process._dumps(value)
             except Exception as item_error:
-                text = repr(value)
-                if len(text) > 80:
-                    text = text[:77] + "..."
                 raise TypeError(
-                    f"submit({describe(fn)}): {name} ({text}) cannot be sent to a worker "
+                    f"submit({describe(fn)}): {name} ({_worker.short_repr(value)}) "
+                    "cannot be sent to a worker "
                     f"process (it does not pickle: {item_error})"
                 ) from item_error
         raise TypeError(

@@ -68,7 +68,7 @@ import threading
 import types
 from typing import Any, Callable, Optional
 
-from . import _stages, _vedart
+from . import _stages, _vedart, _worker
 from ._deadline import WaitExpired
 from ._executors import Executor, Run
 from .exceptions import TimeoutError as VedaTimeoutError
@@ -141,8 +141,6 @@ def _make_pickler() -> Any:
       reduction of another shape is left as it is.
     """
     import cloudpickle  # type: ignore[import-untyped]
-
-    from . import _worker
 
     base = cloudpickle.Pickler
     inner = getattr(cloudpickle, "cloudpickle", None)
@@ -415,11 +413,9 @@ def dumps_chunk(chunk: Any, offset: int) -> bytes:
             try:
                 _dumps(item)
             except Exception as item_error:
-                text = repr(item)
-                if len(text) > 80:
-                    text = text[:77] + "..."
                 raise TypeError(
-                    f"item {offset + position} of the input ({text}) cannot be sent to a "
+                    f"item {offset + position} of the input ({_worker.short_repr(item)}) "
+                    "cannot be sent to a "
                     f"worker process (it does not pickle: {item_error})"
                 ) from item_error
         raise TypeError(

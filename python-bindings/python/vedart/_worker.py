@@ -641,10 +641,16 @@ def _unpicklable_result(value: Any, error: Exception) -> TypeError:
             except Exception:
                 culprit = item
                 break
-    text = repr(culprit)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return TypeError(f"a result ({text}) cannot be sent back from the worker process: {error}")
+    return TypeError(
+        f"a result ({short_repr(culprit)}) cannot be sent back from the worker process: {error}"
+    )
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages that
+    name a value that does not pickle (here and in the parent)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parent_missing() -> Any:
