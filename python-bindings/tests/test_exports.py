@@ -48,6 +48,7 @@ EXPECTED = {
     "CancelledError",
     "ExecutorError",
     "ReplayError",
+    "MetricsServerError",
     "TimeoutError",
     "deterministic",
     "replay",

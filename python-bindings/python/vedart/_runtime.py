@@ -187,7 +187,8 @@ def shutdown(timeout: Optional[float] = None) -> None:
     stop (``vedart.cancelled()``) and waited for, at most ``timeout`` seconds
     (``None``: until they finish), and the worker processes of the process
     executor exit. Idempotent; the next use of VedaRT starts a fresh runtime
-    (and a fresh process pool when a pipeline needs one).
+    (and a fresh process pool when a pipeline needs one). The
+    :func:`vedart.telemetry.serve_metrics` endpoints stop too.
     """
     global _current, _fork_config
     try:
@@ -199,7 +200,17 @@ def shutdown(timeout: Optional[float] = None) -> None:
             _fork_config = None
         if runtime is not None:
             runtime._shutdown(timeout)
-        _shutdown_process_pool(timeout)
+        try:
+            _shutdown_process_pool(timeout)
+        finally:
+            _stop_metrics()
+
+
+def _stop_metrics() -> None:
+    # The endpoints of telemetry.serve_metrics (telemetry imports this module).
+    telemetry = sys.modules.get(f"{__package__}.telemetry")
+    if telemetry is not None:
+        telemetry.stop_metrics()
 
 
 def _shutdown_process_pool(timeout: Optional[float]) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "ExecutorError",
     "ChunkInterruptedError",
     "ReplayError",
+    "MetricsServerError",
     "TimeoutError",
     "BrokenProcessPoolError",
     "BrokenThreadPoolError",
@@ -197,6 +198,25 @@ class BrokenThreadPoolError(VedaError, concurrent.futures.thread.BrokenThreadPoo
     raised (its ``__cause__``): the executor is broken for good, as a
     :class:`~concurrent.futures.ThreadPoolExecutor` is; also
     :class:`concurrent.futures.thread.BrokenThreadPool`."""
+
+
+class MetricsServerError(VedaError, OSError):
+    """:func:`vedart.telemetry.serve_metrics` cannot listen on the address:
+    the port is in use, the address is not one of this host's, or the OS
+    refused it. The message names the address; ``__cause__`` is the OS
+    error and ``errno`` its number. Also an :class:`OSError`."""
+
+    def __init__(self, message: str, address: str = "", errno: Optional[int] = None) -> None:
+        super().__init__(message)
+        #: The address asked for, ``"host:port"``.
+        self.address = address
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.address, self.errno))
 
 
 class ReplayError(VedaError):

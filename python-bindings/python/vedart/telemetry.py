@@ -9,6 +9,7 @@
     snap.run_time.p99                  # seconds: 99th percentile of task run time
     snap.executors["thread"]["tasks"]  # {'spawned': ..., 'completed': ..., ...}
     snap.export("metrics.prom")        # Prometheus text format (.json: JSON)
+    port = veda.telemetry.serve_metrics(9464)  # scrape http://127.0.0.1:9464/metrics
 
     with veda.telemetry.trace("run.json"):   # open in Perfetto / chrome://tracing
         veda.par_iter(range(1000)).map(work).collect()
@@ -33,6 +34,7 @@ that is running while it is taken may be a task apart.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -44,6 +46,7 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
 from . import _runtime, _trace, _vedart
+from .exceptions import ConfigError, MetricsServerError
 
 __all__ = [
     "Histogram",
@@ -52,6 +55,9 @@ __all__ = [
     "set_enabled",
     "is_enabled",
     "trace",
+    "serve_metrics",
+    "stop_metrics",
+    "collector",
 ]
 
 #: Spans a :func:`trace` keeps at most (per side: Python tasks, Rust executors).
@@ -96,14 +102,41 @@ def _register_source(executor: str, read: Callable[[], dict[str, Any]]) -> None:
         _sources[executor] = read
 
 
+#: ``prometheus_client`` once imported. It is imported on first use, not with
+#: VedaRT: it is optional, and it would slow every start (worker processes
+#: too) for programs that never export.
+_client: Any = None
+#: Held while importing it, and by :func:`os.fork`: a child forked while
+#: another thread was in the middle of the import would find the module's
+#: import lock taken forever, and hang at its first export.
+_client_lock = threading.Lock()
+
+
+#: The running endpoints of :func:`serve_metrics`: (server, serving thread).
+_servers_lock = threading.Lock()
+_servers: list[tuple[Any, threading.Thread]] = []
+
+
 def _after_fork_in_child() -> None:
     # Another thread may have held the lock when this process forked.
-    global _sources_lock
+    global _sources_lock, _servers_lock, _client_lock
     _sources_lock = threading.Lock()
+    _servers_lock = threading.Lock()
+    _client_lock = threading.Lock()  # held by the fork itself: see _client_lock
+    # The endpoints' threads do not exist in a child: stopping one there would
+    # wait for them forever. Closing the child's copies of their sockets lets
+    # the port go when the parent stops serving, while the child lives on.
+    for server, _ in _servers:
+        server.server_close()
+    _servers.clear()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=lambda: _client_lock.acquire(),
+        after_in_parent=lambda: _client_lock.release(),
+        after_in_child=_after_fork_in_child,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,102 +400,18 @@ class Snapshot:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_prometheus(self) -> str:
-        """The snapshot in the Prometheus text exposition format (0.0.4).
+        """The snapshot in the Prometheus text exposition format, written by
+        ``prometheus_client`` from the collector that :func:`serve_metrics`
+        serves (:func:`collector`); the metrics are listed there.
 
-        Counters: ``vedart_tasks_spawned_total`` and ``vedart_tasks_finished_total``
-        (label ``outcome``: completed, failed, cancelled), per ``executor``
-        (thread, process, async, gpu, and runtime for the Rust async runtime);
-        ``vedart_process_respawns_total``, ``vedart_process_children_spawned_total``,
-        ``vedart_process_bytes_sent_total``, ``vedart_process_bytes_received_total``,
-        ``vedart_gpu_fallbacks_total``, ``vedart_scheduler_polls_total``,
-        ``vedart_scheduler_steals_total``, ``vedart_scheduler_parks_total``.
-        Gauges: ``vedart_tasks_live``, ``vedart_workers`` (labels ``executor``
-        and ``kind``: current, idle, min, max, target, active),
-        ``vedart_queue_depth``, ``vedart_process_children``,
-        ``vedart_telemetry_enabled``. Histograms (power-of-two buckets, label
-        ``executor``: thread, runtime): ``vedart_task_queue_wait_seconds``,
-        ``vedart_task_run_time_seconds``.
+        Raises:
+            ConfigError: ``prometheus_client`` is not installed (the
+                ``vedart[metrics]`` extra).
         """
-        out = _Exposition()
-        out.family("vedart_telemetry_enabled", "gauge", "Whether telemetry counts (1) or not (0).")
-        out.sample("vedart_telemetry_enabled", {}, int(self.enabled))
-        out.family("vedart_tasks_spawned_total", "counter", "Tasks started, per executor.")
-        for name, figures in self._task_sources():
-            out.sample(
-                "vedart_tasks_spawned_total", {"executor": name}, figures["tasks"]["spawned"]
-            )
-        out.family(
-            "vedart_tasks_finished_total",
-            "counter",
-            "Tasks ended, per executor and outcome (completed, failed, cancelled).",
-        )
-        for name, figures in self._task_sources():
-            for outcome in ("completed", "failed", "cancelled"):
-                out.sample(
-                    "vedart_tasks_finished_total",
-                    {"executor": name, "outcome": outcome},
-                    figures["tasks"][outcome],
-                )
-        out.family("vedart_tasks_live", "gauge", "Tasks queued or running, per executor.")
-        for name, figures in self._task_sources():
-            out.sample("vedart_tasks_live", {"executor": name}, figures["tasks"]["live"])
-        runtime = self.runtime
-        process = self.executors["process"]
-        timed = {"thread": self.executors["thread"], "runtime": runtime}
-        out.family("vedart_workers", "gauge", "Worker threads per executor, by kind.")
-        for name, figures in timed.items():
-            for kind, value in figures["workers"].items():
-                out.sample("vedart_workers", {"executor": name, "kind": kind}, value)
-        out.family("vedart_queue_depth", "gauge", "Work waiting for a worker, per executor.")
-        for name, figures in timed.items():
-            out.sample("vedart_queue_depth", {"executor": name}, figures["queue_depth"])
-        for key, help_text in (
-            ("polls", "Polls of async tasks."),
-            ("steals", "Tasks an async worker stole from another worker's queue."),
-            ("parks", "Times an async worker went to sleep for want of work."),
-        ):
-            metric = f"vedart_scheduler_{key}_total"
-            out.family(metric, "counter", help_text)
-            out.sample(metric, {}, runtime[key])
-        out.family("vedart_process_children", "gauge", "Worker processes not yet reaped.")
-        out.sample("vedart_process_children", {}, process["children"])
-        for key, help_text in (
-            ("children_spawned", "Worker processes started."),
-            ("respawns", "Worker processes started to replace dead ones."),
-            ("bytes_sent", "Bytes written to worker processes."),
-            ("bytes_received", "Bytes read from worker processes."),
-        ):
-            metric = f"vedart_process_{key}_total"
-            out.family(metric, "counter", help_text)
-            out.sample(metric, {}, process[key])
-        out.family("vedart_gpu_fallbacks_total", "counter", "GPU work that ran on the CPU.")
-        out.sample("vedart_gpu_fallbacks_total", {}, self.executors["gpu"]["fallbacks"])
-        for metric, key, help_text in (
-            (
-                "vedart_task_queue_wait_seconds",
-                "queue_wait",
-                "Time tasks waited to run (runtime: sampled polls).",
-            ),
-            (
-                "vedart_task_run_time_seconds",
-                "run_time",
-                "Run time of tasks (runtime: of one poll, sampled).",
-            ),
-        ):
-            out.family(metric, "histogram", help_text)
-            for name, figures in timed.items():
-                histogram = figures[key]
-                labels = {"executor": name}
-                for bound in PROMETHEUS_BOUNDS_NS:
-                    out.sample(
-                        f"{metric}_bucket",
-                        {**labels, "le": repr(bound / 1e9)},
-                        histogram.cumulative(bound),
-                    )
-                out.sample(f"{metric}_bucket", {**labels, "le": "+Inf"}, histogram.count)
-                out.sample(f"{metric}_sum", labels, histogram.sum)
-                out.sample(f"{metric}_count", labels, histogram.count)
-        return out.text()
+        client = _prometheus()
+        registry = client.CollectorRegistry(auto_describe=False)
+        registry.register(_SnapshotCollector(lambda: self))
+        return client.generate_latest(registry).decode("utf-8")
 
     def export(self, path: Union[str, os.PathLike[str]]) -> None:
         """Writes the snapshot to ``path``, in the format its extension names:
@@ -489,37 +438,6 @@ class Snapshot:
             f"<vedart.telemetry.Snapshot thread tasks={tasks['completed']}/{tasks['spawned']} "
             f"p50={self.p50 * 1e6:.1f}us p99={self.p99 * 1e6:.1f}us>"
         )
-
-
-class _Exposition:
-    """Builds Prometheus text exposition."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
-        self.lines.append(f"# TYPE {name} {kind}")
-
-    def sample(self, name: str, labels: dict[str, str], value: Union[int, float]) -> None:
-        if labels:
-            inner = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
-            self.lines.append(f"{name}{{{inner}}} {_number(value)}")
-        else:
-            self.lines.append(f"{name} {_number(value)}")
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: Union[int, float]) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
 
 
 def snapshot() -> Snapshot:
@@ -550,6 +468,226 @@ def set_enabled(enabled: bool) -> None:
 def is_enabled() -> bool:
     """Whether telemetry counts."""
     return bool(_vedart.telemetry_is_enabled())
+
+
+def _prometheus() -> Any:
+    """``prometheus_client`` (the ``metrics`` extra)."""
+    global _client
+    if _client is None:
+        with _client_lock:
+            if _client is None:
+                try:
+                    import prometheus_client
+                    import prometheus_client.core
+                except ImportError as error:
+                    raise ConfigError(
+                        "metrics",
+                        "Prometheus export needs prometheus_client; install the extra: "
+                        f"pip install 'vedart[metrics]' ({error})",
+                    ) from error
+                _client = prometheus_client
+    return _client
+
+
+class _SnapshotCollector:
+    """A ``prometheus_client`` collector over :func:`snapshot`: every
+    ``collect()`` reads ``source()`` once and yields its metric families.
+
+    Counters: ``vedart_tasks_spawned_total`` and ``vedart_tasks_finished_total``
+    (label ``outcome``: completed, failed, cancelled), per ``executor``
+    (thread, process, async, gpu, and runtime for the Rust async runtime);
+    ``vedart_process_respawns_total``, ``vedart_process_children_spawned_total``,
+    ``vedart_process_bytes_sent_total``, ``vedart_process_bytes_received_total``,
+    ``vedart_gpu_fallbacks_total``, ``vedart_scheduler_polls_total``,
+    ``vedart_scheduler_steals_total``, ``vedart_scheduler_parks_total``.
+    Gauges: ``vedart_tasks_live``, ``vedart_workers`` (labels ``executor``
+    and ``kind``: current, idle, min, max, target, active),
+    ``vedart_queue_depth``, ``vedart_process_children``,
+    ``vedart_telemetry_enabled``. Histograms (power-of-two buckets, label
+    ``executor``: thread, runtime): ``vedart_task_queue_wait_seconds``,
+    ``vedart_task_run_time_seconds``.
+    """
+
+    def __init__(self, source: Callable[[], Snapshot]) -> None:
+        self._source = source
+
+    def describe(self) -> list[Any]:
+        # Without it a registry would call collect() (take a snapshot) at
+        # registration just to learn the names.
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        core = _prometheus().core
+        counter, gauge = core.CounterMetricFamily, core.GaugeMetricFamily
+        snap = self._source()
+        tasks = snap._task_sources()
+        runtime = snap.runtime
+        process = snap.executors["process"]
+        timed = {"thread": snap.executors["thread"], "runtime": runtime}
+
+        yield gauge(
+            "vedart_telemetry_enabled",
+            "Whether telemetry counts (1) or not (0).",
+            value=int(snap.enabled),
+        )
+        spawned = counter(
+            "vedart_tasks_spawned", "Tasks started, per executor.", labels=["executor"]
+        )
+        finished = counter(
+            "vedart_tasks_finished",
+            "Tasks ended, per executor and outcome (completed, failed, cancelled).",
+            labels=["executor", "outcome"],
+        )
+        live = gauge(
+            "vedart_tasks_live", "Tasks queued or running, per executor.", labels=["executor"]
+        )
+        for name, figures in tasks:
+            spawned.add_metric([name], figures["tasks"]["spawned"])
+            for outcome in ("completed", "failed", "cancelled"):
+                finished.add_metric([name, outcome], figures["tasks"][outcome])
+            live.add_metric([name], figures["tasks"]["live"])
+        yield from (spawned, finished, live)
+
+        workers = gauge(
+            "vedart_workers", "Worker threads per executor, by kind.", labels=["executor", "kind"]
+        )
+        depth = gauge(
+            "vedart_queue_depth", "Work waiting for a worker, per executor.", labels=["executor"]
+        )
+        for name, figures in timed.items():
+            for kind, value in figures["workers"].items():
+                workers.add_metric([name, kind], value)
+            depth.add_metric([name], figures["queue_depth"])
+        yield from (workers, depth)
+
+        for key, help_text in (
+            ("polls", "Polls of async tasks."),
+            ("steals", "Tasks an async worker stole from another worker's queue."),
+            ("parks", "Times an async worker went to sleep for want of work."),
+        ):
+            yield counter(f"vedart_scheduler_{key}", help_text, value=runtime[key])
+        yield gauge(
+            "vedart_process_children", "Worker processes not yet reaped.", value=process["children"]
+        )
+        for key, help_text in (
+            ("children_spawned", "Worker processes started."),
+            ("respawns", "Worker processes started to replace dead ones."),
+            ("bytes_sent", "Bytes written to worker processes."),
+            ("bytes_received", "Bytes read from worker processes."),
+        ):
+            yield counter(f"vedart_process_{key}", help_text, value=process[key])
+        yield counter(
+            "vedart_gpu_fallbacks",
+            "GPU work that ran on the CPU.",
+            value=snap.executors["gpu"]["fallbacks"],
+        )
+
+        for metric, key, help_text in (
+            (
+                "vedart_task_queue_wait_seconds",
+                "queue_wait",
+                "Time tasks waited to run (runtime: sampled polls).",
+            ),
+            (
+                "vedart_task_run_time_seconds",
+                "run_time",
+                "Run time of tasks (runtime: of one poll, sampled).",
+            ),
+        ):
+            family = core.HistogramMetricFamily(metric, help_text, labels=["executor"])
+            for name, figures in timed.items():
+                histogram: Histogram = figures[key]
+                buckets: list[tuple[str, float]] = [
+                    (repr(bound / 1e9), histogram.cumulative(bound))
+                    for bound in PROMETHEUS_BOUNDS_NS
+                ]
+                buckets.append(("+Inf", histogram.count))
+                family.add_metric([name], buckets, sum_value=histogram.sum)
+            yield family
+
+
+def collector() -> Any:
+    """A ``prometheus_client`` collector of VedaRT's telemetry, for programs
+    that already serve metrics with ``prometheus_client``: each scrape reads a
+    fresh :func:`snapshot`. The metrics are those of :func:`serve_metrics`.
+
+    ::
+
+        prometheus_client.REGISTRY.register(veda.telemetry.collector())
+
+    Raises:
+        ConfigError: ``prometheus_client`` is not installed (the
+            ``vedart[metrics]`` extra).
+    """
+    _prometheus()
+    return _SnapshotCollector(snapshot)
+
+
+def serve_metrics(port: int = 0, addr: str = "127.0.0.1") -> int:
+    """Starts an HTTP endpoint that serves the telemetry at ``/metrics`` in
+    the Prometheus text format, on a daemon thread, and returns the port it
+    listens on (``port=0``: one the OS picks). Every scrape reads a fresh
+    :func:`snapshot`; the exposition is ``prometheus_client``'s.
+
+    It listens on ``addr`` only: the loopback interface by default, so that
+    the figures are not published to the network unless you ask
+    (``addr="0.0.0.0"``). More than one endpoint may run. All stop at
+    :func:`vedart.shutdown`, at :func:`stop_metrics` and at exit.
+
+    Raises:
+        ConfigError: ``port`` is not an int in 0..65535, or
+            ``prometheus_client`` is not installed (the ``vedart[metrics]``
+            extra).
+        MetricsServerError: the address cannot be listened on (the port is
+            in use, the address is not local, permission denied); the
+            message names the address, ``__cause__`` is the OS error.
+
+    Examples:
+        >>> import urllib.request, vedart as veda
+        >>> port = veda.telemetry.serve_metrics()
+        >>> body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read()
+        >>> b"vedart_tasks_spawned_total" in body
+        True
+        >>> veda.telemetry.stop_metrics()
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError("port", f"must be an int in 0..65535, got {port!r}")
+    if not isinstance(addr, str):
+        raise ConfigError("addr", f"must be a str, got {type(addr).__name__}")
+    client = _prometheus()
+    registry = client.CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))
+    where = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+    try:
+        started = client.start_http_server(port, addr=addr, registry=registry)
+    except OSError as error:
+        raise MetricsServerError(
+            f"cannot serve metrics on {where}: {error.strerror or error}", where, error.errno
+        ) from error
+    if started is None:  # prometheus_client before 0.17 gives no handle to stop it
+        raise ConfigError(
+            "metrics", "serve_metrics needs prometheus_client>=0.17: pip install 'vedart[metrics]'"
+        )
+    server, thread = started
+    bound = int(server.server_address[1])
+    with _servers_lock:
+        _servers.append((server, thread))
+    return bound
+
+
+def stop_metrics(port: Optional[int] = None) -> None:
+    """Stops the :func:`serve_metrics` endpoint on ``port``, or every one
+    (``None``); waits until it no longer answers. Idempotent."""
+    with _servers_lock:
+        stopping = [e for e in _servers if port is None or e[0].server_address[1] == port]
+        _servers[:] = [e for e in _servers if e not in stopping]
+    for server, thread in stopping:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+atexit.register(stop_metrics)
 
 
 def _rust_clock_offset() -> int:
