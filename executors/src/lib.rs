@@ -24,6 +24,25 @@
 //!   runtime's scheduler) report into.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+/// Opens a doc example that builds a runtime, a reactor or a pool: run as a
+/// doctest, except under the `loom` feature, where the crate's sync facade is
+/// loom's and works only inside a loom model, so the example is compiled but
+/// not run (`cargo test --features loom` at the workspace root stays green).
+#[cfg(not(feature = "loom"))]
+macro_rules! example {
+    () => {
+        "```"
+    };
+}
+#[cfg(feature = "loom")]
+macro_rules! example {
+    () => {
+        "```no_run"
+    };
+}
+// A path for inner (`//!`) docs, which textual macro scope does not reach.
+pub(crate) use example;
+
 // The process pool relies on Linux system calls (`pidfd_open` to watch a
 // child's exit, `prctl(PR_SET_PDEATHSIG)` so that children die with their
 // parent, `pipe2`); there is no fallback for other systems, and none is tested.

@@ -27,7 +27,7 @@ use crate::sync::Arc;
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use std::os::unix::net::UnixStream;
 /// use futures::{AsyncReadExt, AsyncWriteExt};
 /// use vedart_reactor::Async;

@@ -129,7 +129,7 @@ impl Reactor {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// use std::time::Duration;
     /// use vedart_reactor::Reactor;
     ///

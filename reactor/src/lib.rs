@@ -23,6 +23,23 @@
 //! next to this file.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+/// Opens a doc example that builds a runtime, a reactor or a pool: run as a
+/// doctest, except under the `loom` feature, where the crate's sync facade is
+/// loom's and works only inside a loom model, so the example is compiled but
+/// not run (`cargo test --features loom` at the workspace root stays green).
+#[cfg(not(feature = "loom"))]
+macro_rules! example {
+    () => {
+        "```"
+    };
+}
+#[cfg(feature = "loom")]
+macro_rules! example {
+    () => {
+        "```no_run"
+    };
+}
+
 // Pipes come from `pipe2`, and the readiness and wake-up protocols (README.md)
 // are written and tested against epoll and eventfd; kqueue and other systems
 // are neither handled nor tested.

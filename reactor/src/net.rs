@@ -67,7 +67,7 @@ fn each_addr<T>(
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use futures::{AsyncReadExt, AsyncWriteExt};
 /// use vedart_reactor::net::{TcpListener, TcpStream};
 ///
@@ -131,7 +131,7 @@ impl TcpListener {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// use futures::StreamExt;
     /// use vedart_reactor::net::{TcpListener, TcpStream};
     ///
@@ -217,7 +217,7 @@ impl_incoming!(Incoming => TcpStream, TcpStream::from_mio);
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use futures::{AsyncReadExt, AsyncWriteExt};
 /// use vedart_reactor::net::{TcpListener, TcpStream};
 ///
@@ -369,7 +369,7 @@ impl TcpStream {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// use futures::{AsyncReadExt, AsyncWriteExt};
     /// use vedart_reactor::net::{TcpListener, TcpStream};
     ///
@@ -508,7 +508,7 @@ impl_split_halves!(net::TcpStream => OwnedReadHalf, OwnedWriteHalf);
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use vedart_reactor::net::UdpSocket;
 ///
 /// futures::executor::block_on(async {

@@ -47,7 +47,7 @@ use crate::async_io::{Async, async_write_methods, impl_async_read, impl_debug, i
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use futures::{AsyncReadExt, AsyncWriteExt};
 ///
 /// futures::executor::block_on(async {
@@ -129,7 +129,7 @@ impl PipeReader {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// use std::process::{Command, Stdio};
     /// use futures::AsyncReadExt;
     /// use vedart_reactor::PipeReader;

@@ -127,7 +127,7 @@ impl fmt::Debug for Sleep {
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use std::time::{Duration, Instant};
 /// let start = Instant::now();
 /// futures::executor::block_on(vedart_reactor::sleep(Duration::from_millis(5)));
@@ -234,7 +234,7 @@ pub struct Timeout<F> {
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use std::time::Duration;
 /// let result = futures::executor::block_on(vedart_reactor::timeout(
 ///     Duration::from_millis(10),

@@ -37,7 +37,7 @@ use crate::sync::Arc;
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use futures::{AsyncReadExt, AsyncWriteExt};
 /// use vedart_reactor::unix::{UnixListener, UnixStream};
 ///
@@ -148,7 +148,7 @@ impl_incoming!(Incoming => UnixStream, |stream| UnixStream::from_std(net::UnixSt
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use futures::{AsyncReadExt, AsyncWriteExt};
 /// use vedart_reactor::unix::UnixStream;
 ///
@@ -300,7 +300,7 @@ impl_split_halves!(net::UnixStream => OwnedReadHalf, OwnedWriteHalf);
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use vedart_reactor::unix::UnixDatagram;
 ///
 /// futures::executor::block_on(async {

@@ -27,7 +27,7 @@ type Callback = StdArc<dyn Fn() + Send + Sync + 'static>;
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::sync::Arc;
 ///
@@ -74,7 +74,7 @@ impl Builder {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Builder::new_current_thread().build().unwrap();
     /// let here = std::thread::current().id();
     /// let there = rt.block_on(rt.spawn(async { std::thread::current().id() }));
@@ -99,7 +99,7 @@ impl Builder {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// use std::time::{Duration, Instant};
     ///
     /// let rt = vedart::Builder::new_deterministic(42).build().unwrap();

@@ -36,7 +36,7 @@ use crate::task::{Header, TaskId};
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// let rt = vedart::Runtime::new().unwrap();
 /// let answer = rt.block_on(async {
 ///     let handle = vedart::spawn(async { 6 * 7 });
@@ -77,7 +77,7 @@ impl<T> JoinHandle<T> {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::new().unwrap();
     /// rt.block_on(async {
     ///     let handle = vedart::spawn(std::future::pending::<()>());
@@ -94,7 +94,7 @@ impl<T> JoinHandle<T> {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::new().unwrap();
     /// let handle = rt.spawn(async { 1 });
     /// rt.block_on(async {
@@ -117,7 +117,7 @@ impl<T> JoinHandle<T> {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::new().unwrap();
     /// rt.block_on(async {
     ///     let handle = vedart::spawn(std::future::pending::<()>());
@@ -216,7 +216,7 @@ impl fmt::Debug for AbortHandle {
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// let rt = vedart::Runtime::new().unwrap();
 /// let err = rt
 ///     .block_on(rt.spawn(async { panic!("boom") }))

@@ -35,7 +35,7 @@ use crate::sync::Arc;
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// let rt = vedart::Runtime::new().unwrap();
 /// let sum = rt.block_on(async {
 ///     let tasks: Vec<_> = (0..10u64).map(|i| vedart::spawn(async move { i * i })).collect();
@@ -77,7 +77,7 @@ impl Runtime {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::global()?;
     /// assert_eq!(rt.block_on(async { 6 * 7 }), 42);
     /// # Ok::<(), std::io::Error>(())
@@ -107,7 +107,7 @@ impl Runtime {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::new().unwrap();
     /// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
     /// ```
@@ -119,7 +119,7 @@ impl Runtime {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::new().unwrap();
     /// let handle = rt.spawn(async { "done" });
     /// assert_eq!(rt.block_on(handle).unwrap(), "done");
@@ -148,7 +148,7 @@ impl Runtime {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// fn run(seed: u64) -> (Vec<u32>, Vec<vedart::ScheduleEvent>) {
     ///     let rt = vedart::Builder::new_deterministic(seed).build().unwrap();
     ///     let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -185,7 +185,7 @@ impl Runtime {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// use std::time::Duration;
     /// let rt = vedart::Runtime::new().unwrap();
     /// for _ in 0..1000 {
@@ -257,7 +257,7 @@ impl fmt::Debug for Runtime {
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// let rt = vedart::Runtime::new().unwrap();
 /// let handle = rt.handle();
 /// let from_thread = std::thread::spawn(move || handle.spawn(async { 7 }))
@@ -295,7 +295,7 @@ impl Handle {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::new().unwrap();
     /// rt.block_on(async {
     ///     // Hand the runtime to a plain thread, which spawns back onto it.
@@ -334,7 +334,7 @@ impl Handle {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::new().unwrap();
     /// let handle = rt.handle();
     /// let task = handle.spawn(async { 2 + 2 });
@@ -371,7 +371,7 @@ impl Handle {
     ///
     /// # Examples
     ///
-    /// ```
+    #[doc = example!()]
     /// let rt = vedart::Runtime::new().unwrap();
     /// let _guard = rt.enter();
     /// let task = vedart::spawn(async { 5 });

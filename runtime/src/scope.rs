@@ -59,7 +59,7 @@ use crate::sync::{Arc, Mutex, lock};
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 ///
@@ -115,7 +115,7 @@ where
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// let rt = vedart::Runtime::new().unwrap();
 /// let result: Result<(), String> = rt.block_on(vedart::try_scope(|s| async move {
 ///     s.spawn_try(async { Err::<(), _>("disk full".to_string()) });

@@ -57,7 +57,7 @@ pub(crate) type Runnable = async_task::Runnable<Header>;
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// let rt = vedart::Builder::new_current_thread().build().unwrap();
 /// let first = rt.spawn(async {});
 /// let second = rt.spawn(async {});
@@ -402,7 +402,7 @@ where
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// let rt = vedart::Runtime::new().unwrap();
 /// rt.block_on(async {
 ///     for _ in 0..3 {

@@ -29,7 +29,7 @@ pub(crate) type HookFn = dyn Fn() + Send + Sync;
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use std::time::Duration;
 /// use vedart_executors::blocking::BlockingPool;
 ///
@@ -167,7 +167,7 @@ pub(crate) fn validate_bounds(min: usize, max: usize) -> Result<(), BlockingPool
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use vedart_executors::blocking::{BlockingPool, default_thread_stack_size};
 ///
 /// let mut builder = BlockingPool::builder();

@@ -141,7 +141,7 @@ impl Shared {
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use std::sync::mpsc;
 /// use vedart_executors::blocking::BlockingPool;
 ///

@@ -33,7 +33,7 @@ use super::sys::ProcHandle;
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// use vedart_executors::process::Command;
 ///
 /// let output = futures::executor::block_on(Command::new("sh").args(["-c", "echo hi"]).output())?;

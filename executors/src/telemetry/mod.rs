@@ -38,7 +38,7 @@
 //!
 //! # Examples
 //!
-//! ```
+#![doc = crate::example!()]
 //! use vedart_executors::blocking::BlockingPool;
 //! use vedart_executors::telemetry;
 //!

@@ -18,7 +18,7 @@
 //!
 //! # Examples
 //!
-//! ```
+#![doc = crate::example!()]
 //! use std::time::Duration;
 //! use vedart::telemetry;
 //!

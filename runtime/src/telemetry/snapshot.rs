@@ -56,7 +56,7 @@ impl SchedulerStats {
 ///
 /// # Examples
 ///
-/// ```
+#[doc = example!()]
 /// let rt = vedart::Runtime::new().unwrap();
 /// rt.block_on(async {
 ///     let tasks: Vec<_> = (0..100).map(|i| vedart::spawn(async move { i })).collect();
