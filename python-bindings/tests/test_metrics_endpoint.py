@@ -61,7 +61,8 @@ def test_a_scrape_while_maps_run_shows_task_counters_moving():
 
     def maps() -> None:
         while not stop.is_set():
-            veda.par_iter(range(200), chunk_size=10).map(lambda x: x + 1).collect()
+            pipeline = veda.par_iter(range(200), chunk_size=10, executor="thread")
+            pipeline.map(lambda x: x + 1).collect()
             rounds.append(1)
 
     worker = threading.Thread(target=maps)

@@ -20,17 +20,29 @@ and cancel the rest when one fails. Configure the runtime with :class:`Config`
 and :func:`init`, or let the first use start it with defaults.
 """
 
+from typing import TYPE_CHECKING
+
 from . import telemetry  # noqa: F401  (the public submodule vedart.telemetry)
 from ._config import Config, ConfigBuilder, SchedulingPolicy
-from ._deterministic import ExecutionTrace, TraceEvent, deterministic, replay
+from ._deterministic import ExecutionTrace, TraceEvent, replay
 from ._adaptive import Explanation
 from ._cf_executor import VedaExecutor
 from ._executors import Executor, Run
 from ._future import Future
-from ._gpu import gpu, gpu_available
+from ._gpu import gpu_available
 from ._par_iter import ParallelIterator, par_iter
 from ._runtime import Runtime, RuntimeStats, get_runtime, init, shutdown
 from ._scope import Scope, cancelled, scope, spawn
+# pyveda 1.0's modules vedart.gpu and vedart.deterministic are VedaRT's
+# functions too: the modules call them (vedart._pyveda.CallableModule).
+# Imported here so that veda.gpu is the same object before and after a
+# program imports vedart.gpu; type checkers see the functions.
+if TYPE_CHECKING:
+    from ._deterministic import deterministic
+    from ._gpu import gpu
+else:
+    from . import deterministic, gpu
+del TYPE_CHECKING
 from .exceptions import (
     BrokenProcessPoolError,
     BrokenThreadPoolError,

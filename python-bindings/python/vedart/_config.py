@@ -182,6 +182,17 @@ class Config:
         """A :class:`ConfigBuilder` with chainable setters; ``build()`` validates."""
         return ConfigBuilder()
 
+    @classmethod
+    def default(cls) -> Config:
+        """``Config()``: every field at its default (pyveda 1.0's name)."""
+        return cls()
+
+    @classmethod
+    def thread_only(cls) -> Config:
+        """The defaults with ``scheduling_policy=THREAD_ONLY``: every pipeline
+        on the thread executor (pyveda 1.0's name)."""
+        return cls(scheduling_policy=SchedulingPolicy.THREAD_ONLY)
+
     def _max_workers(self) -> int:
         if self.max_workers is not None:
             return self.max_workers
@@ -232,6 +243,44 @@ class ConfigBuilder:
     def _set(self, name: str, value: Any) -> ConfigBuilder:
         self._fields[name] = value
         return self
+
+    # pyveda 1.0's setter names, each an alias of the setter it names.
+
+    def threads(self, count: Optional[int]) -> ConfigBuilder:
+        """pyveda 1.0's name of :meth:`num_threads`."""
+        return self.num_threads(count)
+
+    def processes(self, count: Optional[int]) -> ConfigBuilder:
+        """pyveda 1.0's name of :meth:`num_processes`."""
+        return self.num_processes(count)
+
+    def policy(self, policy: Union[SchedulingPolicy, str]) -> ConfigBuilder:
+        """pyveda 1.0's name of :meth:`scheduling_policy`."""
+        return self.scheduling_policy(policy)
+
+    def gpu(self, enabled: bool = True) -> ConfigBuilder:
+        """pyveda 1.0's name of :meth:`enable_gpu`."""
+        return self.enable_gpu(enabled)
+
+    def telemetry(self, enabled: bool = True) -> ConfigBuilder:
+        """pyveda 1.0's name of :meth:`enable_telemetry`."""
+        return self.enable_telemetry(enabled)
+
+    def deterministic(self, seed: int) -> ConfigBuilder:
+        """Sets :attr:`Config.deterministic_seed` and the ``DETERMINISTIC``
+        policy, as pyveda 1.0's ``deterministic(seed)`` did."""
+        return self.deterministic_seed(seed).scheduling_policy(SchedulingPolicy.DETERMINISTIC)
+
+    def worker_limits(
+        self, min_workers: Optional[int], max_workers: Optional[int]
+    ) -> ConfigBuilder:
+        """Sets :attr:`Config.min_workers` and :attr:`Config.max_workers`
+        (pyveda 1.0's name)."""
+        return self.min_workers(min_workers).max_workers(max_workers)
+
+    def adaptive_interval(self, ms: int) -> ConfigBuilder:
+        """pyveda 1.0's name of :meth:`adaptive_interval_ms`."""
+        return self.adaptive_interval_ms(ms)
 
     def num_threads(self, value: Optional[int]) -> ConfigBuilder:
         """Sets :attr:`Config.num_threads`."""

@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -194,6 +195,19 @@ class TraceEvent:
     index: int = 0
 
 
+class _ClassOrInstanceMethod:
+    """A method that receives the class and the instance it was called on
+    (``None`` when called on the class): pyveda 1.0 called
+    ``load_from_file`` on a trace, VedaRT's ``load`` is called on the class."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self._fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __get__(self, instance: Any, owner: Any) -> Callable[..., Any]:
+        return functools.partial(self._fn, owner, instance)
+
+
 class ExecutionTrace:
     """The recorded schedule of a deterministic run (``record=True``).
 
@@ -213,7 +227,12 @@ class ExecutionTrace:
 
     __slots__ = ("seed", "workers", "events")
 
-    def __init__(self, seed: int, workers: int, events: Optional[list[TraceEvent]] = None):
+    def __init__(
+        self,
+        seed: int = 0,
+        workers: int = DEFAULT_WORKERS,
+        events: Optional[list[TraceEvent]] = None,
+    ):
         self.seed = seed
         self.workers = workers
         self.events: list[TraceEvent] = list(events or ())
@@ -281,6 +300,30 @@ class ExecutionTrace:
         """Reads a trace written by :meth:`save`."""
         with open(path, encoding="utf-8") as src:
             return cls.from_json(src.read())
+
+    # pyveda 1.0's names.
+
+    def save_to_file(self, filepath: Union[str, os.PathLike[str]]) -> None:
+        """pyveda 1.0's name of :meth:`save`."""
+        self.save(filepath)
+
+    def get_events(self) -> list[TraceEvent]:
+        """pyveda 1.0's accessor: a copy of :attr:`events`."""
+        return list(self.events)
+
+    @_ClassOrInstanceMethod
+    def load_from_file(
+        cls, trace: Optional[ExecutionTrace], filepath: Union[str, os.PathLike[str]]
+    ) -> ExecutionTrace:
+        """pyveda 1.0's name of :meth:`load`. Called on the class it returns
+        the trace read; called on a trace (``ExecutionTrace().load_from_file(p)``,
+        pyveda's way) it also replaces that trace's seed, workers and events
+        with those read, and returns it."""
+        loaded = cls.load(filepath)
+        if trace is None:
+            return loaded
+        trace.seed, trace.workers, trace.events = loaded.seed, loaded.workers, loaded.events
+        return trace
 
     def __repr__(self) -> str:
         return f"ExecutionTrace(seed={self.seed}, workers={self.workers}, events={len(self)})"

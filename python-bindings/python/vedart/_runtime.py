@@ -69,7 +69,7 @@ class Runtime:
     Holds the thread pool and the :class:`~vedart.Config` it was made from.
     """
 
-    __slots__ = ("_config", "_pool", "_root", "__weakref__")
+    __slots__ = ("_config", "_pool", "_root", "_telemetry", "__weakref__")
 
     def __init__(self, config: Config) -> None:
         resolved = config.resolved()
@@ -86,6 +86,7 @@ class Runtime:
             raise ConfigError(field, message) from None
         # Tasks spawned outside any scope: independent of each other.
         self._root = _vedart.Group(self._pool, "independent")
+        self._telemetry: Any = None
 
     @property
     def config(self) -> Config:
@@ -101,6 +102,40 @@ class Runtime:
     def closed(self) -> bool:
         """Whether the runtime has been shut down."""
         return bool(self._pool.closed)
+
+    # pyveda 1.0's attributes of the runtime (see vedart._pyveda).
+
+    @property
+    def telemetry(self) -> Any:
+        """pyveda 1.0's telemetry system (``runtime.telemetry.snapshot()``):
+        a :class:`vedart.telemetry.metrics.TelemetrySystem` over
+        :mod:`vedart.telemetry`, or ``None`` when the configuration turned
+        telemetry off, as in pyveda."""
+        if not self._config.enable_telemetry:
+            return None
+        if self._telemetry is None:
+            from ._pyveda import TelemetrySystem
+
+            self._telemetry = TelemetrySystem()
+        return self._telemetry
+
+    @property
+    def gpu(self) -> Any:
+        """pyveda 1.0's GPU runtime (:class:`vedart.gpu.GPURuntime`) when the
+        configuration enables the GPU and a GPU can run GPU functions here,
+        else ``None``, as in pyveda."""
+        from ._gpu import gpu_available
+        from ._pyveda import GPURuntime
+
+        return GPURuntime() if self._config.enable_gpu and gpu_available() else None
+
+    @property
+    def scheduler(self) -> Any:
+        """pyveda 1.0's scheduler: a view of this runtime (policy, config,
+        ``get_stats()``); VedaRT has no scheduler object of its own."""
+        from ._pyveda import SchedulerView
+
+        return SchedulerView(self)
 
     def stats(self) -> RuntimeStats:
         """A snapshot of the thread pool: its size, bounds, queue and load."""

@@ -45,8 +45,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
-from . import _runtime, _trace, _vedart
-from .exceptions import ConfigError, MetricsServerError
+from .. import _runtime, _trace, _vedart
+from ..exceptions import ConfigError, MetricsServerError
 
 __all__ = [
     "Histogram",
