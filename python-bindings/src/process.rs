@@ -164,11 +164,16 @@ impl PyProcessPool {
     /// 256 MiB and 4 GiB) bound one frame and one request or answer however
     /// many frames it takes (see `executors/src/process/README.md`).
     ///
-    /// Raises `vedart.ExecutorError` when a child cannot be started.
+    /// `max_tasks_per_child` (at least 1; default: no limit) retires a child
+    /// once it was given that many calls: it finishes them, exits at EOF and
+    /// the pool starts a replacement (no call is run twice or lost).
+    ///
+    /// Raises `vedart.ExecutorError` when a child cannot be started, and
+    /// `ValueError` for a `max_tasks_per_child` of 0.
     #[new]
     #[pyo3(signature = (
         program, args, env, workers, grace_period=1.0, forward_stderr=true, *,
-        max_frame_size=None, max_message_size=None
+        max_frame_size=None, max_message_size=None, max_tasks_per_child=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -181,7 +186,13 @@ impl PyProcessPool {
         forward_stderr: bool,
         max_frame_size: Option<usize>,
         max_message_size: Option<usize>,
+        max_tasks_per_child: Option<u64>,
     ) -> PyResult<Self> {
+        if max_tasks_per_child == Some(0) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "max_tasks_per_child must be at least 1, got 0",
+            ));
+        }
         let grace = Duration::try_from_secs_f64(grace_period).map_err(|_| {
             pyo3::exceptions::PyValueError::new_err(format!(
                 "grace_period must be a non-negative number of seconds, got {grace_period}"
@@ -202,6 +213,9 @@ impl PyProcessPool {
         }
         if let Some(bytes) = max_message_size {
             builder = builder.max_message_size(bytes);
+        }
+        if let Some(tasks) = max_tasks_per_child {
+            builder = builder.max_tasks_per_child(tasks);
         }
         let builder = builder
             .grace_period(grace)

@@ -152,6 +152,8 @@ class _AdaptiveRun(Run):
         self._expected: Optional[int] = None
         #: Chunks submitted before the decision, all on the threads (step 2).
         self._probes: list[_Handle] = []
+        #: ``unordered()``: the runs used hand results on as chunks finish.
+        self._unordered = False
 
     # -- the Run interface ------------------------------------------------------
 
@@ -179,6 +181,34 @@ class _AdaptiveRun(Run):
                 timeout = max(0.0, timeout - (time.monotonic() - started))
         assert handle.run is not None
         return handle.run.result(handle.inner, timeout)
+
+    def in_completion_order(self) -> bool:
+        self._unordered = True
+        getattr(self._threads, "in_completion_order")()
+        return True
+
+    def completed(self, handles: Any, timeout: Optional[float] = None) -> int:
+        """The probes come first and on the threads; after them, chunks of the
+        chosen run in the order they finish."""
+        if self._backend is None:
+            started = time.monotonic()
+            # Measure the probe that finishes first, not the first submitted:
+            # a slow first item must not hold back the first result.
+            probes = self._probes
+            if len(probes) > 1:
+                completed = getattr(self._threads, "completed")
+                first = completed([probe.inner for probe in probes], timeout)
+                probes.insert(0, probes.pop(first))
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            self._decide(left)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started))
+        run = handles[0].run
+        same = [i for i, handle in enumerate(handles) if handle.run is run]
+        completed = getattr(run, "completed", None)
+        if completed is None or len(same) < 2:
+            return 0
+        return same[completed([handles[i].inner for i in same], timeout)]
 
     def cancel(self) -> None:
         self._threads.cancel()
@@ -222,6 +252,10 @@ class _AdaptiveRun(Run):
     def _choose(self, name: str, reason: str, backend: Run) -> None:
         self._choice = (name, reason)
         self._backend = backend
+        if self._unordered and backend is not self._threads:
+            in_completion_order = getattr(backend, "in_completion_order", None)
+            if in_completion_order is not None:
+                in_completion_order()
         # Read by the engine after every chunk (its step 7).
         self.target_chunk_seconds = backend.target_chunk_seconds
         self.target_chunk_bytes = getattr(backend, "target_chunk_bytes", None)

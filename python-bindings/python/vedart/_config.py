@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from .exceptions import ConfigError
 
@@ -51,6 +51,29 @@ def _check_bool(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(field, f"must be a bool, got {type(value).__name__}")
     return value
+
+
+def check_process_options(
+    initializer: Any, initargs: Any, max_tasks_per_child: Any
+) -> None:
+    """Validates ``initializer``, ``initargs`` and ``max_tasks_per_child`` (of
+    :class:`Config` and of ``par_iter``), raising :class:`ConfigError`."""
+    if initializer is not None and not callable(initializer):
+        raise ConfigError(
+            "initializer", f"must be callable or None, got {type(initializer).__name__}"
+        )
+    if not isinstance(initargs, tuple):
+        raise ConfigError("initargs", f"must be a tuple, got {type(initargs).__name__}")
+    if initargs and initializer is None:
+        raise ConfigError("initargs", "given without an initializer")
+    tasks = max_tasks_per_child
+    if tasks is not None:
+        if isinstance(tasks, bool) or not isinstance(tasks, int):
+            raise ConfigError(
+                "max_tasks_per_child", f"must be an int or None, got {type(tasks).__name__}"
+            )
+        if tasks < 1:
+            raise ConfigError("max_tasks_per_child", f"must be at least 1, got {tasks}")
 
 
 def _check_policy(value: Any) -> SchedulingPolicy:
@@ -114,6 +137,16 @@ class Config:
     #: item's result, at least); ``None`` means 4 GiB. Larger ones fail with
     #: :class:`vedart.ExecutorError` naming this field.
     max_message_bytes: Optional[int] = None
+    #: Process executor: called as ``initializer(*initargs)`` once in each
+    #: worker process before the first chunk it runs, like
+    #: ``ProcessPoolExecutor(initializer=...)``. One that raises fails the
+    #: pipeline with :class:`vedart.BrokenProcessPoolError`.
+    initializer: Optional[Callable[..., Any]] = None
+    #: Arguments of :attr:`initializer`.
+    initargs: tuple[Any, ...] = ()
+    #: Process executor: a worker process is retired (it finishes its chunks
+    #: and exits) and replaced after running this many chunks; ``None``: never.
+    max_tasks_per_child: Optional[int] = None
 
     def __post_init__(self) -> None:
         _check_count("num_threads", self.num_threads, minimum=1)
@@ -160,6 +193,7 @@ class Config:
                 )
             if limit < 1:
                 raise ConfigError("max_message_bytes", f"must be at least 1, got {limit}")
+        check_process_options(self.initializer, self.initargs, self.max_tasks_per_child)
         resolved_max = self._max_workers()
         resolved_min = self._min_workers(resolved_max)
         if resolved_min > resolved_max:
@@ -329,6 +363,17 @@ class ConfigBuilder:
     def max_message_bytes(self, value: Optional[int]) -> ConfigBuilder:
         """Sets :attr:`Config.max_message_bytes`."""
         return self._set("max_message_bytes", value)
+
+    def initializer(
+        self, initializer: Optional[Callable[..., Any]], *initargs: Any
+    ) -> ConfigBuilder:
+        """Sets :attr:`Config.initializer` and :attr:`Config.initargs`."""
+        self._set("initializer", initializer)
+        return self._set("initargs", tuple(initargs))
+
+    def max_tasks_per_child(self, value: Optional[int]) -> ConfigBuilder:
+        """Sets :attr:`Config.max_tasks_per_child`."""
+        return self._set("max_tasks_per_child", value)
 
     def build(self) -> Config:
         """Validates the settings and returns the :class:`Config`.

@@ -39,6 +39,11 @@ How a terminal operation runs (see :func:`partials`):
    left (a run whose ``result`` takes no ``timeout`` waits in full), and
    nothing new starts once it has passed. The first wait that finds it passed
    raises :class:`vedart.TimeoutError`, and step 6 cancels what is running.
+9. ``unordered()`` (:attr:`Execution.unordered`): step 4 takes results in the
+   order their chunks finish instead, from runs that can tell
+   (``in_completion_order``/``completed``, see :class:`vedart.Run`); others
+   are read in input order. A failure is raised as soon as its chunk is
+   taken, so an unordered run is fail-fast by nature.
 """
 
 from __future__ import annotations
@@ -252,7 +257,15 @@ class Execution:
     items of the first parallel segment as their chunks' results come back.
     """
 
-    __slots__ = ("executor", "chunk_size", "runs", "progress", "segments", "deadline")
+    __slots__ = (
+        "executor",
+        "chunk_size",
+        "runs",
+        "progress",
+        "segments",
+        "deadline",
+        "unordered",
+    )
 
     def __init__(
         self,
@@ -260,8 +273,11 @@ class Execution:
         chunk_size: Optional[int],
         progress: Optional[Any] = None,
         deadline: Optional[Deadline] = None,
+        unordered: bool = False,
     ) -> None:
         self.executor = executor
+        #: Step 9: results in the order their chunks finish.
+        self.unordered = unordered
         #: The operation's ``timeout=`` (step 8), if it has one.
         self.deadline = deadline
         if chunk_size is None:
@@ -317,6 +333,8 @@ class Execution:
         index = 0
         deadline = self.deadline
         timed = deadline is not None and _takes_timeout(run)
+        in_completion_order = getattr(run, "in_completion_order", None)
+        unordered = self.unordered and in_completion_order is not None and in_completion_order()
         try:
             while True:
                 if deadline is not None:
@@ -332,7 +350,23 @@ class Execution:
                     inflight.append((run.submit(fn, chunk), len(chunk)))
                     index += 1
                 if inflight:
-                    handle, size = inflight.popleft()
+                    if unordered and len(inflight) > 1:
+                        handles = [entry[0] for entry in inflight]
+                        try:
+                            completed = getattr(run, "completed")
+                            if timed:
+                                assert deadline is not None
+                                position = completed(handles, deadline.left())
+                            else:
+                                position = completed(handles)
+                        except WaitExpired:
+                            assert deadline is not None  # only a timed wait expires
+                            raise deadline.error() from None
+                        del handles
+                        handle, size = inflight[position]
+                        del inflight[position]
+                    else:
+                        handle, size = inflight.popleft()
                     if timed:
                         assert deadline is not None
                         try:

@@ -22,6 +22,7 @@ collects their results in order. This is the seam later executors plug into
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from typing import Any, Callable, Optional, Union
 
@@ -97,6 +98,14 @@ class Run:
         default leaves it to the executor's ``name`` and ``reason``."""
         return ("", "")
 
+    # A run that can hand results on in completion order (``unordered()``)
+    # defines ``in_completion_order() -> bool``, called before the first
+    # ``submit``, and ``completed(handles, timeout=None) -> int``: the
+    # position in ``handles`` (chunks submitted, not yet taken with
+    # ``result``) of one that finished, the first to finish first, waiting
+    # at most ``timeout`` seconds (then raising ``WaitExpired``). A run
+    # without them is read in submission order.
+
 
 class Executor:
     """Runs chunk functions somewhere; see the module documentation."""
@@ -120,17 +129,93 @@ class Executor:
         raise NotImplementedError
 
 
+class _Finishing:
+    """A chunk function that reports its chunk's end to an unordered
+    :class:`_ThreadRun` (whatever the outcome)."""
+
+    __slots__ = ("fn", "run", "index")
+
+    def __init__(self, fn: Callable[[Any], Any], run: _ThreadRun, index: int) -> None:
+        self.fn = fn
+        self.run = run
+        self.index = index
+
+    def __call__(self, chunk: Any) -> Any:
+        try:
+            return self.fn(chunk)
+        finally:
+            self.run._finished(self.index)
+
+
+#: Longest single sleep of an unordered thread run's wait, so that a
+#: cancelled group (whose unstarted chunks never report) is noticed.
+_COMPLETED_POLL_SECONDS = 0.05
+
+
 class _ThreadRun(Run):
-    __slots__ = ("_group", "_ctx")
+    __slots__ = ("_group", "_ctx", "_done", "_wake", "_submitted")
 
     def __init__(self, pool: Any, mode: str) -> None:
         self._group = _vedart.Group(pool, mode)  # type: ignore[arg-type]
         self._ctx = contextvars.copy_context()
+        #: Unordered runs: indices of finished chunks not yet taken with
+        #: ``result``, in finishing order.
+        self._done: Optional[dict[int, None]] = None
+        self._wake: Optional[threading.Condition] = None
+        self._submitted = 0
+
+    def in_completion_order(self) -> bool:
+        self._done = {}
+        self._wake = threading.Condition(threading.Lock())
+        return True
+
+    def _finished(self, index: int) -> None:
+        wake = self._wake
+        assert wake is not None and self._done is not None
+        with wake:
+            self._done[index] = None
+            wake.notify()
+
+    def completed(self, handles: Any, timeout: Optional[float] = None) -> int:
+        wake, done = self._wake, self._done
+        assert wake is not None and done is not None
+        # Task.index is the position in the group, which is the submit count.
+        positions = {task.index: i for i, task in enumerate(handles)}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with wake:
+            while True:
+                for index in done:
+                    position = positions.get(index)
+                    if position is not None:
+                        return position
+                if self._group.failed or self._group.cancelled:
+                    # Chunks cancelled before they started never report:
+                    # the oldest one tells what happened.
+                    return 0
+                pause = _COMPLETED_POLL_SECONDS
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0.0:
+                        raise WaitExpired
+                    pause = min(pause, left)
+                wake.wait(pause)
 
     def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
+        if self._done is not None:
+            fn = _Finishing(fn, self, self._submitted)
+            self._submitted += 1
         return self._group.submit(self._ctx.copy().run, (fn, chunk))
 
     def result(self, task: Any, timeout: Optional[float] = None) -> Any:
+        done = self._done
+        if done is not None:
+            assert self._wake is not None
+            with self._wake:
+                done.pop(task.index, None)
+            if not task.done:
+                # The chunk reported its end a moment before its task did; an
+                # "ordered" group's wait would hold it behind earlier ones.
+                task.wait(timeout)
         if not task.done:
             status = self._group.wait(task, timeout)
             if status == "timeout":

@@ -11,6 +11,7 @@ from typing import (
     Generic,
     Iterable,
     Iterator,
+    NamedTuple,
     Optional,
     TypeVar,
     Union,
@@ -20,6 +21,9 @@ from . import _asyncio, _deterministic, _progress
 from ._deadline import Deadline, check_timeout
 from ._engine import Execution, partials
 from ._adaptive import explained, stages_for
+from ._config import check_process_options
+from ._process import ProcessOptions
+from .exceptions import ConfigError
 from ._executors import THREAD_POOL, Executor, check_executor_spec
 from ._runtime import get_runtime
 from ._stages import (
@@ -93,6 +97,9 @@ def par_iter(
     chunk_size: Optional[int] = None,
     *,
     executor: Union[None, str, Executor] = None,
+    initializer: Optional[Callable[..., Any]] = None,
+    initargs: tuple[Any, ...] = (),
+    max_tasks_per_child: Optional[int] = None,
 ) -> ParallelIterator[T]:
     """A lazy parallel pipeline over ``iterable``; nothing runs until a terminal
     operation (``collect``, ``sum``, iteration, ...).
@@ -110,10 +117,27 @@ def par_iter(
             Side effects of your functions (globals, mutated arguments) are
             only visible to the caller with ``"thread"`` and ``"serial"``:
             ``"process"`` runs them in other processes, and ``"auto"`` may.
+        initializer, initargs: for work in worker processes, like
+            ``ProcessPoolExecutor``'s: ``initializer(*initargs)`` runs once
+            in each worker process before the first chunk it runs (once per
+            worker for a given initializer and arguments, however many
+            pipelines name them). One that raises fails the operation with
+            :class:`vedart.BrokenProcessPoolError`. Overrides
+            :attr:`vedart.Config.initializer`.
+        max_tasks_per_child: a worker process is retired (it finishes its
+            chunks and exits) and replaced after this many chunks, like
+            ``ProcessPoolExecutor(max_tasks_per_child=)``; chunks still run
+            at most once. Overrides :attr:`vedart.Config.max_tasks_per_child`.
+            These three options are process work: with ``executor`` left to
+            ``"auto"`` they make it ``"process"``; with another executor
+            they are an error.
 
     Raises:
         TypeError: ``iterable`` is not iterable.
         ValueError: ``chunk_size`` < 1 or an unknown executor name.
+        vedart.ConfigError: a bad ``initializer``, ``initargs`` or
+            ``max_tasks_per_child``, or one given with an executor that is not
+            ``"process"``.
 
     Examples:
         >>> import vedart as veda
@@ -124,7 +148,30 @@ def par_iter(
     if chunk_size is not None:
         _check_int("chunk_size", chunk_size, 1)
     check_executor_spec(executor)
-    return ParallelIterator(iterable, (), chunk_size, executor)
+    process = None
+    if initializer is not None or initargs != () or max_tasks_per_child is not None:
+        check_process_options(initializer, initargs, max_tasks_per_child)
+        if executor is None or executor == "auto":
+            executor = "process"
+        elif executor != "process":
+            raise ConfigError(
+                "initializer" if initializer is not None else "max_tasks_per_child",
+                f'is for work in worker processes (executor="process"), not executor={executor!r}',
+            )
+        process = ProcessOptions(initializer, initargs, max_tasks_per_child)
+    return ParallelIterator(iterable, (), chunk_size, executor, _Options(False, process))
+
+
+class _Options(NamedTuple):
+    """How a pipeline runs, besides its stages."""
+
+    #: ``unordered()``: results in the order their chunks finish.
+    unordered: bool = False
+    #: Worker process settings given to ``par_iter`` (else the Config's).
+    process: Optional[ProcessOptions] = None
+
+
+_DEFAULT_OPTIONS = _Options()
 
 
 class ParallelIterator(Generic[T]):
@@ -140,7 +187,7 @@ class ParallelIterator(Generic[T]):
     message and traceback; the first one cancels the work still outstanding.
     """
 
-    __slots__ = ("_source", "_stages", "_chunk_size", "_executor", "_explained")
+    __slots__ = ("_source", "_stages", "_chunk_size", "_executor", "_explained", "_options")
 
     def __init__(
         self,
@@ -148,18 +195,33 @@ class ParallelIterator(Generic[T]):
         stages: tuple[Stage, ...],
         chunk_size: Optional[int],
         executor: Union[None, str, Executor],
+        options: Optional[_Options] = None,
     ) -> None:
         self._source = source
         self._stages = stages
         self._chunk_size = chunk_size
         self._executor = executor
+        self._options = options or _DEFAULT_OPTIONS
         #: What the last run of this pipeline ran where (see ``explain``).
         self._explained: Any = None
 
     def _then(self, stage: Stage) -> ParallelIterator[Any]:
         return ParallelIterator(
-            self._source, self._stages + (stage,), self._chunk_size, self._executor
+            self._source, self._stages + (stage,), self._chunk_size, self._executor, self._options
         )
+
+    def _start(self, runtime: Any, chunk_size: Optional[int], **kwargs: Any) -> Execution:
+        """The :class:`Execution` of one run of the pipeline."""
+        process = self._options.process
+        spec: Union[None, str, Executor] = self._executor
+        if process is not None:
+            from ._process import ProcessExecutor
+
+            spec = ProcessExecutor(
+                runtime, 'executor="process" (par_iter was given process options)', process
+            )
+        executor = _deterministic.executor_for(spec, runtime)
+        return Execution(executor, chunk_size, unordered=self._options.unordered, **kwargs)
 
     # -- stages ---------------------------------------------------------------
 
@@ -238,6 +300,29 @@ class ParallelIterator(Generic[T]):
 
         return self._then(Stage(GPU_MAP, as_gpu_function(fn)))
 
+    def unordered(self) -> ParallelIterator[T]:
+        """Hands results on in the order they finish instead of input order:
+        ``collect()`` lists them as their chunks complete, and iteration
+        yields the first result as soon as any chunk is done, so one slow
+        item no longer holds back the rest (``imap_unordered``,
+        ``as_completed``).
+
+        Every parallel segment of the pipeline runs this way, on the thread
+        and process executors and the adaptive choice between them (others
+        keep input order); order-sensitive stages after it (``enumerate``,
+        ``take``, ``zip``, and which of equal items ``min``/``max`` pick) see the
+        completion order. ``timeout=`` and errors work as for ordered runs:
+        the first error is raised as soon as its chunk finishes, and the work
+        still running is cancelled.
+        """
+        return ParallelIterator(
+            self._source,
+            self._stages,
+            self._chunk_size,
+            self._executor,
+            self._options._replace(unordered=True),
+        )
+
     def explain(self) -> Any:
         """Where each part of the pipeline runs and why, as a
         :class:`vedart.Explanation` (its ``str()`` is a readable summary).
@@ -262,10 +347,10 @@ class ParallelIterator(Generic[T]):
     ) -> Any:
         """Runs the pipeline to completion on this thread."""
         runtime = get_runtime()
-        executor = _deterministic.executor_for(self._executor, runtime)
         chunk_size = self._chunk_size or runtime.config.chunk_size
         with _progress.tracking(progress, self._source) as bar:
-            execution = Execution(executor, chunk_size, bar, deadline)
+            execution = self._start(runtime, chunk_size, progress=bar, deadline=deadline)
+            executor = execution.executor
             try:
                 return reducer.combine(
                     partials(execution, self._source, stages_for(self._stages, executor), reducer)
@@ -454,9 +539,9 @@ class ParallelIterator(Generic[T]):
 
     def _batches(self, deadline: Optional[Deadline] = None) -> Generator[list[Any], None, None]:
         runtime = get_runtime()
-        executor = _deterministic.executor_for(self._executor, runtime)
         chunk_size = self._chunk_size or runtime.config.chunk_size
-        execution = Execution(executor, chunk_size, deadline=deadline)
+        execution = self._start(runtime, chunk_size, deadline=deadline)
+        executor = execution.executor
         try:
             yield from partials(
                 execution,

@@ -59,20 +59,23 @@ from __future__ import annotations
 
 import atexit
 import collections
+import hashlib
 import io
 import os
 import pickle
 import struct
 import sys
 import threading
+import time
 import types
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from . import _stages, _vedart, _worker
 from ._deadline import WaitExpired
 from ._executors import Executor, Run
 from .exceptions import TimeoutError as VedaTimeoutError
 from .exceptions import (
+    BrokenProcessPoolError,
     CancelledError,
     ChunkInterruptedError,
     ExecutorError,
@@ -253,12 +256,26 @@ _pool_pid = 0
 _inherited: list[Any] = []
 
 
-def get_pool(workers: int, max_message_bytes: Optional[int] = None) -> Any:
+#: Pools whose children retire after ``max_tasks_per_child`` chunks, by
+#: ``(workers, max_message_size, max_tasks_per_child)``: kept beside the main
+#: pool, so that pipelines with and without the option do not restart each
+#: other's children.
+_recycling: dict[tuple[int, int, int], Any] = {}
+
+
+def get_pool(
+    workers: int,
+    max_message_bytes: Optional[int] = None,
+    max_tasks_per_child: Optional[int] = None,
+) -> Any:
     """The process pool with ``workers`` children, started on first use;
     ``max_message_bytes`` (default :data:`DEFAULT_MAX_MESSAGE_BYTES`) bounds
-    one request or answer."""
+    one request or answer; with ``max_tasks_per_child`` a child is retired
+    and replaced after that many chunks (a pool of its own)."""
     global _pool, _pool_pid
     limit = max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
+    if max_tasks_per_child is not None:
+        return _recycling_pool(workers, limit, max_tasks_per_child)
     pool = _pool
     if pool is not None and _pool_pid == os.getpid() and pool.workers == workers:
         if not pool.closed and pool.max_message_size == limit:
@@ -288,6 +305,26 @@ def get_pool(workers: int, max_message_bytes: Optional[int] = None) -> Any:
         return pool
 
 
+def _recycling_pool(workers: int, limit: int, tasks: int) -> Any:
+    # A forked child finds this empty (see _after_fork_in_child).
+    key = (workers, limit, tasks)
+    with _lock:
+        pool = _recycling.get(key)
+        if pool is None or pool.closed:
+            program, args = worker_command()
+            pool = _vedart.ProcessPool(
+                program,
+                args,
+                worker_env(workers),
+                workers,
+                GRACE_PERIOD_SECONDS,
+                max_message_size=limit,
+                max_tasks_per_child=tasks,
+            )
+            _recycling[key] = pool
+        return pool
+
+
 def current_pool() -> Optional[Any]:
     """The running pool of this process, if one was started."""
     pool = _pool
@@ -303,8 +340,12 @@ def shutdown_pool(timeout: Optional[float] = EXIT_TIMEOUT_SECONDS) -> None:
     global _pool
     with _lock:
         pool, _pool = _pool, None
+        recycling = list(_recycling.values())
+        _recycling.clear()
     if pool is not None and _pool_pid == os.getpid():
         pool.shutdown(timeout)
+    for each in recycling:
+        each.shutdown(timeout)
 
 
 def _after_fork_in_child() -> None:
@@ -313,6 +354,8 @@ def _after_fork_in_child() -> None:
     if _pool is not None:
         _inherited.append(_pool)
     _pool = None
+    _inherited.extend(_recycling.values())
+    _recycling.clear()
 
 
 atexit.register(shutdown_pool)
@@ -381,6 +424,8 @@ def dumps_plan(plan: tuple[Any, ...]) -> bytes:
     try:
         return _dumps(plan)
     except Exception as error:
+        if plan[0] == "setup":  # the initializer pickled (see setup_of): the rest did not
+            plan = plan[2]
         culprit = None
         if plan[0] == "chain":
             for kind, stage_fn in plan[1]:
@@ -549,7 +594,12 @@ def outcome_error(outcome: tuple[Any, ...]) -> BaseException:
     """The exception for a failed call's outcome."""
     kind = outcome[0]
     if kind == "remote":
-        return remote_error(outcome[1], outcome[2])
+        error = remote_error(outcome[1], outcome[2])
+        from . import _worker
+
+        if isinstance(error, _worker.InitializerFailed):
+            return initializer_error(remote_error(error.payload, outcome[2]), outcome[2])
+        return error
     if kind == "died":
         return crash_error(outcome)
     if kind == "interrupted":
@@ -573,6 +623,17 @@ def outcome_error(outcome: tuple[Any, ...]) -> BaseException:
     return ExecutorError(f"process executor: {outcome[1]}")
 
 
+def initializer_error(error: BaseException, pid: Any) -> BrokenProcessPoolError:
+    """The error of a pipeline whose process ``initializer`` raised ``error``
+    in worker process ``pid`` (the cause)."""
+    broken = BrokenProcessPoolError(
+        f"the process initializer raised {type(error).__name__}: {error} (in worker "
+        f"process {pid}); no chunk ran in that worker"
+    )
+    broken.__cause__ = error
+    return broken
+
+
 def too_large_error(outcome: tuple[Any, ...]) -> ExecutorError:
     """The error of a ``("too_large", message, pid, size, max)`` outcome: a
     chunk's request or result over the pool's maximum message size."""
@@ -588,6 +649,39 @@ def too_large_error(outcome: tuple[Any, ...]) -> ExecutorError:
 
 
 # -- the executor -------------------------------------------------------------------
+
+
+class ProcessOptions(NamedTuple):
+    """Per-pipeline settings of the worker processes (``par_iter(...,
+    initializer=, initargs=, max_tasks_per_child=)``); each overrides the
+    :class:`vedart.Config` field of the same name."""
+
+    initializer: Optional[Callable[..., Any]] = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks_per_child: Optional[int] = None
+
+
+def setup_of(
+    initializer: Optional[Callable[..., Any]], initargs: tuple[Any, ...]
+) -> Optional[tuple[Any, ...]]:
+    """``(token, initializer, initargs)`` for :func:`vedart._worker._setup`,
+    which runs it once per worker process and token. The token is a digest of
+    the pickled pair, so the same initializer and arguments run once per
+    worker however many pipelines name them.
+
+    Raises:
+        TypeError: they do not pickle; the message names the initializer.
+    """
+    if initializer is None:
+        return None
+    try:
+        data = _dumps((initializer, initargs))
+    except Exception as error:
+        raise TypeError(
+            f"the initializer {_describe(initializer)} or its initargs cannot be sent to a "
+            f"worker process (they do not pickle: {error})"
+        ) from error
+    return (hashlib.sha256(data).hexdigest(), initializer, initargs)
 
 
 class _ProcessHandle:
@@ -616,11 +710,25 @@ class _ProcessRun(Run):
         "_chunks_done",
         "_reason",
         "_retries",
+        "_setup",
+        "_resolved",
     )
 
-    def __init__(self, pool: Any, mode: str, reason: str, retries: int = 0) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        mode: str,
+        reason: str,
+        retries: int = 0,
+        setup: Optional[tuple[Any, ...]] = None,
+    ) -> None:
         self._pool = pool
         self._batch = pool.batch()
+        #: The initializer, run before a worker's first chunk (see setup_of).
+        self._setup = setup
+        #: Indices of resolved calls not yet taken with ``result``, in the
+        #: order they resolved; ``None`` until :meth:`in_completion_order`.
+        self._resolved: Optional[dict[int, None]] = None
         self._fail_fast = mode == "fail_fast"
         #: Step 4: runs a chunk may have after a started one was lost.
         self._retries = retries
@@ -636,14 +744,45 @@ class _ProcessRun(Run):
             return entry[1]
         if len(self._contexts) >= MAX_CONTEXTS_PER_RUN:
             return None
-        context = self._pool.context(dumps_plan(plan_of(fn)))
+        context = self._pool.context(dumps_plan(self._plan(fn)))
         self._contexts[id(fn)] = (fn, context)
         return context
+
+    def _plan(self, fn: Callable[[Any], Any]) -> tuple[Any, ...]:
+        plan = plan_of(fn)
+        return plan if self._setup is None else ("setup", self._setup, plan)
+
+    def in_completion_order(self) -> bool:
+        """The engine hands results on as chunks finish (``unordered()``):
+        called before the first ``submit``; calls then resolve into a queue
+        that :meth:`completed` reads."""
+        self._batch = self._pool.batch(completions=True)
+        self._resolved = {}
+        return True
+
+    def completed(self, handles: Any, timeout: Optional[float] = None) -> int:
+        """The position in ``handles`` of one whose chunk has resolved, the
+        first to resolve first; waits for one at most ``timeout`` seconds
+        (raising ``WaitExpired``)."""
+        assert self._resolved is not None
+        positions = {handle.call.index: i for i, handle in enumerate(handles)}
+        resolved = self._resolved
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for index in resolved:
+                position = positions.get(index)
+                if position is not None:
+                    return position
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            calls = self._batch.take_completed(left)
+            if not calls:
+                raise WaitExpired
+            resolved.update((call.index, None) for call in calls)
 
     def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
         context = self._context(fn)
         if context is None:
-            request = dumps_chunk((plan_of(fn), chunk), self._items)
+            request = dumps_chunk((self._plan(fn), chunk), self._items)
         else:
             request = dumps_chunk(chunk, self._items)
         self._items += len(chunk)
@@ -652,6 +791,8 @@ class _ProcessRun(Run):
 
     def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
         call = handle.call
+        if self._resolved is not None:
+            self._resolved.pop(call.index, None)
         if not call.done:
             status = self._batch.wait(call, self._fail_fast, timeout)
             if status == "timeout":
@@ -713,13 +854,27 @@ class ProcessExecutor(Executor):
     #: Never run work on the calling thread: its side effects would be visible.
     inline_per_item = None
 
-    def __init__(self, runtime: Any, reason: str = 'executor="process" was requested') -> None:
-        workers = runtime.config.num_processes
+    def __init__(
+        self,
+        runtime: Any,
+        reason: str = 'executor="process" was requested',
+        options: Optional[ProcessOptions] = None,
+    ) -> None:
+        config = runtime.config
+        workers = config.num_processes
         self.workers = int(workers) if workers else _cores()
-        self.retries = int(getattr(runtime.config, "retries", 0))
-        self.max_message_bytes = getattr(runtime.config, "max_message_bytes", None)
+        self.retries = int(getattr(config, "retries", 0))
+        self.max_message_bytes = getattr(config, "max_message_bytes", None)
         self.reason = reason
+        if options is None:
+            options = ProcessOptions(
+                getattr(config, "initializer", None),
+                getattr(config, "initargs", ()),
+                getattr(config, "max_tasks_per_child", None),
+            )
+        self.options = options
+        self.setup = setup_of(options.initializer, options.initargs)
 
     def start(self, mode: str) -> Run:
-        pool = get_pool(self.workers, self.max_message_bytes)
-        return _ProcessRun(pool, mode, self.reason, self.retries)
+        pool = get_pool(self.workers, self.max_message_bytes, self.options.max_tasks_per_child)
+        return _ProcessRun(pool, mode, self.reason, self.retries, self.setup)

@@ -133,6 +133,7 @@ class ProcessPool:
         *,
         max_frame_size: Optional[int] = None,
         max_message_size: Optional[int] = None,
+        max_tasks_per_child: Optional[int] = None,
     ) -> ProcessPool: ...
     @property
     def workers(self) -> int: ...

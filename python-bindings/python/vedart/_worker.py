@@ -294,7 +294,17 @@ def _finisher(spec: tuple) -> Callable[[Iterable[Any]], Any]:
 
 def build(plan: tuple) -> Callable[[Any], Any]:
     """The chunk function of a plan: ``("call", fn)`` is ``fn`` itself;
-    ``("chain", ((kind, fn), ...), reducer_spec)`` is the fused chain."""
+    ``("chain", ((kind, fn), ...), reducer_spec)`` is the fused chain;
+    ``("setup", setup, plan)`` runs the pipeline's initializer (see
+    :func:`_setup`) before ``plan``'s function, once per process."""
+    if plan[0] == "setup":
+        setup, inner = plan[1], build(plan[2])
+
+        def set_up_first(chunk: Any) -> Any:
+            _setup(setup)
+            return inner(chunk)
+
+        return set_up_first
     if plan[0] == "call":
         return plan[1]  # type: ignore[no-any-return]
     _, stages, finish_spec = plan
