@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::detach::{deadline_from_timeout, wait_detached};
 use crate::errors::{VedaErrorKind, runtime_state_error};
@@ -405,6 +406,20 @@ pub struct PyGroup {
 
 #[pymethods]
 impl PyGroup {
+    /// Shows the cycle collector the exceptions the group keeps (see
+    /// `PyTask::__traverse__`: a failure's traceback often reaches the frame
+    /// that holds the group). Sound whoever else holds the group: tasks only
+    /// add failures, and they are read through this object alone. A lock held
+    /// elsewhere is skipped, never waited for.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(state) = self.inner.state.try_lock() {
+            for failure in &state.failures {
+                visit.call(failure)?;
+            }
+        }
+        Ok(())
+    }
+
     #[new]
     #[pyo3(signature = (runtime, mode="fail_fast"))]
     fn new(runtime: &Runtime, mode: &str) -> PyResult<Self> {

@@ -31,8 +31,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
+use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{cancelled_error, internal_panic};
 use crate::group::GroupInner;
@@ -56,7 +58,9 @@ pub(crate) struct Call {
 #[derive(Debug)]
 enum Outcome {
     Value(Py<PyAny>),
-    Error(PyErr),
+    /// The exception object itself (not a `PyErr`), so that the cycle
+    /// collector can see it (see `PyTask::__traverse__`).
+    Error(Py<PyBaseException>),
     Cancelled,
 }
 
@@ -175,8 +179,8 @@ impl TaskInner {
             self.elapsed_ns.store(nanos, Ordering::Relaxed);
             match result {
                 Ok(Ok(value)) => Outcome::Value(value.unbind()),
-                Ok(Err(error)) => Outcome::Error(error),
-                Err(payload) => Outcome::Error(internal_panic(py, payload.as_ref())),
+                Ok(Err(error)) => Outcome::Error(error.into_value(py)),
+                Err(payload) => Outcome::Error(internal_panic(py, payload.as_ref()).into_value(py)),
             }
         };
         drop(call);
@@ -214,7 +218,9 @@ impl TaskInner {
         };
         telemetry::task_finished(end);
         let failure = match (&outcome, py) {
-            (Outcome::Error(error), Some(py)) => Some(error.clone_ref(py)),
+            (Outcome::Error(error), Some(py)) => {
+                Some(PyErr::from_value(error.bind(py).clone().into_any()))
+            }
             _ => None,
         };
         *lock(&self.outcome) = Some(outcome);
@@ -243,7 +249,7 @@ impl TaskInner {
             Some(Outcome::Error(error)) => {
                 let error = error.clone_ref(py);
                 drop(outcome);
-                future.call_method1(pyo3::intern!(py, "set_exception"), (error.into_value(py),))
+                future.call_method1(pyo3::intern!(py, "set_exception"), (error,))
             }
             Some(Outcome::Cancelled) | None => {
                 drop(outcome);
@@ -253,6 +259,24 @@ impl TaskInner {
         if let Err(error) = completed {
             error.write_unraisable(py, Some(future));
         }
+    }
+
+    /// Visits the outcome when `self` is finished and the calling `PyTask`
+    /// holds the only reference to it; see `PyTask::__traverse__`.
+    fn traverse(self: &Arc<Self>, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if !self.is_finished() || Arc::strong_count(self) != 1 {
+            return Ok(());
+        }
+        // A lock held elsewhere is skipped, never waited for (the collector
+        // runs with the interpreter held).
+        if let Ok(outcome) = self.outcome.try_lock() {
+            match outcome.as_ref() {
+                Some(Outcome::Value(value)) => visit.call(value)?,
+                Some(Outcome::Error(error)) => visit.call(error)?,
+                Some(Outcome::Cancelled) | None => {}
+            }
+        }
+        Ok(())
     }
 
     /// The task's value, or its exception, once finished.
@@ -267,7 +291,9 @@ impl TaskInner {
         }
         match lock(&self.outcome).as_ref() {
             Some(Outcome::Value(value)) => Ok(value.clone_ref(py)),
-            Some(Outcome::Error(error)) => Err(error.clone_ref(py)),
+            Some(Outcome::Error(error)) => {
+                Err(PyErr::from_value(error.bind(py).clone().into_any()))
+            }
             Some(Outcome::Cancelled) | None => Err(cancelled_error(py, "the task was cancelled")),
         }
     }
@@ -275,7 +301,9 @@ impl TaskInner {
     /// The exception the task raised, if it failed.
     pub(crate) fn exception(&self, py: Python<'_>) -> Option<PyErr> {
         match lock(&self.outcome).as_ref() {
-            Some(Outcome::Error(error)) => Some(error.clone_ref(py)),
+            Some(Outcome::Error(error)) => {
+                Some(PyErr::from_value(error.bind(py).clone().into_any()))
+            }
             _ => None,
         }
     }
@@ -377,6 +405,18 @@ impl PyTask {
 
 #[pymethods]
 impl PyTask {
+    /// Shows the cycle collector the outcome of a finished task that only this
+    /// object still holds. Without it, an exception whose traceback reaches
+    /// back to the task (a frame holding the task, its future or its scope)
+    /// formed a cycle the collector could not see, and every failed task of a
+    /// pipeline or scope stayed in memory for good. A task the pool still
+    /// holds (queued, running, finishing) is not visited: its objects must
+    /// count as reachable, or the collector could clear what a worker is
+    /// about to use.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.inner.traverse(&visit)
+    }
+
     /// Whether the task has ended (successfully, with an error, or cancelled).
     #[getter]
     fn done(&self) -> bool {

@@ -10,8 +10,9 @@ limits, none of which may leak into the test session.
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_python
+
+import vedart as veda
 
 #: Resident set size of the child, read from /proc after a warm-up so that
 #: what the allocator and the thread-stack cache settle on does not count.
@@ -210,3 +211,48 @@ def test_os_refusals_raise_executor_error(path: str, limit: str, what: str, os_e
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("RAISED ExecutorError "), (line, result.stderr)
     assert what in line and os_error in line, line
+
+
+# -- failed tasks are collected ------------------------------------------------------
+
+
+class _Marked(ValueError):
+    """Raised only by these tests, so live instances can be counted."""
+
+
+def _fail_at_3(x: int) -> int:
+    if x == 3:
+        raise _Marked("item 3")
+    return x
+
+
+def _live(kind: type) -> int:
+    import gc
+
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, kind))
+
+
+@pytest.mark.timeout(120)
+def test_failed_scopes_and_pipelines_are_collected() -> None:
+    # A failure's traceback reaches the frames that hold the scope, group and
+    # tasks, and the Rust task and group hold the exception: the collector
+    # must see inside them, or every failure stays in memory for good.
+    def failing_scope() -> None:
+        with pytest.raises(_Marked):
+            with veda.scope() as s:
+                for i in range(6):
+                    s.spawn(_fail_at_3, i)
+
+    def failing_pipeline() -> None:
+        with pytest.raises(_Marked):
+            veda.par_iter(range(50), executor="thread", chunk_size=2).map(_fail_at_3).collect()
+
+    for run in (failing_scope, failing_pipeline):
+        for _ in range(5):
+            run()
+        errors, futures = _live(_Marked), _live(veda.Future)
+        for _ in range(100):
+            run()
+        assert _live(_Marked) <= errors + 2, f"{run.__name__}: failures are never freed"
+        assert _live(veda.Future) <= futures + 12, f"{run.__name__}: futures are never freed"

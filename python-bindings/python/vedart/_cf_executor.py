@@ -223,7 +223,7 @@ class _ThreadLane:
         call = (self.wrap(fn), *args)
         run = contextvars.copy_context().run
         try:
-            fut._veda_task = self.group.submit(run, call, kwargs or None, fut)
+            fut._attach_task(self.group.submit(run, call, kwargs or None, fut))
         except RuntimeStateError:
             runtime = self.runtime
             if runtime is None or not runtime.closed:
@@ -233,7 +233,7 @@ class _ThreadLane:
             with self.lock:
                 if self.runtime is runtime:
                     self.group = self._new_group()
-            fut._veda_task = self.group.submit(run, call, kwargs or None, fut)
+            fut._attach_task(self.group.submit(run, call, kwargs or None, fut))
 
     def engine_executor(self, kind: str) -> Executor:
         if kind == "auto":

@@ -47,6 +47,28 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
     # The function the task runs, for a timeout's message.
     _veda_fn: Any = None
 
+    def _attach_task(self, task: Any) -> None:
+        """Links the task that completes this future (see :meth:`_forget_task`)."""
+        self._veda_task = task
+        if self.done():  # it finished before the link was made
+            self._veda_task = None
+
+    def _forget_task(self) -> None:
+        # A Rust task keeps its outcome, and Python's cycle collector cannot see
+        # inside it: an exception whose traceback reaches this future (the
+        # frame of a scope holding its children) would keep task, exception
+        # and future alive for ever. Once done, the future holds the outcome
+        # itself and needs the task no more.
+        self._veda_task = None
+
+    def set_result(self, result: Any) -> None:
+        super().set_result(result)
+        self._forget_task()
+
+    def set_exception(self, exception: Optional[BaseException]) -> None:
+        super().set_exception(exception)
+        self._forget_task()
+
     def cancel(self) -> bool:
         """Cancels the task if it has not started and returns ``True``; otherwise
         asks it to stop and returns ``False`` (see the class documentation)."""

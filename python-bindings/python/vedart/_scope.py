@@ -118,7 +118,7 @@ def _start(
         _deterministic.spawn(scheduler, group, fn, args, kwargs, fut, index)
         return False
     ctx = contextvars.copy_context()
-    fut._veda_task = group.submit(ctx.run, (fn, *args), kwargs or None, fut)
+    fut._attach_task(group.submit(ctx.run, (fn, *args), kwargs or None, fut))
     return False
 
 
