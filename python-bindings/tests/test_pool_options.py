@@ -165,6 +165,18 @@ def test_unordered_keeps_every_result_of_a_long_mixed_run():
     assert veda.par_iter(items).map(abs).unordered().sum() == sum(items)
 
 
+@pytest.mark.timeout(60)
+def test_nested_unordered_pipelines_on_one_thread_do_not_deadlock(runtime_config):
+    runtime_config(veda.Config(num_threads=1))
+
+    def inner(x: int) -> int:
+        pipeline = veda.par_iter(range(x, x + 5), chunk_size=1, executor="thread")
+        return pipeline.map(lambda y: y * 2).unordered().sum()
+
+    outer = veda.par_iter(range(4), chunk_size=1, executor="thread").map(inner).unordered()
+    assert sorted(outer.collect(timeout=HANG_TIMEOUT / 2)) == [20, 30, 40, 50]
+
+
 # -- initializer / initargs -------------------------------------------------------
 
 

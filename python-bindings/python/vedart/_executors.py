@@ -179,6 +179,15 @@ class _ThreadRun(Run):
     def completed(self, handles: Any, timeout: Optional[float] = None) -> int:
         wake, done = self._wake, self._done
         assert wake is not None and done is not None
+        if _vedart.in_task():
+            # A worker thread must not sleep here: the group's wait runs
+            # queued chunks itself, which keeps nested pipelines from
+            # deadlocking a small pool. So it takes a finished chunk if
+            # there is one, else waits (and helps) for the oldest.
+            for finished, task in enumerate(handles):
+                if task.done:
+                    return finished
+            return 0
         # Task.index is the position in the group, which is the submit count.
         positions = {task.index: i for i, task in enumerate(handles)}
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -211,8 +220,9 @@ class _ThreadRun(Run):
         if done is not None:
             assert self._wake is not None
             with self._wake:
+                reported = task.index in done
                 done.pop(task.index, None)
-            if not task.done:
+            if reported and not task.done:
                 # The chunk reported its end a moment before its task did; an
                 # "ordered" group's wait would hold it behind earlier ones.
                 task.wait(timeout)
