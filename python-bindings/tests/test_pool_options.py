@@ -165,6 +165,21 @@ def test_unordered_keeps_every_result_of_a_long_mixed_run():
     assert veda.par_iter(items).map(abs).unordered().sum() == sum(items)
 
 
+def die_at_5(x: int) -> int:
+    if x == 5:
+        os._exit(3)
+    time.sleep(0.01)
+    return x
+
+
+@pytest.mark.timeout(120)
+def test_unordered_worker_death_is_a_crash_error_and_the_pool_recovers():
+    pipeline = veda.par_iter(range(20), chunk_size=1, executor="process")
+    with pytest.raises(veda.WorkerCrashedError, match="chunk 5"):
+        pipeline.map(die_at_5).unordered().collect(timeout=HANG_TIMEOUT)
+    assert sorted(pipeline.map(abs).unordered().collect(timeout=HANG_TIMEOUT)) == list(range(20))
+
+
 @pytest.mark.timeout(60)
 def test_nested_unordered_pipelines_on_one_thread_do_not_deadlock(runtime_config):
     runtime_config(veda.Config(num_threads=1))
