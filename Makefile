@@ -17,10 +17,14 @@ test: test-rust test-loom test-python
 test-rust:
 	$(CARGO) test --workspace
 
-# The loom models explore every interleaving up to the preemption bound.
+# Users' command, at the workspace root: the loom models explore every
+# interleaving up to the preemption bound, and every other test builds under the
+# feature (tests needing real threads compiled out, doc examples not run).
+# Release, or the models take minutes; its own target dir, as loom swaps the
+# crates' sync types and would rebuild test-rust's.
 test-loom:
 	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS) \
-	  $(CARGO) test -p vedart-loom-tests --features loom --release --target-dir target/loom
+	  $(CARGO) test --features loom --release --target-dir target/loom
 
 # A virtual environment with the package installed (the Rust extension built by maturin).
 venv: $(VENV)/.installed
