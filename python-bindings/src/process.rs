@@ -442,6 +442,34 @@ struct BatchShared {
     cond: Condvar,
 }
 
+impl BatchShared {
+    /// Waits at most `limit` for `ready` to return something, checking it
+    /// under the batch's lock each time a call resolves; `None` when the time
+    /// runs out first.
+    fn wait_until<R>(
+        &self,
+        limit: Duration,
+        mut ready: impl FnMut(&mut BatchState) -> Option<R>,
+    ) -> Option<R> {
+        let until = Instant::now() + limit;
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(found) = ready(&mut state) {
+                return Some(found);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            state = self
+                .cond
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+}
+
 /// One set of process calls with one failure policy; see the module
 /// documentation.
 #[pyclass(frozen, module = "vedart._vedart", name = "ProcessBatch")]
@@ -567,22 +595,7 @@ impl PyProcessBatch {
             return Ok(status);
         }
         let status = wait_detached(py, deadline, move |limit| {
-            let until = Instant::now() + limit;
-            let mut state = lock(&shared.state);
-            loop {
-                if let Some(status) = check(&state) {
-                    return Some(status);
-                }
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return None;
-                }
-                state = shared
-                    .cond
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .0;
-            }
+            shared.wait_until(limit, |state| check(state))
         })?;
         Ok(status.unwrap_or("timeout"))
     }
@@ -604,22 +617,10 @@ impl PyProcessBatch {
         }
         let shared = Arc::clone(&self.shared);
         let taken = wait_detached(py, deadline, move |limit| {
-            let until = Instant::now() + limit;
-            let mut state = lock(&shared.state);
-            loop {
-                if let Some(completed) = state.completed.as_mut().filter(|c| !c.is_empty()) {
-                    return Some(std::mem::take(completed));
-                }
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return None;
-                }
-                state = shared
-                    .cond
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .0;
-            }
+            shared.wait_until(limit, |state| {
+                let completed = state.completed.as_mut().filter(|c| !c.is_empty())?;
+                Some(std::mem::take(completed))
+            })
         })?;
         Ok(taken
             .unwrap_or_default()
