@@ -292,17 +292,24 @@ def get_pool(
             pool.shutdown(EXIT_TIMEOUT_SECONDS)
             pool = None
         if pool is None:
-            program, args = worker_command()
-            pool = _vedart.ProcessPool(
-                program,
-                args,
-                worker_env(workers),
-                workers,
-                GRACE_PERIOD_SECONDS,
-                max_message_size=limit,
-            )
+            pool = _start_pool(workers, limit)
             _pool, _pool_pid = pool, os.getpid()
         return pool
+
+
+def _start_pool(workers: int, limit: int, tasks: Optional[int] = None) -> Any:
+    """A new pool of ``workers`` children running :mod:`vedart._worker`, each
+    retired after ``tasks`` calls when given (step 1)."""
+    program, args = worker_command()
+    return _vedart.ProcessPool(
+        program,
+        args,
+        worker_env(workers),
+        workers,
+        GRACE_PERIOD_SECONDS,
+        max_message_size=limit,
+        max_tasks_per_child=tasks,
+    )
 
 
 def _recycling_pool(workers: int, limit: int, tasks: int) -> Any:
@@ -311,16 +318,7 @@ def _recycling_pool(workers: int, limit: int, tasks: int) -> Any:
     with _lock:
         pool = _recycling.get(key)
         if pool is None or pool.closed:
-            program, args = worker_command()
-            pool = _vedart.ProcessPool(
-                program,
-                args,
-                worker_env(workers),
-                workers,
-                GRACE_PERIOD_SECONDS,
-                max_message_size=limit,
-                max_tasks_per_child=tasks,
-            )
+            pool = _start_pool(workers, limit, tasks)
             _recycling[key] = pool
         return pool
 
