@@ -19,7 +19,10 @@
 //!   so a signal can never reach a recycled pid (`sys`).
 //!
 //! The wire format and the rules a worker must follow are in [`protocol`]
-//! (`README.md` beside this file); the codec is [`frame`].
+//! (`README.md` beside this file); the codec is [`frame`]. A Rust worker does
+//! not implement them by hand: [`serve`] / [`serve_async`] run a handler per
+//! request, and [`typed`] with [`ProcessPool::call_typed`] carry serde values
+//! (postcard) both ways.
 //!
 //! # Examples
 //!
@@ -49,11 +52,13 @@ mod error;
 mod exit;
 pub mod frame;
 mod pool;
+mod serve;
 #[doc = include_str!("README.md")]
 pub mod protocol {}
 mod stats;
 mod stderr;
 mod sys;
+mod typed;
 mod writer;
 
 pub use builder::ProcessPoolBuilder;
@@ -64,4 +69,8 @@ pub use pool::{
     BoxFuture, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
     MAX_FRAME_SIZE_ENV, ProcessPool, Shutdown, Spawner,
 };
+pub use serve::{AsyncHandler, Failure, FailureKind, Handler, Reply, Request, serve, serve_async};
 pub use stats::{PoolStats, WorkerState, WorkerStats};
+pub use typed::{
+    Typed, TypedAsync, TypedCall, TypedError, TypedErrorKind, TypedReply, typed, typed_async,
+};
