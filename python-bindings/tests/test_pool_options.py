@@ -9,6 +9,7 @@ only after it has seen what must come first, so an ordered run would fail
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -190,6 +191,119 @@ def test_nested_unordered_pipelines_on_one_thread_do_not_deadlock(runtime_config
 
     outer = veda.par_iter(range(4), chunk_size=1, executor="thread").map(inner).unordered()
     assert sorted(outer.collect(timeout=HANG_TIMEOUT / 2)) == [20, 30, 40, 50]
+
+
+# -- unordered() async_map ---------------------------------------------------------
+
+
+def async_gated(gate: asyncio.Event):
+    """Item 0's coroutine waits for ``gate``; the others return at once."""
+
+    async def fn(x: int) -> int:
+        if x == 0:
+            await asyncio.wait_for(gate.wait(), GATE_SECONDS)
+        return x
+
+    return fn
+
+
+@pytest.mark.timeout(120)
+def test_unordered_async_map_yields_results_as_coroutines_finish():
+    async def main() -> None:
+        gate = asyncio.Event()
+        pipeline = veda.par_iter(range(10)).async_map(async_gated(gate), concurrency=4)
+        seen = []
+        async for item in pipeline.unordered().aiter(timeout=HANG_TIMEOUT):
+            seen.append(item)
+            if len(seen) == 9:
+                # Every other item came while item 0 still waits: an ordered
+                # stage would hold them all back behind it (and time out).
+                assert 0 not in seen
+                gate.set()
+        assert sorted(seen) == list(range(10)) and seen[-1] == 0
+        # collect() lists them in the order they finished, too.
+        gate = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, gate.set)
+        done = await veda.par_iter(range(10)).async_map(async_gated(gate)).unordered().collect()
+        assert sorted(done) == list(range(10)) and done[-1] == 0
+        # Input order is still the default.
+        gate.set()
+        assert await veda.par_iter(range(10)).async_map(async_gated(gate)).collect() == list(
+            range(10)
+        )
+
+    asyncio.run(main())
+
+
+async def slow_then_fast(x: int) -> int:
+    await asyncio.sleep(0.4 if x == 0 else 0.001)
+    return x * 10
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_unordered_async_map_after_a_parallel_stage_from_sync_code(executor):
+    # Run from synchronous code: the coroutines run on the background loop.
+    pipeline = (
+        veda.par_iter(range(12), chunk_size=1, executor=executor)
+        .map(abs)
+        .async_map(slow_then_fast, concurrency=3)
+        .unordered()
+    )
+    results = pipeline.collect(timeout=HANG_TIMEOUT)
+    assert sorted(results) == [x * 10 for x in range(12)]
+    assert results[0] != 0
+    assert "as they finish" in str(pipeline.explain())
+
+
+@pytest.mark.timeout(120)
+def test_unordered_async_map_error_and_timeout_cancel_the_rest():
+    cancelled = []
+
+    async def work(x: int) -> int:
+        if x == 3:
+            raise ValueError("bad item 3")
+        try:
+            await asyncio.sleep(30 if x == 0 else 0.001)
+        except asyncio.CancelledError:
+            cancelled.append(x)
+            raise
+        return x
+
+    async def main() -> None:
+        pipeline = veda.par_iter(range(8)).async_map(work).unordered()
+        with pytest.raises(ValueError, match="bad item 3"):
+            await pipeline.collect(timeout=HANG_TIMEOUT)
+        quick = veda.par_iter([1, 2, 0, 4]).async_map(work).unordered()
+        seen = []
+        with pytest.raises(veda.TimeoutError):
+            async for item in quick.aiter(timeout=1.0):
+                seen.append(item)
+        assert sorted(seen) == [1, 2, 4]
+        for _ in range(100):  # the cancellations reach the loop
+            if cancelled.count(0) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert cancelled.count(0) == 2
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(120)
+def test_unordered_async_map_bounds_the_items_in_flight_and_keeps_them_all():
+    running = [0, 0]  # now, most
+
+    async def work(x: int) -> int:
+        running[0] += 1
+        running[1] = max(running[1], running[0])
+        await asyncio.sleep(0.0005 * (x % 7))
+        running[0] -= 1
+        return x
+
+    results = veda.par_iter(range(3000)).async_map(work, concurrency=8).unordered().collect()
+    assert sorted(results) == list(range(3000))
+    assert running[1] <= 8
 
 
 # -- initializer / initargs -------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``async_map``: coroutines over a stream, with bounded concurrency, in order.
+"""``async_map``: coroutines over a stream, with bounded concurrency, in order
+(or, after ``unordered()``, as they finish).
 
 The stage runs in the thread that drives the pipeline (the *feeder*); its
 coroutines run on the target loop: the awaiting caller's loop when the
@@ -29,6 +30,11 @@ pipeline is awaited, else VedaRT's background loop ``veda-async-loop``.
    in flight get :class:`asyncio.CancelledError`. So does the pipeline's
    ``timeout=``: the feeder's waits end at its deadline with
    :class:`vedart.TimeoutError`.
+6. Unordered (the pipeline's ``unordered()``): instead of a future per block,
+   the lanes put each outcome on one :class:`_Completions` queue the moment
+   its coroutine finishes, and the feeder yields results in that order (step
+   4's bound counts the items not yet taken from it). The first failure taken
+   is raised at once and step 5 cancels the rest.
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import queue
 from typing import Any, Awaitable, Callable, Generator, Iterable, Iterator, Optional
 
-from ._asyncio import background_loop, target_loop, wait_concurrent
+from ._asyncio import background_loop, target_loop, wait_concurrent, wait_polling
 from ._deadline import Deadline
 from ._stages import chunked
 from .telemetry import _count_coroutines
@@ -66,6 +73,63 @@ class _Block:
         #: skipped (a plain flag: the future's ``done()`` takes a lock).
         self.failed = False
 
+    def open(self) -> bool:
+        """Whether the block's items are to run (the feeder did not cancel it)."""
+        if not self.future.set_running_or_notify_cancel():
+            return False
+        if self.remaining == 0:
+            self.future.set_result([])
+            return False
+        return True
+
+    def done(self, index: int, value: Any) -> None:
+        self.results[index] = value
+        self.remaining -= 1
+        if self.remaining == 0 and not self.failed:
+            self.future.set_result(self.results)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.failed:
+            self.failed = True
+            if not self.future.done():  # (the feeder may have cancelled it)
+                self.future.set_exception(exc)
+
+
+class _Completions:
+    """Step 6: the outcomes of an unordered stage, in the order they finish,
+    shared by all the blocks (``failed`` is never set: the feeder stops at
+    the first failure and closes the lanes)."""
+
+    __slots__ = ("outcomes",)
+
+    failed = False
+
+    def __init__(self) -> None:
+        #: ``(True, result)`` or ``(False, exception)``, put on the loop's thread.
+        self.outcomes: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+
+    def open(self) -> bool:
+        return True
+
+    def done(self, index: int, value: Any) -> None:
+        self.outcomes.put((True, value))
+
+    def fail(self, exc: BaseException) -> None:
+        self.outcomes.put((False, exc))
+
+    def take(self, deadline: Optional[Deadline]) -> Any:
+        """The next result to finish (waiting for it), or its exception raised."""
+        ok, value = wait_polling(self._take_within, deadline)
+        if ok:
+            return value
+        raise value
+
+    def _take_within(self, seconds: float) -> tuple[bool, Any]:
+        try:
+            return self.outcomes.get(timeout=seconds)
+        except queue.Empty:
+            raise TimeoutError from None
+
 
 class _Lanes:
     """Step 2. Created by the feeder, then used only on the loop's thread."""
@@ -75,18 +139,17 @@ class _Lanes:
     def __init__(self, fn: Callable[[Any], Awaitable[Any]], limit: int) -> None:
         self.fn = fn
         self.limit = limit
-        self.queue: collections.deque[tuple[_Block, int, Any]] = collections.deque()
+        self.queue: collections.deque[tuple[Any, int, Any]] = collections.deque()
         #: Lanes started and not yet out of their loop; only a lane lowers it.
         self.active = 0
         #: The lane tasks, for :meth:`close` only (never to decide anything).
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
-    def add(self, block: _Block, items: list[Any]) -> None:
-        if self.closed or not block.future.set_running_or_notify_cancel():
-            return
-        if not items:
-            block.future.set_result([])
+    def add(self, block: Any, items: list[Any]) -> None:
+        """Queues ``items`` of ``block`` (a :class:`_Block`, or the
+        :class:`_Completions` of an unordered stage)."""
+        if self.closed or not block.open():
             return
         self.queue.extend((block, i, item) for i, item in enumerate(items))
         starts = min(self.limit - self.active, len(self.queue))
@@ -116,16 +179,13 @@ class _Lanes:
                     cancelled += 1
                     if self.closed:
                         raise
-                    _fail(block, exc)  # the coroutine cancelled itself
+                    block.fail(exc)  # the coroutine cancelled itself
                 except BaseException as exc:  # delivered in order by the feeder
                     raised += 1
-                    _fail(block, exc)
+                    block.fail(exc)
                 else:
                     returned += 1
-                    block.results[index] = value
-                    block.remaining -= 1
-                    if block.remaining == 0 and not block.failed:
-                        block.future.set_result(block.results)
+                    block.done(index, value)
         finally:
             # Reached in the step that saw the FIFO empty (or on cancellation):
             # from here on ``add`` knows this lane is gone.
@@ -137,13 +197,6 @@ class _Lanes:
         self.queue.clear()
         for task in list(self.tasks):
             task.cancel()
-
-
-def _fail(block: _Block, exc: BaseException) -> None:
-    if not block.failed:
-        block.failed = True
-        if not block.future.done():  # (the feeder may have cancelled it)
-            block.future.set_exception(exc)
 
 
 def _blocks(
@@ -162,9 +215,10 @@ def _blocks(
 
 
 class AsyncMapStream:
-    """The results of ``async_map``, in input order (see the module docs)."""
+    """The results of ``async_map``, in input order, or as they finish when
+    ``unordered`` (see the module docs)."""
 
-    __slots__ = ("fn", "limit", "loop", "deadline", "_results")
+    __slots__ = ("fn", "limit", "loop", "deadline", "unordered", "_results")
 
     def __init__(
         self,
@@ -173,12 +227,15 @@ class AsyncMapStream:
         concurrency: Optional[int],
         batches: Optional[Iterator[list[Any]]] = None,
         deadline: Optional[Deadline] = None,
+        unordered: bool = False,
     ) -> None:
         self.fn = fn
         self.limit = concurrency or DEFAULT_CONCURRENCY
         self.loop = target_loop.get()
         self.deadline = deadline
-        self._results = self._feed(items, batches)
+        self.unordered = unordered
+        feed = self._feed_unordered if unordered else self._feed
+        self._results = feed(items, batches)
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -204,8 +261,40 @@ class AsyncMapStream:
         return (
             "async",
             f"{name} is a coroutine function: awaited on {where}, at most "
-            f"{self.limit} at once, results in input order",
+            f"{self.limit} at once, results "
+            + ("as they finish" if self.unordered else "in input order"),
         )
+
+    def _feed_unordered(
+        self, items: Iterable[Any], batches: Optional[Iterator[list[Any]]]
+    ) -> Generator[Any, None, None]:
+        """Step 6."""
+        loop = self.loop or background_loop()
+        lanes = _Lanes(self.fn, self.limit)
+        completions = _Completions()
+        outcomes = completions.outcomes
+        in_flight = 0
+        budget = BUFFER_FACTOR * self.limit
+        deadline = self.deadline
+        try:
+            for block_items in _blocks(items, batches, BLOCK_FACTOR * self.limit):
+                while in_flight and in_flight + len(block_items) > budget:
+                    in_flight -= 1
+                    yield completions.take(deadline)
+                if block_items:
+                    loop.call_soon_threadsafe(lanes.add, completions, block_items)
+                    in_flight += len(block_items)
+                while in_flight and not outcomes.empty():
+                    in_flight -= 1
+                    yield completions.take(deadline)
+            while in_flight:
+                in_flight -= 1
+                yield completions.take(deadline)
+        finally:
+            try:
+                loop.call_soon_threadsafe(lanes.close)
+            except RuntimeError:  # the loop is closed: its tasks are gone already
+                pass
 
     def _feed(
         self, items: Iterable[Any], batches: Optional[Iterator[list[Any]]]
@@ -250,8 +339,10 @@ def async_map_items(
     concurrency: Optional[int],
     batches: Optional[Iterator[list[Any]]] = None,
     deadline: Optional[Deadline] = None,
+    unordered: bool = False,
 ) -> AsyncMapStream:
     """``await fn(x)`` for each item, in order (see the module documentation).
     ``batches``, when given, are the upstream segment's chunks (step 1);
-    ``deadline``, the pipeline's ``timeout=`` (step 5)."""
-    return AsyncMapStream(items, fn, concurrency, batches, deadline)
+    ``deadline``, the pipeline's ``timeout=`` (step 5); ``unordered``, results
+    as they finish (step 6)."""
+    return AsyncMapStream(items, fn, concurrency, batches, deadline, unordered)

@@ -121,23 +121,33 @@ def wait_concurrent(
     VedaRT task running on this thread is cancelled (polled every 50 ms) or
     when ``deadline`` (a :class:`vedart._deadline.Deadline`) passes, raising
     its :class:`vedart.TimeoutError`."""
+    try:
+        # ``exception`` raises TimeoutError only when the wait timed out: a
+        # TimeoutError the future holds is returned, and raised by result()
+        # below, outside the wait.
+        wait_polling(lambda seconds: future.exception(timeout=seconds), deadline)
+    except BaseException:
+        future.cancel()
+        raise
+    return future.result()
+
+
+def wait_polling(wait: Callable[[float], Any], deadline: Optional[Any] = None) -> Any:
+    """``wait(seconds)`` repeated until it returns (its result), giving up
+    when the VedaRT task running on this thread is cancelled (polled every
+    50 ms; :class:`vedart.CancelledError`) or when ``deadline`` passes (its
+    :class:`vedart.TimeoutError`). ``wait`` raises :class:`TimeoutError`
+    (or ``concurrent.futures.TimeoutError``) when nothing came in time."""
     interval = _vedart.SIGNAL_CHECK_INTERVAL
     while True:
-        wait = interval if deadline is None else min(interval, deadline.left())
+        seconds = interval if deadline is None else min(interval, deadline.left())
         try:
-            # Raises TimeoutError only when the wait timed out: a TimeoutError
-            # the future holds is returned, and raised by result() below,
-            # outside this try.
-            future.exception(timeout=wait)
-        except concurrent.futures.TimeoutError:
+            return wait(seconds)
+        except (TimeoutError, concurrent.futures.TimeoutError):
             if _vedart.cancelled():
-                future.cancel()
                 raise CancelledError("the pipeline was cancelled") from None
             if deadline is not None and deadline.expired():
-                future.cancel()
                 raise deadline.error() from None
-            continue
-        return future.result()
 
 
 #: How long past its deadline an awaited operation is given to raise its own

@@ -42,7 +42,8 @@ How a terminal operation runs (see :func:`partials`):
 9. ``unordered()`` (:attr:`Execution.unordered`): step 4 takes results in the
    order their chunks finish instead, from runs that can tell
    (``in_completion_order``/``completed``, see :class:`vedart.Run`); others
-   are read in input order. A failure is raised as soon as its chunk is
+   are read in input order. ``async_map`` stages hand on results as their
+   coroutines finish. A failure is raised as soon as its chunk is
    taken, so an unordered run is fail-fast by nature.
 """
 
@@ -322,7 +323,7 @@ class Execution:
         window = 2 * self.executor.workers + 2
         hook = _context.chunk_hook.get()
         # Spans of chunks that run in other processes could not come back.
-        tracer = _trace.recorder if self.executor.name != "process" else None
+        tracer = _trace.recorder if self.executor.name not in ("process", "dask") else None
         progress = self.progress
         if progress is not None and not progress.attach(source):
             progress = None  # only the first segment counts
@@ -576,7 +577,12 @@ def _apply_sequential(stage: Stage, source: Source, execution: Execution) -> Sou
         assert fn is not None
         batches = source.batches if isinstance(source, BatchSource) else None
         stream = async_map_items(
-            source.iterate(), fn, concurrency, batches=batches, deadline=execution.deadline
+            source.iterate(),
+            fn,
+            concurrency,
+            batches=batches,
+            deadline=execution.deadline,
+            unordered=execution.unordered,
         )
         execution.segments.append((repr(stage), stream))
         return IterSource(stream)
