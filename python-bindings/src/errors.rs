@@ -23,6 +23,8 @@ pub(crate) enum VedaErrorKind {
     /// `vedart.exceptions.ExecutorError`: an executor is not available, e.g.
     /// the OS refused the threads or processes it needs.
     Executor,
+    /// `vedart.exceptions.ReplayError`: a replay diverged from its trace.
+    Replay,
 }
 
 impl VedaErrorKind {
@@ -32,6 +34,7 @@ impl VedaErrorKind {
             VedaErrorKind::Cancelled => "CancelledError",
             VedaErrorKind::RuntimeState => "RuntimeStateError",
             VedaErrorKind::Executor => "ExecutorError",
+            VedaErrorKind::Replay => "ReplayError",
         }
     }
 
@@ -40,11 +43,13 @@ impl VedaErrorKind {
         static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static RUNTIME_STATE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static EXECUTOR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static REPLAY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         match self {
             VedaErrorKind::Base => &BASE,
             VedaErrorKind::Cancelled => &CANCELLED,
             VedaErrorKind::RuntimeState => &RUNTIME_STATE,
             VedaErrorKind::Executor => &EXECUTOR,
+            VedaErrorKind::Replay => &REPLAY,
         }
     }
 

@@ -21,7 +21,9 @@
 //!   spans, and the atomic `Counter` behind progress bars;
 //! - `process`: the process executor's pool of warm worker processes, its
 //!   batches of calls and their waits;
-//! - `gpu`: CUDA streams from the device's stream pool, for CuPy.
+//! - `gpu`: CUDA streams from the device's stream pool, for CuPy;
+//! - `deterministic`: the scheduler of `veda.deterministic`, which lets the
+//!   runtime's deterministic flavour choose the order of Python tasks.
 //!
 //! This file only registers the module.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -31,6 +33,7 @@ use pyo3::prelude::*;
 
 mod asyncio_bridge;
 mod detach;
+mod deterministic;
 mod errors;
 mod gpu;
 mod group;
@@ -80,6 +83,9 @@ fn _vedart(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<gpu::PyGpuStream>()?;
     m.add_function(wrap_pyfunction!(gpu::gpu_available, m)?)?;
     m.add_function(wrap_pyfunction!(gpu::gpu_device_count, m)?)?;
+    m.add_class::<deterministic::PyDeterministicScheduler>()?;
+    m.add_function(wrap_pyfunction!(deterministic::py_task_seed, m)?)?;
+    m.add_function(wrap_pyfunction!(deterministic::native_scope_order, m)?)?;
     m.add(
         "SIGNAL_CHECK_INTERVAL",
         detach::SIGNAL_CHECK_INTERVAL.as_secs_f64(),

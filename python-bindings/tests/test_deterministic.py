@@ -10,8 +10,8 @@ import threading
 import pytest
 
 import vedart as veda
-from vedart import _deterministic
-from vedart._deterministic import DETERMINISTIC_CHUNK_ITEMS, Pcg32, task_seed
+from vedart import _deterministic, _vedart
+from vedart._deterministic import DETERMINISTIC_CHUNK_ITEMS, task_seed
 
 
 def draws(seed, n=100, **kwargs):
@@ -22,26 +22,11 @@ def draws(seed, n=100, **kwargs):
 # -- the generator -------------------------------------------------------------
 
 
-def test_pcg32_matches_the_reference_implementation():
+def test_task_seeds_come_from_the_pcg32_reference_generator():
     # pcg32-demo of the PCG reference library (and rand_pcg's test vector):
-    # pcg32_srandom(42, 54).
-    rng = Pcg32(42, 54)
-    assert [rng.next_u32() for _ in range(6)] == [
-        0xA15C02B7,
-        0x7B47F409,
-        0xBA1D3330,
-        0x83D2F293,
-        0xBFA4784B,
-        0xCBED606E,
-    ]
-
-
-def test_pcg32_bounded_draws_stay_in_range_and_cover_it():
-    rng = Pcg32(7)
-    seen = {rng.below(5) for _ in range(200)}
-    assert seen == {0, 1, 2, 3, 4}
-    assert rng.below(1) == 0
-    assert all(0 <= rng.next_u64() < 2**64 for _ in range(10))
+    # pcg32_srandom(42, 54) outputs 0xa15c02b7 then 0x7b47f409; a task seed is
+    # the first 64-bit output of the stream (low half first, as rand_core).
+    assert task_seed(42, 54) == 0x7B47F409A15C02B7
 
 
 def test_task_seeds_depend_on_seed_and_task():
@@ -309,7 +294,9 @@ def test_record_yields_a_trace_of_every_task():
     assert trace.seed == 11 and trace.workers == _deterministic.DEFAULT_WORKERS
     times = [event.time for event in trace]
     assert times == list(range(len(trace)))
-    assert sorted(trace.order()) == list(range(len(trace)))
+    # Task ids are the deterministic runtime's, taken in submission order.
+    assert len(set(trace.order())) == len(trace) and min(trace.order()) >= 1
+    assert all(1 <= event.runnable for event in trace)
     stages = {event.stage for event in trace}
     assert "map(abs).sum()" in stages
     assert "map(program.<locals>.<lambda>).collect()" in stages
@@ -331,14 +318,24 @@ def test_trace_round_trips_through_json(tmp_path):
     trace.save(path)
     data = json.loads(path.read_text())
     assert data["seed"] == 2 and len(data["events"]) == len(trace)
-    assert set(data["events"][0]) == {"task", "stage", "executor", "worker", "time", "index"}
+    assert set(data["events"][0]) == {
+        "task",
+        "stage",
+        "executor",
+        "worker",
+        "time",
+        "index",
+        "runnable",
+    }
     loaded = veda.ExecutionTrace.load(path)
     assert loaded == trace
     assert veda.ExecutionTrace.from_json(trace.to_json()) == trace
     with pytest.raises(ValueError):
         veda.ExecutionTrace.from_json('{"events": []}')
     with pytest.raises(ValueError):
-        veda.ExecutionTrace.from_json('{"format": 1, "seed": 1}')
+        veda.ExecutionTrace.from_json('{"format": 2, "seed": 1}')
+    with pytest.raises(ValueError, match="record it again"):
+        veda.ExecutionTrace.from_json('{"format": 1, "seed": 1, "workers": 4, "events": []}')
 
 
 def test_replay_runs_the_recorded_order_and_results_again():
@@ -421,3 +418,31 @@ def test_the_mode_is_scoped_to_the_context():
         thread.join(60)
         assert seen == [None]
     assert _deterministic.current() is None
+
+
+# -- one scheduler: Rust's ---------------------------------------------------------
+
+
+def scope_graph(children):
+    """A task graph as nested lists: each child a task that opens a scope and
+    spawns its own children there."""
+    with veda.scope() as s:
+        for child in children:
+            s.spawn(scope_graph, child)
+
+
+GRAPH = [[], [[], [[], []]], [], [[], [], []], [[[]]], []]
+
+
+def test_rust_and_python_run_the_same_graph_in_the_same_order():
+    orders = set()
+    for seed in (0, 1, 7, 2**63 + 5):
+        with veda.deterministic(seed, record=True) as trace:
+            scope_graph(GRAPH)
+        native = _vedart.native_scope_order(seed, GRAPH)
+        assert len(trace) == 15
+        assert trace.order() == native
+        orders.add(tuple(native))
+    assert len(orders) > 1  # the seed chooses the order
+    with pytest.raises(ValueError, match="nested lists"):
+        _vedart.native_scope_order(1, [[], 3])

@@ -3,19 +3,24 @@
 Inside ``with veda.deterministic(seed):`` (or everywhere, with
 ``Config(deterministic_seed=...)`` / ``SchedulingPolicy.DETERMINISTIC``) every
 pipeline and every spawned callable of the calling context runs through one
-:class:`Scheduler`, which makes the run a function of the seed alone:
+:class:`Scheduler`, which makes the run a function of the seed alone. The
+choices are made in Rust, by the runtime's deterministic scheduler
+(``vedart::Builder::new_deterministic(seed)``, through
+``_vedart.DeterministicScheduler``; ``python-bindings/src/deterministic.rs``
+explains how); this module turns pipelines and spawns into its tasks and runs
+the Python calls it picks:
 
-1. **Tasks.** A pipeline's chunks and each spawned callable are *tasks*,
-   numbered in the order the program submits them (the task id). Chunk
-   boundaries are fixed (:data:`DETERMINISTIC_CHUNK_ITEMS`, or the pipeline's
-   ``chunk_size``), never adapted to measured time, and nothing runs inline
-   because it looked cheap: timing never changes what a task is.
+1. **Tasks.** A pipeline's chunks and each spawned callable are *tasks*. Each
+   has a ticket in the deterministic runtime, whose task id is the task's id
+   (the ids of ``vedart::Runtime::schedule_trace``, in submission order).
+   Chunk boundaries are fixed (:data:`DETERMINISTIC_CHUNK_ITEMS`, or the
+   pipeline's ``chunk_size``), never adapted to measured time, and nothing
+   runs inline because it looked cheap: timing never changes what a task is.
 2. **Order.** Submitting only queues a task. When the program waits for one (a
    pipeline reads its next chunk, ``future.result()``, ``await``, the end of a
-   scope or of the block), the scheduler runs queued tasks of that pipeline or
-   group one at a time, each time picking the next one with a PCG32 generator
-   seeded from the seed, until the awaited task is done. Tasks nobody waited
-   for run when the block ends.
+   scope or of the block), the runtime's seeded pick chooses among the queued
+   tasks of that pipeline or scope, one at a time, until the awaited task is
+   done. Tasks nobody waited for run when the block ends.
 3. **Threads, workers, executors.** Tasks of the thread executor run on the
    thread that waits (like the Rust runtime's deterministic flavour, which
    runs every task on one thread); other explicitly chosen executors (process,
@@ -23,20 +28,22 @@ pipeline and every spawned callable of the calling context runs through one
    executor (a choice from measured cost would depend on timing). Each task is
    assigned the logical worker ``time % workers``.
 4. **Randomness.** Before a task runs, ``random`` (and NumPy's global
-   generator when NumPy is imported) is seeded from ``(seed, task id)``
-   through PCG32 (:func:`task_seed`), so
+   generator when NumPy is imported) is seeded with the task's seed, derived
+   in Rust from ``(seed, task id)`` through PCG32 (:func:`task_seed`), so
    ``par_iter(range(100)).map(lambda _: random.random()).collect()`` is the
    same list for the same seed and a different one for another seed.
    :func:`deterministic` restores the caller's generator states when the block
    ends.
-5. **Trace.** With ``record=True`` every dispatch appends a
-   :class:`TraceEvent` (task id, stage, executor, logical worker, logical time)
-   to an :class:`ExecutionTrace`, which saves to and loads from JSON;
-   :func:`replay` runs the same program again in the recorded order and raises
-   :class:`~vedart.ReplayError` at the first task that differs.
+5. **Trace.** With ``record=True`` Rust records every dispatch as a
+   :class:`TraceEvent` (task id, stage, executor, logical worker, logical time,
+   index, and the number of candidates of the runtime's pick) of an
+   :class:`ExecutionTrace`, which saves to and loads from JSON; :func:`replay`
+   runs the same program again with the trace's seed, which gives the recorded
+   order, and raises :class:`~vedart.ReplayError` at the first task that
+   differs.
 
 The mode lives in a :mod:`contextvars` variable, so it is scoped to the calling
-context: other threads keep running normally. Scheduling state is guarded by a
+context: other threads keep running normally. Scheduling is guarded by a
 re-entrant lock (a task may start nested pipelines, which drive the same
 scheduler on the same thread); one deterministic context is meant to be driven
 from one thread at a time.
@@ -62,11 +69,10 @@ import time
 from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
-from . import _asyncio, _runtime, _trace
+from . import _asyncio, _runtime, _trace, _vedart
 from .exceptions import CancelledError, ConfigError, ReplayError
 
 __all__ = [
-    "Pcg32",
     "TraceEvent",
     "ExecutionTrace",
     "Scheduler",
@@ -86,65 +92,15 @@ DETERMINISTIC_CHUNK_ITEMS = 32
 #: every machine (it sizes the pipeline look-ahead window, ``2 * workers + 2``).
 DEFAULT_WORKERS = 4
 
-#: Nested waits deeper than this run the awaited task directly instead of
-#: picking among its queued siblings, which bounds recursion when tasks wait
-#: for tasks that wait for tasks.
-MAX_PICK_DEPTH = 32
+#: Version of the JSON written by :meth:`ExecutionTrace.to_json`. Format 1 was
+#: written by the Python scheduler of earlier versions, whose task ids and
+#: order the Rust scheduler does not reproduce.
+TRACE_FORMAT = 2
 
-#: Version of the JSON written by :meth:`ExecutionTrace.to_json`.
-TRACE_FORMAT = 1
-
-_MASK64 = (1 << 64) - 1
-_PCG_MULTIPLIER = 6364136223846793005
-#: PCG stream of the scheduler's picks; task seeds use the task id as stream.
-_PICK_STREAM = (1 << 63) - 1
-
-
-class Pcg32:
-    """PCG32 (XSH-RR, 64-bit state), the generator of O'Neill's reference
-    ``pcg32_srandom(seed, stream)`` and of Rust's ``rand_pcg::Pcg32::new``.
-
-    Examples:
-        >>> from vedart._deterministic import Pcg32
-        >>> hex(Pcg32(42, 54).next_u32())
-        '0xa15c02b7'
-    """
-
-    __slots__ = ("state", "inc")
-
-    def __init__(self, seed: int, stream: int = 0) -> None:
-        self.inc = ((stream << 1) | 1) & _MASK64
-        self.state = (seed + self.inc) & _MASK64
-        self.state = (self.state * _PCG_MULTIPLIER + self.inc) & _MASK64
-
-    def next_u32(self) -> int:
-        """The next 32-bit output."""
-        old = self.state
-        self.state = (old * _PCG_MULTIPLIER + self.inc) & _MASK64
-        xorshifted = (((old >> 18) ^ old) >> 27) & 0xFFFFFFFF
-        rot = old >> 59
-        return ((xorshifted >> rot) | (xorshifted << ((-rot) & 31))) & 0xFFFFFFFF
-
-    def next_u64(self) -> int:
-        """The next 64-bit output (low half first, as ``rand_core`` builds it)."""
-        low = self.next_u32()
-        return (self.next_u32() << 32) | low
-
-    def below(self, bound: int) -> int:
-        """A uniform integer in ``[0, bound)`` (``bound`` >= 1), without modulo bias."""
-        if bound <= 1:
-            return 0
-        threshold = (1 << 32) % bound
-        while True:
-            value = self.next_u32()
-            if value >= threshold:
-                return value % bound
-
-
-def task_seed(seed: int, task: int) -> int:
-    """The 64-bit seed of task ``task`` under ``seed``: the first output of the
-    PCG32 stream ``task`` seeded with ``seed``."""
-    return Pcg32(seed, task).next_u64()
+#: ``task_seed(seed, task)``: the 64-bit seed of task ``task`` under ``seed``,
+#: the first output of the PCG32 stream ``task`` seeded with ``seed``
+#: (``pcg32_srandom(seed, task)``), derived in Rust.
+task_seed: Callable[[int, int], int] = _vedart.task_seed
 
 
 def _seed_generators(value: int) -> None:
@@ -193,6 +149,9 @@ class TraceEvent:
     time: int
     #: The chunk's index in its pipeline segment, or the spawn's index in its scope.
     index: int = 0
+    #: How many candidates the runtime's pick chose this task among (runnable
+    #: tickets, as ``ScheduleEvent::runnable`` of ``schedule_trace()``).
+    runnable: int = 0
 
 
 class _ClassOrInstanceMethod:
@@ -225,7 +184,7 @@ class ExecutionTrace:
         True
     """
 
-    __slots__ = ("seed", "workers", "events")
+    __slots__ = ("seed", "workers", "_events", "_source")
 
     def __init__(
         self,
@@ -235,7 +194,30 @@ class ExecutionTrace:
     ):
         self.seed = seed
         self.workers = workers
-        self.events: list[TraceEvent] = list(events or ())
+        self._events: list[TraceEvent] = list(events or ())
+        #: The Rust scheduler recording this trace while its block runs.
+        self._source: Optional[_vedart.DeterministicScheduler] = None
+
+    @property
+    def events(self) -> list[TraceEvent]:
+        """The dispatches, in order (read from the Rust scheduler while the
+        run is being recorded)."""
+        source = self._source
+        if source is not None:
+            recorded = source.trace()
+            if len(recorded) != len(self._events):
+                self._events = [TraceEvent(*event) for event in recorded]
+        return self._events
+
+    @events.setter
+    def events(self, events: list[TraceEvent]) -> None:
+        self._source = None
+        self._events = list(events)
+
+    def _detach(self) -> None:
+        """Keeps the events recorded so far; the run is over."""
+        _ = self.events
+        self._source = None
 
     def __len__(self) -> int:
         return len(self.events)
@@ -275,8 +257,14 @@ class ExecutionTrace:
         """Reads what :meth:`to_dict` produced.
 
         Raises:
-            ValueError: not a trace, or one of an unknown format version.
+            ValueError: not a trace, or one of another format version.
         """
+        if isinstance(data, dict) and data.get("format") == 1:
+            raise ValueError(
+                "a vedart execution trace of format 1, recorded by the Python scheduler of "
+                f"vedart before the Rust one drove deterministic mode (format {TRACE_FORMAT}): "
+                "record it again"
+            )
         if not isinstance(data, dict) or data.get("format") != TRACE_FORMAT:
             raise ValueError(f"not a vedart execution trace (format {TRACE_FORMAT})")
         try:
@@ -336,15 +324,18 @@ _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
 
 
 class _Task:
-    """A queued unit of work: a pipeline chunk or a spawned callable."""
+    """A unit of work queued in the Rust scheduler: a pipeline chunk or a
+    spawned callable. ``state`` is the Python outcome; which task runs when
+    is the Rust scheduler's decision."""
 
-    __slots__ = ("id", "index", "state", "queue", "stage", "executor")
+    __slots__ = ("scheduler", "id", "index", "state", "stage", "executor")
 
-    def __init__(self, task_id: int, index: int, queue: list[Any], stage: str, executor: str):
-        self.id = task_id
+    def __init__(self, scheduler: Scheduler, index: int, stage: str, executor: str):
+        self.scheduler = scheduler
+        #: The task id, set when it is queued (see :meth:`Scheduler.submit`).
+        self.id = 0
         self.index = index
         self.state = _QUEUED
-        self.queue = queue
         self.stage = stage
         self.executor = executor
 
@@ -357,13 +348,9 @@ class _Task:
 
     def cancel_queued(self) -> bool:
         """Cancels the task if it has not started; returns whether it did."""
-        if self.state != _QUEUED:
+        if self.state != _QUEUED or not self.scheduler.unqueue(self):
             return False
         self.state = _CANCELLED
-        try:
-            self.queue.remove(self)
-        except ValueError:
-            pass
         self.on_cancelled()
         return True
 
@@ -372,7 +359,8 @@ class _Task:
 
 
 class Scheduler:
-    """The scheduling state of one deterministic context (see the module docs)."""
+    """One deterministic context: the Rust scheduler
+    (``_vedart.DeterministicScheduler``) and the Python tasks it picks."""
 
     def __init__(
         self,
@@ -384,106 +372,78 @@ class Scheduler:
         self.seed = seed
         self.workers = workers
         self.lock = threading.RLock()
-        self._picker = Pcg32(seed, _PICK_STREAM)
-        self._next_id = 0
-        self._clock = 0
-        self._depth = 0
-        self.trace = ExecutionTrace(seed, workers) if record else None
-        self._replay = replay
-        # Queues of spawned tasks, by group (pipelines keep their own queue).
-        self._spawn_queues: dict[int, tuple[Any, list[_Task]]] = {}
+        expected = None if replay is None else [(e.task, e.stage) for e in replay.events]
+        self.native = _vedart.DeterministicScheduler(seed, workers, record, expected)
+        self.trace: Optional[ExecutionTrace] = None
+        if record or replay is not None:
+            self.trace = ExecutionTrace(seed, workers)
+            self.trace._source = self.native
+        #: Queued tasks by id.
+        self._tasks: dict[int, _Task] = {}
+        #: Queue keys of the scopes' spawned tasks, by group.
+        self._spawn_queues: dict[int, tuple[Any, int]] = {}
 
-    def new_id(self) -> int:
+    def new_queue(self) -> int:
+        return self.native.new_queue()
+
+    def submit(self, task: _Task, queue: int, spawns: bool) -> None:
+        """Queues ``task`` in ``queue`` (``spawns``: a scope's queue)."""
         with self.lock:
-            task_id = self._next_id
-            self._next_id += 1
-            return task_id
+            task.id = self.native.submit(queue, spawns, task.stage, task.executor, task.index)
+            self._tasks[task.id] = task
 
-    def _pick(self, queue: list[_Task], wanted: _Task) -> _Task:
-        if self._replay is not None:
-            if self._clock >= len(self._replay.events):
-                raise ReplayError(
-                    f"replay diverged: the trace has {len(self._replay.events)} tasks, "
-                    f"the program runs more (task {wanted.id}: {wanted.stage})"
-                )
-            expected = self._replay.events[self._clock]
-            for task in queue:
-                if task.id == expected.task:
-                    if task.stage != expected.stage:
-                        raise ReplayError(
-                            f"replay diverged at logical time {self._clock}: the trace ran "
-                            f"task {expected.task} as {expected.stage!r}, the program has "
-                            f"{task.stage!r}"
-                        )
-                    return task
-            runnable = ", ".join(f"{t.id} ({t.stage})" for t in queue[:8])
-            raise ReplayError(
-                f"replay diverged at logical time {self._clock}: the trace runs task "
-                f"{expected.task} ({expected.stage}) next, the runnable tasks are {runnable}"
-            )
-        if self._depth > MAX_PICK_DEPTH and wanted in queue:
-            return wanted
-        return queue[self._picker.below(len(queue))]
+    def unqueue(self, task: _Task) -> bool:
+        """Takes ``task`` out of its queue; whether it was queued."""
+        with self.lock:
+            if not self.native.cancel(task.id):
+                return False
+            self._tasks.pop(task.id, None)
+            return True
 
-    def dispatch(self, task: _Task) -> None:
-        """Runs ``task`` now (the lock is held)."""
-        task.queue.remove(task)
+    def queued(self, queue: int) -> list[_Task]:
+        """The queued tasks of ``queue``, in submission order."""
+        with self.lock:
+            return [self._tasks[task_id] for task_id in self.native.queued(queue)]
+
+    def _run(self, task_id: int, seed: int) -> None:
+        # Called by the Rust scheduler for the task it picked.
+        task = self._tasks.pop(task_id)
         task.state = _RUNNING
-        now = self._clock
-        self._clock += 1
-        if self.trace is not None:
-            self.trace.events.append(
-                TraceEvent(task.id, task.stage, task.executor, now % self.workers, now, task.index)
-            )
-        self._depth += 1
         try:
-            task.execute(task_seed(self.seed, task.id))
+            task.execute(seed)
         finally:
-            self._depth -= 1
             if task.state == _RUNNING:
                 task.state = _DONE
 
-    def drive(self, queue: list[_Task], wanted: _Task) -> None:
-        """Runs tasks of ``queue``, chosen by the seed, until ``wanted`` has finished."""
+    def drive(self, wanted: _Task) -> None:
+        """Runs tasks of ``wanted``'s queue, chosen by the seed, until it has run."""
         with self.lock:
-            while not wanted.finished:
-                if not queue:
-                    raise AssertionError("deterministic task neither queued nor finished")
-                self.dispatch(self._pick(queue, wanted))
+            if wanted.state == _QUEUED:
+                self.native.drive(wanted.id, self._run)
 
-    def spawn_queue(self, group: Any) -> list[_Task]:
+    def spawn_queue(self, group: Any) -> int:
         with self.lock:
             entry = self._spawn_queues.get(id(group))
             if entry is None or entry[0] is not group:
-                entry = self._spawn_queues[id(group)] = (group, [])
+                entry = self._spawn_queues[id(group)] = (group, self.native.new_queue())
             return entry[1]
 
     def drain(self) -> None:
         """Runs every spawned task still queued, in seeded order."""
         with self.lock:
-            while True:
-                pending = [task for _, queue in self._spawn_queues.values() for task in queue]
-                if not pending:
-                    self._spawn_queues.clear()
-                    return
-                self.dispatch(self._pick(pending, pending[0]))
+            self.native.drain(self._run)
+            self._spawn_queues.clear()
 
     def cancel_all(self) -> None:
         """Cancels every spawned task still queued."""
         with self.lock:
-            for _, queue in list(self._spawn_queues.values()):
-                for task in list(queue):
-                    task.cancel_queued()
+            for task_id in self.native.queued_spawns():
+                self._tasks[task_id].cancel_queued()
             self._spawn_queues.clear()
 
     def finish_replay(self) -> None:
         """Checks that a replay ran every recorded task."""
-        if self._replay is not None and self._clock < len(self._replay.events):
-            missing = self._replay.events[self._clock]
-            raise ReplayError(
-                f"replay diverged: the program ran {self._clock} tasks, the trace has "
-                f"{len(self._replay.events)} (next: task {missing.task}, {missing.stage})"
-            )
+        self.native.finish_replay()
 
 
 # ---------------------------------------------------------------------------
@@ -500,8 +460,8 @@ def describe(fn: Any) -> str:
 class _ChunkTask(_Task):
     __slots__ = ("run", "fn", "chunk", "value", "error", "elapsed")
 
-    def __init__(self, run: _DetRun, task_id: int, index: int, fn: Any, chunk: Any) -> None:
-        super().__init__(task_id, index, run.queue, run.label, run.executor_name)
+    def __init__(self, run: _DetRun, index: int, fn: Any, chunk: Any) -> None:
+        super().__init__(run.scheduler, index, run.label, run.executor_name)
         self.run = run
         self.fn = fn
         self.chunk = chunk
@@ -562,7 +522,7 @@ class _DetRun:
         self.scheduler = scheduler
         self.inner = inner
         self.mode = mode
-        self.queue: list[_Task] = []
+        self.queue = scheduler.new_queue()
         self.label = "chunk"
         self.executor_name = executor_name
         self.ctx = contextvars.copy_context()
@@ -575,13 +535,12 @@ class _DetRun:
         self.label = label
 
     def submit(self, fn: Callable[[Any], Any], chunk: Any) -> _ChunkTask:
-        task = _ChunkTask(self, self.scheduler.new_id(), self.count, fn, chunk)
+        task = _ChunkTask(self, self.count, fn, chunk)
         self.count += 1
         if self.closed:
             task.state = _CANCELLED
         else:
-            with self.scheduler.lock:
-                self.queue.append(task)
+            self.scheduler.submit(task, self.queue, False)
         return task
 
     def failed(self, task: _ChunkTask) -> None:
@@ -589,7 +548,7 @@ class _DetRun:
         runs only those after it (the consumer never reaches them)."""
         if self.error is None:
             self.error = task
-        doomed = list(self.queue)
+        doomed = self.scheduler.queued(self.queue)
         if self.mode != "fail_fast":
             doomed = [t for t in doomed if t.index > task.index]
         for queued in doomed:
@@ -597,7 +556,7 @@ class _DetRun:
 
     def result(self, handle: _ChunkTask) -> Any:
         if not handle.finished:
-            self.scheduler.drive(self.queue, handle)
+            self.scheduler.drive(handle)
         if handle.error is not None:
             self.cancel()
             raise handle.error
@@ -611,9 +570,8 @@ class _DetRun:
 
     def cancel(self) -> None:
         self.closed = True
-        with self.scheduler.lock:
-            for task in list(self.queue):
-                task.cancel_queued()
+        for task in self.scheduler.queued(self.queue):
+            task.cancel_queued()
         if self.inner is not None:
             self.inner.cancel()
 
@@ -667,7 +625,7 @@ class _SpawnTask(_Task):
     """A spawned callable waiting in the scheduler; it is also the ``_veda_task``
     of its :class:`~vedart.Future`, which calls :meth:`run_inline` to wait."""
 
-    __slots__ = ("scheduler", "group", "call", "future", "ctx")
+    __slots__ = ("group", "call", "future", "ctx")
 
     def __init__(
         self,
@@ -679,9 +637,7 @@ class _SpawnTask(_Task):
         future: Any,
         index: int,
     ) -> None:
-        queue = scheduler.spawn_queue(group)
-        super().__init__(scheduler.new_id(), index, queue, f"spawn({describe(fn)})", "thread")
-        self.scheduler = scheduler
+        super().__init__(scheduler, index, f"spawn({describe(fn)})", "thread")
         self.group = group
         self.call: Optional[tuple[Any, ...]] = (fn, args, kwargs)
         self.future = future
@@ -730,7 +686,7 @@ class _SpawnTask(_Task):
 
     def run_inline(self) -> bool:
         if not self.finished:
-            self.scheduler.drive(self.queue, self)
+            self.scheduler.drive(self)
         return True
 
     def wait_spin(self, seconds: float) -> bool:
@@ -753,8 +709,7 @@ def spawn(
 ) -> None:
     """Queues ``fn(*args, **kwargs)`` as a task completing ``future``."""
     task = _SpawnTask(scheduler, group, fn, args, kwargs, future, index)
-    with scheduler.lock:
-        task.queue.append(task)
+    scheduler.submit(task, scheduler.spawn_queue(group), True)
     future._veda_task = task
 
 
@@ -873,6 +828,8 @@ def _activate(scheduler: Scheduler) -> Iterator[Scheduler]:
     finally:
         _current.reset(token)
         _restore_generators(saved)
+        if scheduler.trace is not None:
+            scheduler.trace._detach()
 
 
 @contextlib.contextmanager
@@ -915,9 +872,9 @@ def deterministic(
 
 @contextlib.contextmanager
 def replay(trace: ExecutionTrace) -> Iterator[ExecutionTrace]:
-    """Runs the block in the order recorded in ``trace`` (same seed, same
-    logical workers) and yields the trace of this run, equal to ``trace`` when
-    the program did the same thing.
+    """Runs the block again with the seed and logical workers of ``trace``,
+    which gives the recorded order when the program does the same thing, and
+    yields the trace of this run, equal to ``trace`` when it did.
 
     Raises:
         ReplayError: the program submits tasks the trace does not have, or in
