@@ -9,7 +9,7 @@
 use std::fmt;
 use std::future::Future;
 
-use crate::sync::Arc;
+use crate::sync_facade::Arc;
 
 /// The local run queue and the injector (`scheduler/queue.rs`).
 pub mod queue {
@@ -246,7 +246,7 @@ pub mod park {
 /// A multi-thread runtime whose workers the model runs on its own threads.
 pub struct Runtime {
     shared: Arc<crate::scheduler::Shared>,
-    cores: crate::sync::Mutex<Vec<Option<crate::scheduler::worker::Core>>>,
+    cores: crate::sync_facade::Mutex<Vec<Option<crate::scheduler::worker::Core>>>,
 }
 
 impl Runtime {
@@ -269,7 +269,7 @@ impl Runtime {
         );
         Runtime {
             shared,
-            cores: crate::sync::Mutex::new(cores.into_iter().map(Some).collect()),
+            cores: crate::sync_facade::Mutex::new(cores.into_iter().map(Some).collect()),
         }
     }
 
@@ -284,7 +284,7 @@ impl Runtime {
     ///
     /// If that worker already ran.
     pub fn run_worker(&self, index: usize) {
-        let core = crate::sync::lock(&self.cores)[index]
+        let core = crate::sync_facade::lock(&self.cores)[index]
             .take()
             .expect("each worker runs once");
         crate::scheduler::worker::run_worker(self.shared.clone(), index, core);
@@ -298,7 +298,7 @@ impl Runtime {
     /// Shutdown step 3, once every worker has returned from `run_worker`:
     /// cancels whatever is left.
     pub fn finish_shutdown(&self) {
-        for core in crate::sync::lock(&self.cores).iter_mut() {
+        for core in crate::sync_facade::lock(&self.cores).iter_mut() {
             if let Some(mut core) = core.take() {
                 core.drain();
             }

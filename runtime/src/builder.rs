@@ -268,7 +268,7 @@ impl Builder {
         crate::telemetry::register(&shared);
         let handle = Handle::from_shared(shared.clone());
         if self.flavor.is_single_threaded() {
-            crate::sync::lock(&shared.core_slot).core = cores.into_iter().next();
+            crate::sync_facade::lock(&shared.core_slot).core = cores.into_iter().next();
             return Ok(Runtime::from_parts(handle, Vec::new()));
         }
         let mut threads = Vec::with_capacity(workers);
@@ -305,7 +305,7 @@ impl Builder {
 
     fn spawn_worker(
         &self,
-        shared: &crate::sync::Arc<Shared>,
+        shared: &crate::sync_facade::Arc<Shared>,
         index: usize,
         core: worker::Core,
     ) -> io::Result<thread::JoinHandle<()>> {
@@ -321,7 +321,7 @@ impl Builder {
             let shared = shared.clone();
             move || {
                 // Counts the thread out even if a callback panics.
-                struct Exit(crate::sync::Arc<Shared>);
+                struct Exit(crate::sync_facade::Arc<Shared>);
                 impl Drop for Exit {
                     fn drop(&mut self) {
                         self.0.worker_exited();

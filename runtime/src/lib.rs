@@ -161,7 +161,8 @@ mod join;
 mod runtime;
 mod scheduler;
 mod scope;
-mod sync;
+pub mod sync;
+mod sync_facade;
 mod task;
 pub mod telemetry;
 

@@ -23,7 +23,7 @@ use crate::builder::Builder;
 use crate::join::JoinHandle;
 use crate::scheduler::deterministic::ScheduleEvent;
 use crate::scheduler::{Flavor, Shared, worker};
-use crate::sync::Arc;
+use crate::sync_facade::Arc;
 
 /// A VedaRT runtime: a work-stealing pool of worker threads (or, for the
 /// current-thread flavour, the thread inside [`Runtime::block_on`]) and the
@@ -271,12 +271,12 @@ pub struct Handle {
 }
 
 #[cfg(not(feature = "loom"))]
-crate::sync::thread_local! {
+crate::sync_facade::thread_local! {
     /// The handle entered on this thread, see [`Handle::enter`].
     static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
 }
 #[cfg(feature = "loom")]
-crate::sync::thread_local! {
+crate::sync_facade::thread_local! {
     /// The handle entered on this thread, see [`Handle::enter`].
     static CURRENT: RefCell<Option<Handle>> = RefCell::new(None);
 }

@@ -43,7 +43,7 @@ use pin_project_lite::pin_project;
 
 use crate::join::{AbortHandle, JoinHandle};
 use crate::runtime::Handle;
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync_facade::{Arc, Mutex, lock};
 
 /// Runs `body` with a [`Scope`] it can spawn children on, and completes when
 /// the body and every child have finished, with the body's output.

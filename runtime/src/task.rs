@@ -41,9 +41,9 @@ use async_task::WithInfo;
 use crate::join::{JoinError, JoinHandle};
 use crate::scheduler::registry::Slot;
 use crate::scheduler::{self, Shared};
-use crate::sync::Arc;
-use crate::sync::atomic::AtomicU64;
-use crate::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use crate::sync_facade::Arc;
+use crate::sync_facade::atomic::AtomicU64;
+use crate::sync_facade::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use crate::telemetry::{self, Outcome};
 
 /// A scheduled task, as the queues hold it.

@@ -26,9 +26,9 @@
 
 use std::fmt;
 
-use crate::sync::atomic::AtomicUsize;
-use crate::sync::atomic::Ordering::SeqCst;
-use crate::sync::{Mutex, lock};
+use crate::sync_facade::atomic::AtomicUsize;
+use crate::sync_facade::atomic::Ordering::SeqCst;
+use crate::sync_facade::{Mutex, lock};
 
 /// Bits of `state` that count searching workers.
 const SEARCH_MASK: usize = (1 << UNPARK_SHIFT) - 1;

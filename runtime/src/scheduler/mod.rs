@@ -49,10 +49,10 @@ use async_task::ScheduleInfo;
 use vedart_executors::blocking::BlockingPool;
 use vedart_reactor::Reactor;
 
-use crate::sync::atomic::AtomicBool;
-use crate::sync::atomic::Ordering::{Acquire, SeqCst};
-use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
-use crate::sync::{Arc, Condvar, Mutex, lock, wait, wait_timeout};
+use crate::sync_facade::atomic::AtomicBool;
+use crate::sync_facade::atomic::Ordering::{Acquire, SeqCst};
+use crate::sync_facade::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync_facade::{Arc, Condvar, Mutex, lock, wait, wait_timeout};
 use crate::task::{Runnable, TaskId};
 use crate::telemetry::RuntimeStats;
 
@@ -126,7 +126,7 @@ pub(crate) struct Shared {
     pub(crate) serial: u64,
     /// Per-worker telemetry counters (also listed in the process-wide
     /// registry that `telemetry::snapshot` reads).
-    pub(crate) stats: crate::sync::unmodelled::Arc<RuntimeStats>,
+    pub(crate) stats: crate::sync_facade::unmodelled::Arc<RuntimeStats>,
     /// The deterministic flavour's seed, trace and clock bookkeeping.
     pub(crate) det: Option<deterministic::DetShared>,
 }
@@ -197,7 +197,7 @@ impl Shared {
                 static SERIALS: AtomicU64 = AtomicU64::new(1);
                 SERIALS.fetch_add(1, Relaxed)
             },
-            stats: crate::sync::unmodelled::Arc::new(RuntimeStats::new(workers)),
+            stats: crate::sync_facade::unmodelled::Arc::new(RuntimeStats::new(workers)),
             det,
         });
         (shared, cores)

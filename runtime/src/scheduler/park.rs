@@ -39,9 +39,9 @@
 
 use std::fmt;
 
-use crate::sync::atomic::AtomicUsize;
-use crate::sync::atomic::Ordering::SeqCst;
-use crate::sync::{Arc, Condvar, Mutex, lock, wait};
+use crate::sync_facade::atomic::AtomicUsize;
+use crate::sync_facade::atomic::Ordering::SeqCst;
+use crate::sync_facade::{Arc, Condvar, Mutex, lock, wait};
 
 const EMPTY: usize = 0;
 const PARKED_CONDVAR: usize = 1;
@@ -242,7 +242,7 @@ impl fmt::Debug for Parker {
 #[cfg(feature = "loom")]
 pub(crate) struct MockDriver {
     /// The driver lock.
-    locked: crate::sync::atomic::AtomicBool,
+    locked: crate::sync_facade::atomic::AtomicBool,
     /// A pending `unpark`, like the reactor's readable eventfd.
     notified: Mutex<bool>,
     condvar: Condvar,
@@ -252,7 +252,7 @@ pub(crate) struct MockDriver {
 impl MockDriver {
     pub(crate) fn new() -> MockDriver {
         MockDriver {
-            locked: crate::sync::atomic::AtomicBool::new(false),
+            locked: crate::sync_facade::atomic::AtomicBool::new(false),
             notified: Mutex::new(false),
             condvar: Condvar::new(),
         }
@@ -275,7 +275,7 @@ impl Driver for MockDriver {
     type Guard<'a> = MockGuard<'a>;
 
     fn try_lock(&self) -> Option<MockGuard<'_>> {
-        use crate::sync::atomic::Ordering::{Acquire, Relaxed};
+        use crate::sync_facade::atomic::Ordering::{Acquire, Relaxed};
         self.locked
             .compare_exchange(false, true, Acquire, Relaxed)
             .ok()
@@ -308,6 +308,6 @@ impl Drop for MockGuard<'_> {
     fn drop(&mut self) {
         self.0
             .locked
-            .store(false, crate::sync::atomic::Ordering::Release);
+            .store(false, crate::sync_facade::atomic::Ordering::Release);
     }
 }

@@ -52,10 +52,10 @@ use std::fmt;
 use std::mem::MaybeUninit;
 use std::ptr;
 
-use crate::sync::Arc;
-use crate::sync::UnsafeCell;
-use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use crate::sync::atomic::{AtomicU32, AtomicU64};
+use crate::sync_facade::Arc;
+use crate::sync_facade::UnsafeCell;
+use crate::sync_facade::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use crate::sync_facade::atomic::{AtomicU32, AtomicU64};
 
 /// Slots in a worker's local queue. Small under loom so models reach overflow.
 #[cfg(not(feature = "loom"))]
@@ -393,7 +393,7 @@ pub(crate) struct Injector<T> {
     #[cfg(not(feature = "loom"))]
     queue: concurrent_queue::ConcurrentQueue<T>,
     #[cfg(feature = "loom")]
-    queue: crate::sync::Mutex<(std::collections::VecDeque<T>, bool)>,
+    queue: crate::sync_facade::Mutex<(std::collections::VecDeque<T>, bool)>,
 }
 
 impl<T> Injector<T> {
@@ -403,7 +403,7 @@ impl<T> Injector<T> {
             #[cfg(not(feature = "loom"))]
             queue: concurrent_queue::ConcurrentQueue::unbounded(),
             #[cfg(feature = "loom")]
-            queue: crate::sync::Mutex::new((std::collections::VecDeque::new(), false)),
+            queue: crate::sync_facade::Mutex::new((std::collections::VecDeque::new(), false)),
         }
     }
 
@@ -415,7 +415,7 @@ impl<T> Injector<T> {
         }
         #[cfg(feature = "loom")]
         {
-            let mut queue = crate::sync::lock(&self.queue);
+            let mut queue = crate::sync_facade::lock(&self.queue);
             if queue.1 {
                 return Err(task);
             }
@@ -432,7 +432,7 @@ impl<T> Injector<T> {
         }
         #[cfg(feature = "loom")]
         {
-            crate::sync::lock(&self.queue).0.pop_front()
+            crate::sync_facade::lock(&self.queue).0.pop_front()
         }
     }
 
@@ -444,7 +444,7 @@ impl<T> Injector<T> {
         }
         #[cfg(feature = "loom")]
         {
-            crate::sync::lock(&self.queue).0.len()
+            crate::sync_facade::lock(&self.queue).0.len()
         }
     }
 
@@ -456,7 +456,7 @@ impl<T> Injector<T> {
         }
         #[cfg(feature = "loom")]
         {
-            crate::sync::lock(&self.queue).0.is_empty()
+            crate::sync_facade::lock(&self.queue).0.is_empty()
         }
     }
 
@@ -468,7 +468,7 @@ impl<T> Injector<T> {
         }
         #[cfg(feature = "loom")]
         {
-            let mut queue = crate::sync::lock(&self.queue);
+            let mut queue = crate::sync_facade::lock(&self.queue);
             !std::mem::replace(&mut queue.1, true)
         }
     }

@@ -33,7 +33,7 @@
 use std::fmt;
 use std::task::Waker;
 
-use crate::sync::{Mutex, lock};
+use crate::sync_facade::{Mutex, lock};
 
 /// Where a task's waker lives in the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -63,9 +63,9 @@ use super::deterministic::{self, DetCore};
 use super::park::{Driver, DriverTurn};
 use super::queue::{LOCAL_QUEUE_CAPACITY, Local};
 use super::{Flavor, Shared};
-use crate::sync::atomic::AtomicBool;
-use crate::sync::atomic::Ordering::SeqCst;
-use crate::sync::{Arc, lock};
+use crate::sync_facade::atomic::AtomicBool;
+use crate::sync_facade::atomic::Ordering::SeqCst;
+use crate::sync_facade::{Arc, lock};
 use crate::task::{Runnable, TaskId};
 use crate::telemetry::{self, Event, PollProbe};
 
@@ -332,12 +332,12 @@ fn remote_task_id(shared: &Shared) -> TaskId {
 }
 
 #[cfg(not(feature = "loom"))]
-crate::sync::thread_local! {
+crate::sync_facade::thread_local! {
     /// The `Context` this thread runs, or null.
     static CURRENT: Cell<*const Context> = const { Cell::new(ptr::null()) };
 }
 #[cfg(feature = "loom")]
-crate::sync::thread_local! {
+crate::sync_facade::thread_local! {
     /// The `Context` this thread runs, or null.
     static CURRENT: Cell<*const Context> = Cell::new(ptr::null());
 }
@@ -394,11 +394,11 @@ pub(crate) fn try_schedule_local(task: Runnable, is_yield: bool) -> Result<(), R
 /// Which registry shard a task registering on this thread should use.
 pub(crate) fn shard_hint(shared: &Shared) -> usize {
     #[cfg(not(feature = "loom"))]
-    crate::sync::thread_local! {
+    crate::sync_facade::thread_local! {
         static HINT: Cell<usize> = const { Cell::new(usize::MAX) };
     }
     #[cfg(feature = "loom")]
-    crate::sync::thread_local! {
+    crate::sync_facade::thread_local! {
         static HINT: Cell<usize> = Cell::new(usize::MAX);
     }
     let on_worker = with_current(|cx| match cx {

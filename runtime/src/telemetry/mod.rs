@@ -95,6 +95,9 @@ pub(crate) use stats::{Event, RuntimeStats};
 
 /// Lists a runtime in the process-wide registry that [`snapshot()`] reads.
 #[cfg(not(feature = "loom"))]
-pub(crate) fn register(shared: &crate::sync::Arc<crate::scheduler::Shared>) {
-    stats::register(shared.stats.clone(), crate::sync::Arc::downgrade(shared));
+pub(crate) fn register(shared: &crate::sync_facade::Arc<crate::scheduler::Shared>) {
+    stats::register(
+        shared.stats.clone(),
+        crate::sync_facade::Arc::downgrade(shared),
+    );
 }

@@ -25,8 +25,8 @@
 use vedart_executors::telemetry::{Histogram, HistogramSnapshot};
 
 use crate::scheduler::Shared;
-use crate::sync::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
-use crate::sync::unmodelled::{Arc, Mutex, MutexGuard, Weak, lock};
+use crate::sync_facade::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync_facade::unmodelled::{Arc, Mutex, MutexGuard, Weak, lock};
 use vedart_reactor::fork::AtFork;
 
 /// Each worker times its first this many polls (and wake-ups) for the

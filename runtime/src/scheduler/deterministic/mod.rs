@@ -39,10 +39,10 @@ use rand_pcg::Pcg32;
 
 use super::Shared;
 use super::worker::{Context, EVENT_INTERVAL, MainWaker};
-use crate::sync::Arc;
-use crate::sync::atomic::Ordering::SeqCst;
-use crate::sync::unmodelled::atomic::{AtomicUsize, Ordering::Relaxed};
-use crate::sync::unmodelled::{Mutex, lock};
+use crate::sync_facade::Arc;
+use crate::sync_facade::atomic::Ordering::SeqCst;
+use crate::sync_facade::unmodelled::atomic::{AtomicUsize, Ordering::Relaxed};
+use crate::sync_facade::unmodelled::{Mutex, lock};
 use crate::task::{Runnable, TaskId};
 
 /// One poll in a deterministic runtime's schedule; see

@@ -16,12 +16,16 @@
 #[cfg(feature = "loom")]
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(feature = "loom")]
-pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard, atomic};
+pub(crate) use loom::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, atomic,
+};
 #[cfg(feature = "loom")]
 pub(crate) use loom::thread_local;
 
 #[cfg(not(feature = "loom"))]
-pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, atomic};
+pub(crate) use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, atomic,
+};
 
 /// `std`'s primitives in both builds, for state no loom model is about:
 /// telemetry counters (relaxed, never used to synchronize anything), the
@@ -69,6 +73,20 @@ impl<T> UnsafeCell<T> {
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Read-locks `rwlock`, ignoring poisoning (see the module docs).
+pub(crate) fn read<T>(rwlock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    rwlock
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Write-locks `rwlock`, ignoring poisoning (see the module docs).
+pub(crate) fn write<T>(rwlock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    rwlock
+        .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
