@@ -32,7 +32,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml python-bindings/Cargo.toml $(shell find python-bindings/src runtime/src executors/src reactor/src -name '*.rs' 2>/dev/null)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[test,tqdm,numpy,bench]'
+	$(VPY) -m pip install --quiet -e '.[test,tqdm,numpy,bench,dask]'
 	touch $@
 
 test-python: venv

@@ -7,6 +7,7 @@ import enum
 import os
 from typing import Any, Callable, Optional, Union
 
+from ._cluster import DEFAULT_CONNECT_TIMEOUT, check_cluster, check_connect_timeout, check_security
 from .exceptions import ConfigError
 
 __all__ = ["Config", "ConfigBuilder", "SchedulingPolicy"]
@@ -147,6 +148,19 @@ class Config:
     #: Process executor: a worker process is retired (it finishes its chunks
     #: and exits) and replaced after running this many chunks; ``None``: never.
     max_tasks_per_child: Optional[int] = None
+    #: Where ``executor="dask"`` runs: a scheduler address
+    #: (``"tcp://host:8786"``, ``"tls://host:8786"``), ``"local"`` for a
+    #: cluster on this machine started on first use (one worker process per
+    #: core, closed by :func:`vedart.shutdown`), or ``None``: no cluster (the
+    #: automatic choice then never leaves this machine).
+    cluster: Optional[str] = None
+    #: A ``distributed.Security`` (TLS certificates, ``require_encryption``)
+    #: for the connection to :attr:`cluster`, and for the embedded cluster
+    #: that ``cluster="local"`` starts.
+    cluster_security: Optional[Any] = None
+    #: Seconds to reach the scheduler (and find a worker there) before
+    #: failing with :class:`vedart.ExecutorError` naming the address.
+    cluster_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     def __post_init__(self) -> None:
         _check_count("num_threads", self.num_threads, minimum=1)
@@ -194,6 +208,9 @@ class Config:
             if limit < 1:
                 raise ConfigError("max_message_bytes", f"must be at least 1, got {limit}")
         check_process_options(self.initializer, self.initargs, self.max_tasks_per_child)
+        check_cluster(self.cluster)
+        check_security(self.cluster_security)
+        check_connect_timeout(self.cluster_connect_timeout)
         resolved_max = self._max_workers()
         resolved_min = self._min_workers(resolved_max)
         if resolved_min > resolved_max:
@@ -374,6 +391,18 @@ class ConfigBuilder:
     def max_tasks_per_child(self, value: Optional[int]) -> ConfigBuilder:
         """Sets :attr:`Config.max_tasks_per_child`."""
         return self._set("max_tasks_per_child", value)
+
+    def cluster(self, value: Optional[str]) -> ConfigBuilder:
+        """Sets :attr:`Config.cluster`."""
+        return self._set("cluster", value)
+
+    def cluster_security(self, value: Optional[Any]) -> ConfigBuilder:
+        """Sets :attr:`Config.cluster_security`."""
+        return self._set("cluster_security", value)
+
+    def cluster_connect_timeout(self, seconds: float) -> ConfigBuilder:
+        """Sets :attr:`Config.cluster_connect_timeout`."""
+        return self._set("cluster_connect_timeout", seconds)
 
     def build(self) -> Config:
         """Validates the settings and returns the :class:`Config`.

@@ -27,6 +27,7 @@ import time
 from typing import Any, Callable, Optional, Union
 
 from . import _vedart
+from ._cluster import ENGINES, engine
 from ._config import SchedulingPolicy
 from ._deadline import WaitExpired
 from .exceptions import CancelledError, ExecutorError, _attach_others
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 #: Executor names accepted by ``par_iter(..., executor=...)``.
-EXECUTOR_NAMES = ("auto", "thread", "serial", "process", "async", "gpu")
+EXECUTOR_NAMES = ("auto", "thread", "serial", "process", "async", "gpu", *ENGINES)
 
 #: ``Stage.arg`` of a ``map`` stage whose function must run on the thread pool
 #: (a plain callable given to ``async_map``): the adaptive executor then never
@@ -382,6 +383,8 @@ def resolve_executor(spec: Union[None, str, Executor], runtime: Any) -> Executor
         from ._gpu import GpuExecutor
 
         return GpuExecutor(runtime)
+    if spec in ENGINES:
+        return engine(spec).ClusterExecutor(runtime)  # type: ignore[no-any-return]
     raise ExecutorError(f"executor {spec!r} is not available in this build of vedart")
 
 

@@ -22,7 +22,7 @@ import sys
 import threading
 from typing import Any, Optional
 
-from . import _vedart
+from . import _cluster, _vedart
 from ._config import Config, SchedulingPolicy
 from .exceptions import ConfigError, RuntimeStateError
 
@@ -176,19 +176,30 @@ _inherited: list[Runtime] = []
 _fork_config: Optional[Config] = None
 
 
-def init(config: Optional[Config] = None) -> Runtime:
+def init(config: Optional[Config] = None, **fields: Any) -> Runtime:
     """Starts the runtime with ``config`` (default: ``Config()``) and returns it.
+
+    Keyword arguments set fields of the config (``init(cluster="local")`` is
+    ``init(Config(cluster="local"))``), and override ``config``'s.
 
     Raises:
         RuntimeStateError: a runtime is already running (made by an earlier
             ``init`` or by a first use of VedaRT); call :func:`shutdown` first.
         TypeError: ``config`` is not a :class:`~vedart.Config`.
+        ConfigError: a keyword is not a field of :class:`~vedart.Config`, or
+            its value is invalid.
     """
     global _current, _fork_config
     if config is None:
         config = Config()
     if not isinstance(config, Config):
         raise TypeError(f"init() expects a vedart.Config, got {type(config).__name__}")
+    if fields:
+        known = {field.name for field in dataclasses.fields(Config)}
+        for name in fields:
+            if name not in known:
+                raise ConfigError(name, "is not a field of vedart.Config")
+        config = dataclasses.replace(config, **fields)
     with _lock:
         if _current is not None and not _current.closed:
             raise RuntimeStateError(
@@ -238,7 +249,10 @@ def shutdown(timeout: Optional[float] = None) -> None:
         try:
             _shutdown_process_pool(timeout)
         finally:
-            _stop_metrics()
+            try:
+                _cluster.shutdown_all()
+            finally:
+                _stop_metrics()
 
 
 def _stop_metrics() -> None:

@@ -39,7 +39,7 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Optional
 
-from . import _asyncio, _context, _deterministic, _trace, _vedart
+from . import _asyncio, _cluster, _context, _deterministic, _trace, _vedart
 from ._deadline import Deadline, check_timeout
 from ._future import Future, _base_cancel, _chain_concurrent
 from ._runtime import get_runtime
@@ -125,12 +125,18 @@ def _start(
 _spawn_counter = itertools.count()
 
 
-def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+def spawn(
+    fn: Callable[..., Any], *args: Any, executor: Optional[str] = None, **kwargs: Any
+) -> Future:
     """Runs ``fn(*args, **kwargs)`` outside any scope and returns its
     :class:`~vedart.Future` (``await``-able).
 
     Plain callables run on the thread pool; coroutine functions run on the
     running event loop of this thread, or on VedaRT's background loop.
+    ``executor="dask"`` runs ``fn`` on the configured cluster instead
+    (``veda.init(cluster=...)``); a pool thread waits for it there, and
+    cancelling the future cancels it. ``executor`` is spawn's own keyword,
+    never passed to ``fn``.
 
     Examples:
         >>> import vedart as veda
@@ -139,9 +145,35 @@ def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
     """
     if not callable(fn):
         raise TypeError(f"spawn() expects a callable, got {type(fn).__name__}")
+    runtime = get_runtime()
+    if executor is not None:
+        fn, args, kwargs = _remote(runtime, executor, fn, args, kwargs)
     fut = Future()
-    _start(get_runtime()._root, fn, args, kwargs, None, fut, next(_spawn_counter))
+    _start(runtime._root, fn, args, kwargs, None, fut, next(_spawn_counter))
     return fut
+
+
+def _remote(
+    runtime: Any, executor: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """``spawn(..., executor=...)``: ``"thread"``/``"auto"`` change nothing;
+    an engine of :mod:`vedart._cluster` (``"dask"``) gives a call that a pool
+    thread submits to the cluster and waits for, cancelling it there when the
+    child is cancelled. ``fn`` and its arguments are pickled at once, so one
+    that cannot be sent is a :class:`TypeError` here.
+    """
+    if executor in ("thread", "auto"):
+        return fn, args, kwargs
+    if executor not in _cluster.ENGINES:
+        names = ", ".join(("auto", "thread", *_cluster.ENGINES))
+        raise ValueError(f"spawn(): executor must be one of {names}; got {executor!r}")
+    if _asyncio.is_coroutine_function(fn):
+        raise TypeError(
+            f'spawn(): executor="{executor}" runs plain callables; a coroutine function '
+            "runs on an event loop here"
+        )
+    call = _cluster.engine(executor).submit_call(runtime.config, fn, args, kwargs or {})
+    return call.run, (), {}
 
 
 class Scope:
@@ -211,9 +243,13 @@ class Scope:
 
     # -- children -------------------------------------------------------------
 
-    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    def spawn(
+        self, fn: Callable[..., Any], *args: Any, executor: Optional[str] = None, **kwargs: Any
+    ) -> Future:
         """Starts ``fn(*args, **kwargs)`` as a child of the scope and returns its
-        :class:`~vedart.Future`.
+        :class:`~vedart.Future`. ``executor="dask"`` runs it on the configured
+        cluster, as :func:`vedart.spawn` does; cancelling the scope cancels it
+        there.
 
         Raises:
             ScopeClosedError: the scope is not open (its block has ended).
@@ -221,6 +257,8 @@ class Scope:
         """
         if not callable(fn):
             raise TypeError(f"spawn() expects a callable, got {type(fn).__name__}")
+        if executor is not None:
+            fn, args, kwargs = _remote(get_runtime(), executor, fn, args, kwargs)
         fut = Future()
         fut.add_done_callback(self._child_done)
         with self._lock:

@@ -117,7 +117,8 @@ class ExecutorError(VedaError):
 
 class WorkerCrashedError(VedaError):
     """A worker process of the process executor died while it ran your work
-    (a crash, ``os._exit``, a signal such as the kernel's OOM kill).
+    (a crash, ``os._exit``, a signal such as the kernel's OOM kill), or a
+    cluster worker died (``executor="dask"``; :attr:`address` names it).
 
     The pool has already started a replacement, so the next call works. The
     message names the pid and the exit code or signal, and the chunks the
@@ -133,10 +134,13 @@ class WorkerCrashedError(VedaError):
         signal: Optional[int] = None,
         stderr_tail: Sequence[str] = (),
         chunks: Sequence[int] = (),
+        address: Optional[str] = None,
     ) -> None:
         super().__init__(message)
         #: The dead child's pid.
         self.pid = pid
+        #: The address of the dead cluster worker (``executor="dask"``), else ``None``.
+        self.address = address
         #: Its exit status, if it exited (rather than being killed by a signal).
         self.exit_code = exit_code
         #: The signal that killed it, if one did (9 for SIGKILL).
@@ -150,7 +154,15 @@ class WorkerCrashedError(VedaError):
     def __reduce__(self) -> Any:
         return (
             type(self),
-            (str(self), self.pid, self.exit_code, self.signal, self.stderr_tail, self.chunks),
+            (
+                str(self),
+                self.pid,
+                self.exit_code,
+                self.signal,
+                self.stderr_tail,
+                self.chunks,
+                self.address,
+            ),
         )
 
 
