@@ -32,7 +32,9 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml python-bindings/Cargo.toml $(shell find python-bindings/src runtime/src executors/src reactor/src -name '*.rs' 2>/dev/null)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[test,tqdm,numpy,bench,dask]'
+	@echo "==> Building the Rust extension with maturin: 1-3 minutes on 2 cores the first time; cargo's progress follows."
+	set -o pipefail; $(VPY) -m pip install -v -e '.[test,tqdm,numpy,bench,dask]' 2>&1 \
+	  | { grep --line-buffered -E '^ *(Compiling|Finished|Successfully installed)|^error|ERROR' || true; }
 	touch $@
 
 test-python: venv
