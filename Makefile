@@ -34,7 +34,8 @@ $(VENV)/.installed: pyproject.toml python-bindings/Cargo.toml $(shell find pytho
 	$(VPY) -m pip install --quiet --upgrade pip
 	@echo "==> Building the Rust extension with maturin: 1-3 minutes on 2 cores the first time; cargo's progress follows."
 	set -o pipefail; $(VPY) -m pip install -v -e '.[test,tqdm,numpy,bench,dask]' 2>&1 \
-	  | { grep --line-buffered -E '^ *(Compiling|Finished|Successfully installed)|^error|ERROR' || true; }
+	  | tee $(VENV)/build.log | { grep --line-buffered -E '^ *(Compiling|Finished|Successfully installed)' || true; } \
+	  || { tail -n 80 $(VENV)/build.log; echo "==> build failed; the whole log is $(VENV)/build.log"; exit 1; }
 	touch $@
 
 test-python: venv
