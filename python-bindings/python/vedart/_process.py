@@ -365,31 +365,11 @@ if hasattr(os, "register_at_fork"):
 
 
 def _finish_spec(finish: Callable[[Any], Any]) -> Optional[tuple[Any, ...]]:
-    """The reducer step as data the worker understands, or ``None``."""
+    """The reducer step as data the worker understands (see
+    :func:`vedart._worker.reducer_step`), or ``None``."""
     if finish is list:
         return ("collect",)
-    if finish is _stages._count:
-        return ("count",)
-    if finish is _stages._sum_partial:
-        return ("sum",)
-    owner = getattr(finish, "__self__", None)
-    if isinstance(owner, _stages.MinMax):
-        if owner.pick is min:
-            return ("min", owner.key)
-        if owner.pick is max:
-            return ("max", owner.key)
-        return None
-    if isinstance(owner, _stages.Reduce):
-        return ("reduce", owner.op)
-    if isinstance(owner, _stages.Fold):
-        return ("fold", owner.identity, owner.op)
-    if isinstance(owner, _stages.AnyAll):
-        return ("any" if owner.want else "all", owner.pred)
-    if isinstance(owner, _stages.ForEach):
-        return ("for_each", owner.fn)
-    if isinstance(owner, _stages.ToDict):
-        return ("to_dict", owner.key, owner.value)
-    return None
+    return getattr(finish, "veda_spec", None)
 
 
 _PORTABLE_KINDS = frozenset({_stages.MAP, _stages.FILTER, _stages.FLAT_MAP, _stages.GPU_MAP})

@@ -20,11 +20,11 @@ import collections
 import copy
 import functools
 import itertools
-import operator
 import os
 import threading
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from ._worker import _MISSING, reducer_step
 from .exceptions import _attach_note
 
 MAP = "map"
@@ -41,7 +41,6 @@ ASYNC_MAP = "async_map"
 #: Stages applied to each item independently (fused and run in workers).
 PER_ITEM = frozenset({MAP, FILTER, FLAT_MAP, GPU_MAP})
 
-_MISSING: Any = object()
 _chain = itertools.chain.from_iterable
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -152,13 +151,18 @@ def _annotate(exc: BaseException) -> None:
 
 # ---------------------------------------------------------------------------
 # Reducers: the per-chunk step (runs in workers) and the combination of the
-# partial results in input order (runs in the caller).
+# partial results in input order (runs in the caller). The per-chunk steps live
+# in ``vedart._worker`` (:func:`~vedart._worker.reducer_step`), the one copy
+# that threads run here and worker processes run without importing vedart.
 
 
 class Reducer:
     """A terminal operation. ``chunk`` turns one chunk's items into a partial
     result; ``combine`` folds the partials, in input order, into the answer and
-    may stop early (short-circuit), which cancels the work still outstanding."""
+    may stop early (short-circuit), which cancels the work still outstanding.
+
+    ``spec`` is the per-chunk step as data (see
+    :func:`vedart._worker.reducer_step`), ``chunk`` the step built from it."""
 
     #: Whether the terminal operation needs every item (then the first error
     #: anywhere fails it at once); ``False`` for short-circuiting operations.
@@ -168,8 +172,9 @@ class Reducer:
     #: in the workers even when the pipeline has no per-item stage.
     calls_user_code = False
 
-    def chunk(self, items: Iterable[Any]) -> Any:
-        raise NotImplementedError
+    def __init__(self, *spec: Any) -> None:
+        self.spec: tuple[Any, ...] = spec
+        self.chunk: Callable[[Iterable[Any]], Any] = reducer_step(spec)
 
     def combine(self, partials: Iterator[Any]) -> Any:
         raise NotImplementedError
@@ -178,7 +183,8 @@ class Reducer:
 class Collect(Reducer):
     """``collect()``: every item, in input order."""
 
-    chunk = staticmethod(list)  # type: ignore[assignment,var-annotated]
+    def __init__(self) -> None:
+        super().__init__("collect")
 
     def combine(self, partials: Iterator[list[Any]]) -> list[Any]:
         out: list[Any] = []
@@ -188,38 +194,21 @@ class Collect(Reducer):
         return out
 
 
-def _count(items: Iterable[Any]) -> int:
-    return len(list(items))
-
-
 class Count(Reducer):
     """``count()``."""
 
-    chunk = staticmethod(_count)  # type: ignore[assignment]
+    def __init__(self) -> None:
+        super().__init__("count")
 
     def combine(self, partials: Iterator[int]) -> int:
         return sum(partials)
 
 
-_TEXT = (str, bytes, bytearray)
-
-
-def _sum_partial(items: Iterable[Any]) -> Any:
-    it = iter(items)
-    first = next(it, _MISSING)
-    if first is _MISSING:
-        return _MISSING
-    if isinstance(first, _TEXT):  # builtin sum() refuses strings as start
-        return functools.reduce(operator.add, it, first)
-    return sum(it, first)
-
-
 class Sum(Reducer):
     """``sum(start)``: ``start + x0 + x1 + ...`` for any type supporting ``+``."""
 
-    chunk = staticmethod(_sum_partial)  # type: ignore[assignment]
-
     def __init__(self, start: Any) -> None:
+        super().__init__("sum")
         self.start = start
 
     def combine(self, partials: Iterator[Any]) -> Any:
@@ -234,13 +223,13 @@ class MinMax(Reducer):
     """``min()`` / ``max()`` with ``key`` and ``default``."""
 
     def __init__(self, pick: Callable[..., Any], key: Optional[Callable[[Any], Any]], default: Any):
+        if pick is not min and pick is not max:
+            raise ValueError(f"MinMax picks with min or max, not {pick!r}")
+        super().__init__(pick.__name__, key)
         self.pick = pick
         self.key = key
         self.default = default
         self.calls_user_code = key is not None
-
-    def chunk(self, items: Iterable[Any]) -> Any:
-        return self.pick(items, key=self.key, default=_MISSING)
 
     def combine(self, partials: Iterator[Any]) -> Any:
         values = [p for p in partials if p is not _MISSING]
@@ -255,15 +244,9 @@ class Reduce(Reducer):
     calls_user_code = True
 
     def __init__(self, op: Callable[[Any, Any], Any], initial: Any) -> None:
+        super().__init__("reduce", op)
         self.op = op
         self.initial = initial
-
-    def chunk(self, items: Iterable[Any]) -> Any:
-        it = iter(items)
-        first = next(it, _MISSING)
-        if first is _MISSING:
-            return _MISSING
-        return functools.reduce(self.op, it, first)
 
     def combine(self, partials: Iterator[Any]) -> Any:
         values = [p for p in partials if p is not _MISSING]
@@ -284,6 +267,7 @@ class Fold(Reducer):
         op: Callable[[Any, Any], Any],
         merge: Optional[Callable[[Any, Any], Any]],
     ) -> None:
+        super().__init__("fold", identity, op)
         self.identity = identity
         self.op = op
         self.merge = merge if merge is not None else op
@@ -293,9 +277,6 @@ class Fold(Reducer):
         if callable(self.identity):
             return self.identity()
         return copy.copy(self.identity)
-
-    def chunk(self, items: Iterable[Any]) -> Any:
-        return functools.reduce(self.op, items, self.fresh())
 
     def combine(self, partials: Iterator[Any]) -> Any:
         it = iter(partials)
@@ -311,13 +292,10 @@ class AnyAll(Reducer):
     consumes_all = False
 
     def __init__(self, want: bool, pred: Optional[Callable[[Any], Any]]) -> None:
+        super().__init__("any" if want else "all", pred)
         self.want = want  # True for any(), False for all()
         self.pred = pred
         self.calls_user_code = pred is not None
-
-    def chunk(self, items: Iterable[Any]) -> bool:
-        it = items if self.pred is None else map(self.pred, items)
-        return any(it) if self.want else all(it)
 
     def combine(self, partials: Iterator[bool]) -> bool:
         for part in partials:
@@ -326,23 +304,17 @@ class AnyAll(Reducer):
         return not self.want
 
 
-def _consume(items: Iterable[Any]) -> None:
-    collections.deque(items, maxlen=0)
-
-
 class ForEach(Reducer):
     """``for_each(f)``: calls ``f`` on every item for its effect."""
 
     calls_user_code = True
 
     def __init__(self, fn: Callable[[Any], Any]) -> None:
+        super().__init__("for_each", fn)
         self.fn = fn
 
-    def chunk(self, items: Iterable[Any]) -> None:
-        _consume(map(self.fn, items))
-
     def combine(self, partials: Iterator[None]) -> None:
-        _consume(partials)
+        collections.deque(partials, maxlen=0)
 
 
 class ToDict(Reducer):
@@ -351,14 +323,9 @@ class ToDict(Reducer):
     calls_user_code = True
 
     def __init__(self, key: Callable[[Any], Any], value: Optional[Callable[[Any], Any]]) -> None:
+        super().__init__("to_dict", key, value)
         self.key = key
         self.value = value
-
-    def chunk(self, items: Iterable[Any]) -> dict[Any, Any]:
-        key, value = self.key, self.value
-        if value is None:
-            return {key(x): x for x in items}
-        return {key(x): value(x) for x in items}
 
     def combine(self, partials: Iterator[dict[Any, Any]]) -> dict[Any, Any]:
         out: dict[Any, Any] = {}

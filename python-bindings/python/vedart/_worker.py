@@ -206,6 +206,10 @@ _BUILDERS: dict[str, Callable[[Any, Iterable[Any]], Iterable[Any]]] = {
 }
 
 
+def _count(items: Iterable[Any]) -> int:
+    return len(list(items))
+
+
 def _sum(items: Iterable[Any]) -> Any:
     it = iter(items)
     first = next(it, _MISSING)
@@ -264,13 +268,25 @@ def _to_dict(key: Any, value: Any) -> Callable[[Iterable[Any]], dict]:
     return lambda items: {key(x): value(x) for x in items}
 
 
-def _finisher(spec: tuple) -> Callable[[Iterable[Any]], Any]:
-    """The reducer step of a plan (mirrors ``vedart._stages``'s reducers)."""
+def reducer_step(spec: tuple) -> Callable[[Iterable[Any]], Any]:
+    """The per-chunk step of a terminal operation, from its ``spec`` (the
+    reducer step of a plan, e.g. ``("fold", identity, op)``): the one home of
+    these steps, which ``vedart._stages``'s reducers run on threads and this
+    worker runs in processes. The step carries its spec as ``veda_spec``
+    (``list``, the step of ``("collect",)``, excepted), so that
+    ``vedart._process`` can send it as data."""
+    step = _make_step(spec)
+    if step is not list:
+        step.veda_spec = spec  # type: ignore[attr-defined]
+    return step
+
+
+def _make_step(spec: tuple) -> Callable[[Iterable[Any]], Any]:
     tag = spec[0]
     if tag == "collect":
         return list
     if tag == "count":
-        return lambda items: len(list(items))
+        return _count
     if tag == "sum":
         return _sum
     if tag == "min":
@@ -308,7 +324,7 @@ def build(plan: tuple) -> Callable[[Any], Any]:
     if plan[0] == "call":
         return plan[1]  # type: ignore[no-any-return]
     _, stages, finish_spec = plan
-    finish = _finisher(finish_spec)
+    finish = reducer_step(finish_spec)
     if len(stages) == 1 and stages[0][0] in ("map", "gpu_map") and finish is list:
         fn = stages[0][1]
         return lambda chunk: list(map(fn, chunk))
