@@ -17,9 +17,9 @@
 //! 3. registers the task with the runtime's registry the first time it returns
 //!    `Pending` (see `scheduler::registry`), or completes it as cancelled if
 //!    shutdown already closed the registry;
-//! 4. removes the task from the registry when it is dropped, which happens
-//!    exactly once whether the task completed, was aborted, or was cancelled,
-//!    and drops the user's future under `catch_unwind`, so that a panicking
+//! 4. removes the task from the registry when its output is decided, or when
+//!    it is dropped before that (it was cancelled), and drops the user's
+//!    future under `catch_unwind`, so that a panicking
 //!    destructor cannot take a worker (or, inside async-task, the process)
 //!    down;
 //! 5. reports how the task ended to telemetry (the worker that polls it
@@ -182,14 +182,16 @@ impl fmt::Debug for Header {
 /// Only ever constructed in place inside a task's allocation (by
 /// `build_with`), where async-task keeps it pinned until it is dropped: so
 /// every `&mut TaskFuture` points to a pinned value.
-struct TaskFuture<'h, F> {
+///
+/// `BLOCKING` marks a `spawn_blocking` task: it runs on the blocking pool,
+/// which counts it. A type parameter rather than a field, like the finished
+/// mark kept in `slot`, because every byte here is a byte of every task.
+struct TaskFuture<'h, F, const BLOCKING: bool> {
     header: &'h Header,
-    /// Where the task is registered as idle, or `Slot::NONE`.
+    /// Where the task is registered as idle; `Slot::NONE` if it is not, and
+    /// `Slot::FINISHED` once a poll returned `Ready` (a drop before that is a
+    /// cancellation).
     slot: Slot,
-    /// Set once a poll returned `Ready`: a drop before that is a cancellation.
-    finished: bool,
-    /// A `spawn_blocking` task: it runs on the blocking pool, which counts it.
-    blocking: bool,
     /// The user's future.
     ///
     /// # Invariant
@@ -199,14 +201,14 @@ struct TaskFuture<'h, F> {
     future: ManuallyDrop<F>,
 }
 
-impl<F: Future> Future for TaskFuture<'_, F> {
+impl<F: Future, const BLOCKING: bool> Future for TaskFuture<'_, F, BLOCKING> {
     type Output = Result<F::Output, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: nothing below moves `future` (it is only re-pinned in
         // place); the other fields are `Unpin` plain data.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.blocking {
+        if BLOCKING {
             return this.poll_blocking(cx);
         }
         let (outcome, poll) = this.poll_user(cx);
@@ -220,7 +222,7 @@ impl<F: Future> Future for TaskFuture<'_, F> {
 /// What `poll_user` returns: how the task ended, if it did, and the poll.
 type Polled<T> = (Option<Outcome>, Poll<Result<T, JoinError>>);
 
-impl<F: Future> TaskFuture<'_, F> {
+impl<F: Future, const BLOCKING: bool> TaskFuture<'_, F, BLOCKING> {
     /// Steps 1 to 3 of the module docs.
     fn poll_user(&mut self, cx: &mut Context<'_>) -> Polled<F::Output> {
         let cancelled = (
@@ -228,7 +230,7 @@ impl<F: Future> TaskFuture<'_, F> {
             Poll::Ready(Err(JoinError::cancelled())),
         );
         if self.header.is_aborted() {
-            self.finished = true;
+            self.finish();
             return cancelled;
         }
         // SAFETY: every `TaskFuture` is pinned (see the type's docs) and
@@ -244,7 +246,7 @@ impl<F: Future> TaskFuture<'_, F> {
                         Some(slot) => self.slot = slot,
                         // Shutdown began: nobody would ever cancel this task.
                         None => {
-                            self.finished = true;
+                            self.finish();
                             return cancelled;
                         }
                     }
@@ -256,8 +258,17 @@ impl<F: Future> TaskFuture<'_, F> {
                 Poll::Ready(Err(JoinError::panic(payload))),
             ),
         };
-        self.finished = polled.1.is_ready();
+        if polled.1.is_ready() {
+            self.finish();
+        }
         polled
+    }
+
+    /// Marks the task finished (its output decided): leaves the registry now,
+    /// as nothing will wait on this task again.
+    fn finish(&mut self) {
+        self.header.shared.registry.remove(self.slot);
+        self.slot = Slot::FINISHED;
     }
 
     /// A `spawn_blocking` task's only poll, on a blocking-pool thread: the
@@ -272,9 +283,9 @@ impl<F: Future> TaskFuture<'_, F> {
     }
 }
 
-impl<F> Drop for TaskFuture<'_, F> {
+impl<F, const BLOCKING: bool> Drop for TaskFuture<'_, F, BLOCKING> {
     fn drop(&mut self) {
-        if !self.finished && !self.blocking {
+        if self.slot != Slot::FINISHED && !BLOCKING {
             telemetry::finished(&self.header.shared, Outcome::Cancelled);
         }
         self.header.shared.registry.remove(self.slot);
@@ -300,7 +311,7 @@ where
     // the queueing.
     scheduler::worker::with_spawner(shared, |spawner| {
         let id = spawner.task_id(true);
-        let (runnable, task) = build_with(shared, id, future, scheduler::schedule, false);
+        let (runnable, task) = build_with::<_, _, false>(shared, id, future, scheduler::schedule);
         let handle = JoinHandle::new(task, runnable.waker());
         if shared.is_shutdown() {
             // Dropping the runnable cancels the task.
@@ -332,7 +343,7 @@ where
         Poll::Ready(f())
     });
     let id = scheduler::worker::with_spawner(shared, |spawner| spawner.task_id(false));
-    let (runnable, task) = build_with(shared, id, future, schedule_blocking, true);
+    let (runnable, task) = build_with::<_, _, true>(shared, id, future, schedule_blocking);
     let handle = JoinHandle::new(task, runnable.waker());
     runnable.schedule();
     handle
@@ -352,12 +363,13 @@ fn schedule_blocking(runnable: Runnable, _info: async_task::ScheduleInfo) {
     }));
 }
 
-fn build_with<F>(
+/// Allocates the task. `schedule` is a function item, not a pointer, so that
+/// it takes no room in the task.
+fn build_with<F, S, const BLOCKING: bool>(
     shared: &Arc<Shared>,
     id: TaskId,
     future: F,
-    schedule: fn(Runnable, async_task::ScheduleInfo),
-    blocking: bool,
+    schedule: S,
 ) -> (
     Runnable,
     async_task::Task<Result<F::Output, JoinError>, Header>,
@@ -365,6 +377,7 @@ fn build_with<F>(
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Fn(Runnable, async_task::ScheduleInfo) + Send + Sync + 'static,
 {
     let header = Header {
         shared: shared.clone(),
@@ -377,15 +390,13 @@ where
     //   `Header` is `Sync`), so the runnable may run on any thread;
     // - the future borrows nothing but the metadata, which async-task keeps
     //   alive for as long as the future exists;
-    // - the schedule function is a `Send + Sync + 'static` fn pointer;
+    // - the schedule function is a `Send + Sync + 'static` function item;
     // - the output is `Send` (`F::Output: Send`, `JoinError: Send`).
     unsafe {
         builder.spawn_unchecked(
-            move |header: &Header| TaskFuture {
+            move |header: &Header| TaskFuture::<F, BLOCKING> {
                 header,
                 slot: Slot::NONE,
-                finished: false,
-                blocking,
                 future: ManuallyDrop::new(future),
             },
             WithInfo(schedule),

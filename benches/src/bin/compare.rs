@@ -1,7 +1,8 @@
 //! Runs every workload on vedart, tokio and smol alternately in one process and prints
 //! `workload  vedart  tokio  smol  vedart/tokio`.
 //!
-//! Usage: `cargo run --release -p vedart-benches --bin compare [-- --rounds N --workers N]`.
+//! Usage: `cargo run --release -p vedart-benches --bin compare [-- --rounds N --workers N
+//! --only NAME[,NAME]]` (`--only` runs just the named workloads, e.g. under a profiler).
 //! Each figure is the median of N rounds; the runtime order rotates every round so that none
 //! always runs first (cold caches) or last. Memory per pending task is measured in a fresh child
 //! process per runtime, because freed memory of an earlier runtime would hide the next one's growth.
@@ -22,12 +23,15 @@ const PENDING_TASKS: usize = 100_000;
 struct Options {
     rounds: usize,
     workers: usize,
+    /// Workload names to run; all when empty.
+    only: Vec<String>,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut options = Options {
         rounds: 15,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -40,6 +44,10 @@ fn parse_options() -> Result<Options, String> {
         match arg.as_str() {
             "--rounds" => options.rounds = value("--rounds")?,
             "--workers" => options.workers = value("--workers")?,
+            "--only" => {
+                let names = args.next().ok_or("--only needs workload names")?;
+                options.only = names.split(',').map(str::to_owned).collect();
+            }
             "--memory-child" => {
                 let name = args.next().unwrap_or_default();
                 let workers = options.workers;
@@ -54,7 +62,7 @@ fn parse_options() -> Result<Options, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (use --rounds N, --workers N)"
+                    "unknown argument {other:?} (use --rounds N, --workers N, --only NAME[,NAME])"
                 ));
             }
         }
@@ -187,7 +195,17 @@ fn main() {
         "{:<24} {:>14} {:>14} {:>14} {:>13}",
         "workload", "vedart", "tokio", "smol", "vedart/tokio"
     );
-    for workload in workloads() {
+    let wanted = |name: &str| options.only.is_empty() || options.only.iter().any(|n| n == name);
+    let known = workloads();
+    if let Some(unknown) = options
+        .only
+        .iter()
+        .find(|name| !known.iter().any(|w| w.name == *name) && *name != "memory_per_pending_task")
+    {
+        eprintln!("compare: no workload named {unknown:?}");
+        std::process::exit(2);
+    }
+    for workload in known.into_iter().filter(|w| wanted(w.name)) {
         let (mut v, mut t, mut s) = (Vec::new(), Vec::new(), Vec::new());
         // One untimed warm-up round each.
         (workload.veda)(&veda);
@@ -217,6 +235,9 @@ fn main() {
             ratio
         );
     }
+    if !wanted("memory_per_pending_task") {
+        return;
+    }
     let memory: Vec<_> = ["vedart", "tokio", "smol"]
         .iter()
         .map(|name| memory_child(name, options.workers))
@@ -233,6 +254,9 @@ fn main() {
         _ => eprintln!("memory_per_pending_task: {memory:?}"),
     }
     drop((tokio, smol));
+    if !options.only.is_empty() {
+        return;
+    }
     telemetry_overhead(&veda, options.rounds);
     process_pool_figures(&veda.rt);
 }

@@ -48,6 +48,13 @@ impl Slot {
         shard: u32::MAX,
         key: u32::MAX,
     };
+
+    /// The slot of a task that finished (and so left the registry, if it
+    /// was in it): a marker for the task's owner, never registered either.
+    pub(crate) const FINISHED: Slot = Slot {
+        shard: u32::MAX,
+        key: u32::MAX - 1,
+    };
 }
 
 /// The sharded table of live tasks.
@@ -113,7 +120,7 @@ impl Registry {
 
     /// Step 2: forgets a task whose future was dropped.
     pub(crate) fn remove(&self, slot: Slot) {
-        if slot == Slot::NONE {
+        if slot == Slot::NONE || slot == Slot::FINISHED {
             return;
         }
         let mut shard = lock(&self.shards[slot.shard as usize].0);
