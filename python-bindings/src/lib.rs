@@ -68,6 +68,8 @@ fn _vedart(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(thread_name, m)?)?;
     m.add_function(wrap_pyfunction!(_mark_interpreter_exiting, m)?)?;
     m.add_class::<telemetry::Counter>()?;
+    m.add_class::<telemetry::PyHistogram>()?;
+    m.add_function(wrap_pyfunction!(telemetry::histogram_percentiles, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::snapshot, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::set_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(telemetry::is_enabled, m)?)?;

@@ -26,6 +26,7 @@
 
 use std::time::{Duration, Instant};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use vedart::telemetry::{self as exec, HistogramSnapshot, TaskCounts};
@@ -273,6 +274,73 @@ pub(crate) fn take_spans(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
         list.append(dict)?;
     }
     Ok(list)
+}
+
+/// `value` seconds as a duration; negative, NaN and infinite values are
+/// refused with a `ValueError` naming `what`.
+fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{what} must be finite and >= 0, got {value}")))
+}
+
+/// The percentiles `quantiles` (0 to 1), in seconds, of the histogram whose
+/// non-empty buckets are `buckets` (`(lower_ns, upper_ns, count)`, as a
+/// snapshot's `buckets`) and whose extremes are `min` and `max` (seconds):
+/// `vedart.telemetry.Histogram.percentile` and `.since` read percentiles here,
+/// so that every percentile is computed by `HistogramSnapshot::percentile`.
+#[pyfunction]
+pub(crate) fn histogram_percentiles(
+    buckets: Vec<(u64, u64, u64)>,
+    min: f64,
+    max: f64,
+    quantiles: Vec<f64>,
+) -> PyResult<Vec<f64>> {
+    let snapshot = HistogramSnapshot::from_buckets(
+        buckets
+            .into_iter()
+            .map(|(lower, _, count)| (Duration::from_nanos(lower), count)),
+        Duration::ZERO,
+        seconds(min, "min")?,
+        seconds(max, "max")?,
+    );
+    Ok(quantiles
+        .into_iter()
+        .map(|quantile| snapshot.percentile(quantile).as_secs_f64())
+        .collect())
+}
+
+/// A histogram of values recorded from Python, at nanosecond resolution
+/// (a value is read as seconds): pyveda's `vedart.telemetry.metrics.Histogram`
+/// keeps its values here, with the buckets and percentiles of every other
+/// VedaRT histogram.
+#[pyclass(frozen, module = "vedart._vedart", name = "Histogram")]
+#[derive(Debug, Default)]
+pub struct PyHistogram {
+    inner: exec::Histogram,
+}
+
+#[pymethods]
+impl PyHistogram {
+    #[new]
+    fn new() -> Self {
+        PyHistogram::default()
+    }
+
+    /// Records `value` (finite, >= 0; saturates at about 584 years).
+    fn record(&self, value: f64) -> PyResult<()> {
+        self.inner.record(seconds(value, "value")?);
+        Ok(())
+    }
+
+    /// The values recorded so far, as `telemetry_snapshot`'s histograms.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        histogram_dict(py, &self.inner.snapshot())
+    }
+
+    /// The value below which a fraction `quantile` (0 to 1) of the values lie.
+    fn percentile(&self, quantile: f64) -> f64 {
+        self.inner.snapshot().percentile(quantile).as_secs_f64()
+    }
 }
 
 /// A counter any thread may add to without the interpreter's help; progress

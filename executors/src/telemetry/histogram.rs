@@ -194,6 +194,53 @@ impl HistogramSnapshot {
         }
     }
 
+    /// A snapshot with `count` values in the bucket of `value`, for each
+    /// `(value, count)` of `buckets`, and the given sum and extremes: the
+    /// snapshot whose [`buckets`](Self::buckets) are `(lower, _, count)` is
+    /// `from_buckets` of the `(lower, count)` pairs. So percentiles of buckets
+    /// exported elsewhere (to Python, or subtracted to cover an interval) are
+    /// computed here, like every other percentile.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vedart_executors::telemetry::{Histogram, HistogramSnapshot};
+    ///
+    /// let histogram = Histogram::new();
+    /// for micros in 1..=100 {
+    ///     histogram.record(Duration::from_micros(micros));
+    /// }
+    /// let original = histogram.snapshot();
+    /// let rebuilt = HistogramSnapshot::from_buckets(
+    ///     original.buckets().map(|(lower, _, count)| (lower, count)),
+    ///     original.sum(),
+    ///     original.min(),
+    ///     original.max(),
+    /// );
+    /// assert_eq!(rebuilt, original);
+    /// ```
+    pub fn from_buckets(
+        buckets: impl IntoIterator<Item = (Duration, u64)>,
+        sum: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> HistogramSnapshot {
+        let nanos = |value: Duration| u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        let mut snapshot = HistogramSnapshot::empty();
+        for (value, count) in buckets {
+            let bucket = &mut snapshot.buckets[index(nanos(value))];
+            *bucket = bucket.saturating_add(count);
+            snapshot.count = snapshot.count.saturating_add(count);
+        }
+        if snapshot.count > 0 {
+            snapshot.sum = nanos(sum);
+            snapshot.min = nanos(min);
+            snapshot.max = nanos(max);
+        }
+        snapshot
+    }
+
     /// Number of recorded values.
     pub fn count(&self) -> u64 {
         self.count
@@ -370,6 +417,26 @@ mod tests {
             );
         }
         assert_eq!(snapshot.mean(), Duration::from_nanos(5_000));
+    }
+
+    #[test]
+    fn rebuilt_from_its_buckets_a_snapshot_is_the_same() {
+        let histogram = Histogram::new();
+        for nanos in [0, 3, 4, 1_000, 1_001, 5_000_000, u64::MAX] {
+            histogram.record_nanos(nanos);
+        }
+        let original = histogram.snapshot();
+        let rebuilt = HistogramSnapshot::from_buckets(
+            original.buckets().map(|(lower, _, count)| (lower, count)),
+            original.sum(),
+            original.min(),
+            original.max(),
+        );
+        assert_eq!(rebuilt, original);
+        assert_eq!(rebuilt.p99(), original.p99());
+        let none =
+            HistogramSnapshot::from_buckets([], Duration::ZERO, Duration::ZERO, Duration::MAX);
+        assert_eq!(none, HistogramSnapshot::empty());
     }
 
     #[test]

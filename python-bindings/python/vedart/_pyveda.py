@@ -22,7 +22,6 @@ chosen where pyveda's was not VedaRT's.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import threading
 import time
@@ -132,84 +131,46 @@ class Gauge:
         return f"Gauge({self.name!r}, value={self.get()})"
 
 
-#: Buckets per power of two of :class:`Histogram`: VedaRT's own resolution
-#: (percentiles within about 12%).
-_SUB_BUCKETS = 4
-
-
 class Histogram:
     """pyveda's histogram: ``observe(value)``, ``get_percentile(0..100)``,
     ``get_mean()``, ``get_count()``.
 
-    VedaRT's meaning: values go into logarithmic buckets, four per power of
-    two, as in VedaRT's own histograms, so memory stays bounded and every
+    VedaRT's meaning: values are kept by a Rust histogram
+    (``_vedart.Histogram``), in the logarithmic buckets of VedaRT's own
+    histograms (four per power of two), so memory stays bounded and every
     value counts (pyveda kept the last 10,000 values exactly); percentiles
     are within about 12% and clamped to the smallest and largest value.
-    Values must be positive or zero (durations, sizes).
+    Values must be positive or zero (durations, sizes); they are kept at a
+    resolution of 1e-9 and saturate above about 1.8e10.
     """
 
     def __init__(self, name: str, description: str = "") -> None:
         self.name = name
         self.description = description
-        self._lock = threading.Lock()
-        self._buckets: dict[int, int] = {}
-        self._count = 0
-        self._sum = 0.0
-        self._min = math.inf
-        self._max = -math.inf
-
-    @staticmethod
-    def _bucket(value: float) -> int:
-        if value <= 0:
-            return -(1 << 30)  # zero: below every other bucket
-        mantissa, exponent = math.frexp(value)  # value = mantissa * 2**exponent, 0.5 <= m < 1
-        return exponent * _SUB_BUCKETS + int((mantissa * 2 - 1) * _SUB_BUCKETS)
-
-    @staticmethod
-    def _middle(bucket: int) -> float:
-        if bucket == -(1 << 30):
-            return 0.0
-        exponent, sub = divmod(bucket, _SUB_BUCKETS)
-        lower = (1 + sub / _SUB_BUCKETS) * 2.0 ** (exponent - 1)
-        upper = (1 + (sub + 1) / _SUB_BUCKETS) * 2.0 ** (exponent - 1)
-        return (lower + upper) / 2
+        self._values = _vedart.Histogram()
 
     def observe(self, value: float) -> None:
         """Records ``value`` (a number >= 0)."""
-        value = float(value)
-        if not value >= 0 or math.isinf(value):
-            raise ValueError(f"Histogram.observe: value must be finite and >= 0, got {value!r}")
-        bucket = self._bucket(value)
-        with self._lock:
-            self._buckets[bucket] = self._buckets.get(bucket, 0) + 1
-            self._count += 1
-            self._sum += value
-            self._min = min(self._min, value)
-            self._max = max(self._max, value)
+        try:
+            self._values.record(float(value))
+        except ValueError:
+            raise ValueError(
+                f"Histogram.observe: value must be finite and >= 0, got {value!r}"
+            ) from None
 
     def get_percentile(self, percentile: float) -> float:
         """The value below which ``percentile`` percent (0 to 100) of the
         values lie; 0.0 when empty."""
-        with self._lock:
-            if self._count == 0:
-                return 0.0
-            rank = max(1, min(self._count, math.ceil(percentile / 100.0 * self._count)))
-            seen = 0
-            for bucket in sorted(self._buckets):
-                seen += self._buckets[bucket]
-                if seen >= rank:
-                    return min(self._max, max(self._min, self._middle(bucket)))
-            return self._max
+        return self._values.percentile(percentile / 100.0)
 
     def get_mean(self) -> float:
         """The mean of the values; 0.0 when empty."""
-        with self._lock:
-            return self._sum / self._count if self._count else 0.0
+        snap = self._values.snapshot()
+        return float(snap["sum"]) / snap["count"] if snap["count"] else 0.0
 
     def get_count(self) -> int:
         """How many values were recorded."""
-        with self._lock:
-            return self._count
+        return int(self._values.snapshot()["count"])
 
     def __repr__(self) -> str:
         return f"Histogram({self.name!r}, count={self.get_count()})"

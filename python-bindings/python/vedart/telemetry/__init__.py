@@ -38,7 +38,6 @@ import atexit
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import threading
 import time
@@ -177,18 +176,13 @@ class Histogram:
 
     def percentile(self, quantile: float) -> float:
         """The value (seconds) below which a fraction ``quantile`` (0 to 1) of
-        the values lie, estimated like ``p50``."""
-        if self.count == 0:
-            return 0.0
-        quantile = min(1.0, max(0.0, quantile))
-        rank = max(1, min(self.count, math.ceil(quantile * self.count)))
-        seen = 0
-        for lower, upper, n in self.buckets:
-            seen += n
-            if seen >= rank:
-                middle = (lower + (upper - lower) // 2) / 1e9
-                return min(self.max, max(self.min, middle))
-        return self.max
+        the values lie, estimated like ``p50`` (by the same Rust code)."""
+        return self._percentiles(quantile)[0]
+
+    def _percentiles(self, *quantiles: float) -> list[float]:
+        return _vedart.histogram_percentiles(
+            list(self.buckets), self.min, self.max, [float(q) for q in quantiles]
+        )
 
     def since(self, earlier: Histogram) -> Histogram:
         """The values recorded after ``earlier`` (a histogram of the same
@@ -210,12 +204,8 @@ class Histogram:
         partial = Histogram(
             count, total, buckets[0][0] / 1e9, buckets[-1][1] / 1e9, total / count, 0, 0, 0, buckets
         )
-        return dataclasses.replace(
-            partial,
-            p50=partial.percentile(0.50),
-            p95=partial.percentile(0.95),
-            p99=partial.percentile(0.99),
-        )
+        p50, p95, p99 = partial._percentiles(0.50, 0.95, 0.99)
+        return dataclasses.replace(partial, p50=p50, p95=p95, p99=p99)
 
     def cumulative(self, bound_ns: int) -> int:
         """How many values were below ``bound_ns`` nanoseconds (exact at the
