@@ -311,7 +311,7 @@ def _connect(address: str, security: Any, timeout: float) -> _Connection:
                     n_workers=cores,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                     silence_logs=logging.ERROR,
                     **options,
                 )
@@ -325,9 +325,15 @@ def _connect(address: str, security: Any, timeout: float) -> _Connection:
     except Exception as error:
         if cluster is not None:
             cluster.close()
+        hint = ""
+        if address.startswith("tls://") and security is None:
+            hint = (
+                "; a tls:// scheduler needs the client's certificates: "
+                "veda.Config(cluster_security=distributed.Security(...))"
+            )
         raise ExecutorError(
             f"could not connect to the Dask scheduler at {address} within {timeout:g} s: "
-            f"{type(error).__name__}: {error}"
+            f"{type(error).__name__}: {error}{hint}"
         ) from error
     try:
         client.wait_for_workers(1, timeout=timeout)
