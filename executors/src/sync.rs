@@ -32,7 +32,7 @@ pub(crate) mod thread {
 /// uses these is not part of a loom model.
 pub(crate) mod unmodelled {
     #[allow(unused_imports)]
-    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, atomic};
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, atomic, mpsc};
 
     /// Locks a std mutex, ignoring poisoning like [`super::lock`].
     #[allow(dead_code)]

@@ -30,8 +30,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3_async_runtimes::TaskLocals;
 use pyo3_async_runtimes::generic::{ContextExt, JoinError as BridgeJoinErrorTrait, Runtime};
-use vedart_executors::blocking::BlockingPool;
-use vedart_reactor::fork::PerProcess;
+use vedart::blocking::BlockingPool;
+use vedart::fork::PerProcess;
 
 use crate::errors::VedaErrorKind;
 use crate::sync::Arc;
@@ -73,7 +73,7 @@ impl Future for BridgeJoinHandle {
 }
 
 /// The bridge's runtime and blocking pool: made by [`start`], and again in a
-/// child made by `fork()` (see `vedart_reactor::fork`); never shut down.
+/// child made by `fork()` (see `vedart::fork`); never shut down.
 struct Bridge {
     runtime: vedart::Runtime,
     pool: BlockingPool,
@@ -156,7 +156,7 @@ impl Runtime for VedaRt {
         };
         let rejected = match running() {
             Some((_, pool)) => pool.execute(job).err().map(|rejected| rejected.into_job()),
-            None => Some(Box::new(job) as vedart_executors::blocking::Job),
+            None => Some(Box::new(job) as vedart::blocking::Job),
         };
         if let Some(job) = rejected {
             // The pool never shuts down; a refusal means no thread could start.

@@ -3,7 +3,7 @@
 //! # Implementation
 //!
 //! `vedart._gpu` runs `@veda.gpu` functions with CuPy on a CUDA stream lent by
-//! the device's stream pool in `vedart_executors::gpu`:
+//! the device's stream pool in `vedart::gpu`:
 //!
 //! 1. `GpuStream(device)` opens the device (its primary context, the one CuPy
 //!    uses too) and takes a stream from its pool; `handle` is the raw
@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use vedart_executors::gpu::{self, Device, GpuError, Stream};
+use vedart::gpu::{self, Device, GpuError, Stream};
 
 use crate::detach::{deadline_from_timeout, wait_detached};
 use crate::process::executor_error;

@@ -7,7 +7,7 @@
 //! to read and change. This extension holds what must be native:
 //!
 //! - `runtime`: the pool of `veda-blocking-{i}` threads (a
-//!   `vedart_executors::blocking::BlockingPool`) that runs Python tasks, each
+//!   `vedart::blocking::BlockingPool`) that runs Python tasks, each
 //!   thread keeping one Python thread state for its life (`tstate`);
 //! - `task` and `group`: task completion, fail-fast and ordered
 //!   cancellation, helping waits that make nested parallelism deadlock-free, and

@@ -3,7 +3,7 @@
 //!
 //! # Implementation
 //!
-//! A [`PyProcessPool`] owns one `vedart_executors::process::ProcessPool` whose
+//! A [`PyProcessPool`] owns one `vedart::process::ProcessPool` whose
 //! children run `python -m vedart._worker` (the Python side chooses the
 //! command line; the wire format is the pool's, see
 //! `executors/src/process/README.md`). Its per-child driver tasks and every
@@ -51,10 +51,10 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
-use vedart_executors::process::{
+use vedart::process::{
     CancelHandle, Context, ProcessError, ProcessErrorKind, ProcessPool, WorkerState,
 };
-use vedart_reactor::fork::PerProcess;
+use vedart::fork::PerProcess;
 
 use crate::detach::{deadline_from_timeout, wait_detached};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering, lock};
@@ -71,7 +71,7 @@ pub(crate) fn executor_error(py: Python<'_>, message: impl Into<String>) -> PyEr
 }
 
 /// The runtime that drives every pool of this process: started on first use,
-/// and again in a child made by `fork()` (see `vedart_reactor::fork`); never
+/// and again in a child made by `fork()` (see `vedart::fork`); never
 /// shut down.
 fn driver(py: Python<'_>) -> PyResult<vedart::Handle> {
     static DRIVER: PerProcess<vedart::Runtime> = PerProcess::new();

@@ -27,7 +27,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use vedart_executors::blocking::{BlockingPool, Job, RejectedJob, default_thread_stack_size};
+use vedart::blocking::{BlockingPool, Job, RejectedJob, default_thread_stack_size};
 
 use crate::detach::{deadline_from_timeout, wait_detached};
 use crate::sync::{Arc, AtomicBool, Ordering};

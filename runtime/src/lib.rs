@@ -328,6 +328,15 @@ pub mod gpu {
     pub use vedart_executors::gpu::*;
 }
 
+/// Surviving `fork()`: process-wide values made again in a child
+/// ([`PerProcess`](fork::PerProcess)) and locks no vanished thread can hold
+/// there ([`AtFork`](fork::AtFork)). The runtime's own global state is built on
+/// them; use them for your own process-wide state in a library that may run in
+/// a process that forks.
+pub mod fork {
+    pub use vedart_reactor::fork::*;
+}
+
 /// The Rust example of the repository's README, compiled and run as a doctest so
 /// that it cannot go stale (except under `loom`, where it could only panic: see
 /// `example!`).

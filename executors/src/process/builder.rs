@@ -1,10 +1,10 @@
 //! [`ProcessPoolBuilder`]: the settings of a [`ProcessPool`].
 
+use crate::sync::unmodelled::Arc;
+use crate::sync::unmodelled::atomic::AtomicBool;
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use vedart_reactor::Reactor;

@@ -20,10 +20,10 @@
 //!    before the call resolved, the call gives up as in 3 and resolves to
 //!    `TimedOut` (during 1 it just leaves the waiter list).
 
+use crate::sync::unmodelled::Arc;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 

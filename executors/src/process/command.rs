@@ -12,12 +12,12 @@
 //! background thread, which reaps it when it exits, so no zombie is left behind;
 //! with [`Command::kill_on_drop`] it is killed first.
 
+use crate::sync::unmodelled::Arc;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 
 pub use std::process::Output;
 

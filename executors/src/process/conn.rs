@@ -52,10 +52,10 @@
 //! Lock order: pool state, then [`Conn`]'s `state`, then its `writer`; a call
 //! cell's lock is innermost and never held while taking another.
 
+use crate::sync::unmodelled::Arc;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io;
-use std::sync::Arc;
 use std::time::Instant;
 
 use futures::task::AtomicWaker;

@@ -18,12 +18,12 @@
 //! 5. Poll the exit watcher. Once the child exited: drain its pipes, reap it,
 //!    settle the remaining calls (see `conn`, "At most once") and tell the pool.
 
+use crate::sync::unmodelled::Arc;
 use std::fmt;
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 

@@ -6,11 +6,11 @@
 //! (the large parts sit behind `Arc`), because one child's death fails every
 //! call that was in flight on it with the same error.
 
+use crate::sync::unmodelled::Arc;
 use std::fmt;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::frame::FrameError;

@@ -15,9 +15,9 @@
 //! watcher also arms a slow safety timer while expecting, so a pidfd event that
 //! raced ahead of the reapable zombie cannot leave it waiting forever.
 
+use crate::sync::unmodelled::Arc;
 use std::fmt;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 

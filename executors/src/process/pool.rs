@@ -36,13 +36,13 @@
 //! them. There, calls fail with `PoolClosed` at once and dropping the pool does
 //! nothing: the children still belong to the original process.
 
+use crate::sync::unmodelled::Arc;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -696,7 +696,7 @@ impl ProcessPool {
             if settings
                 .cancel
                 .as_ref()
-                .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Acquire))
+                .is_some_and(|flag| flag.load(Ordering::Acquire))
             {
                 return Err(ProcessError::cancelled());
             }

@@ -5,8 +5,8 @@
 //! most [`MAX_LINE`] bytes each, plus the unfinished last line. When the child
 //! dies, the ring becomes part of its `WorkerDied` error.
 
+use crate::sync::unmodelled::Arc;
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 /// Lines kept.
 pub(crate) const MAX_LINES: usize = 20;

@@ -26,6 +26,7 @@
 //! process is never used); the `pre_exec` hook that runs between the two only
 //! makes async-signal-safe calls (`prctl`, `getppid`).
 
+use crate::sync::unmodelled::{Arc, mpsc};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
@@ -34,7 +35,6 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 
 use vedart_reactor::fork::PerProcess;
 
@@ -232,7 +232,7 @@ pub(crate) struct RawChild {
 
 /// The pieces of a [`RawChild`].
 pub(crate) struct ChildParts {
-    pub(crate) proc: std::sync::Arc<ProcHandle>,
+    pub(crate) proc: Arc<ProcHandle>,
     pub(crate) stdin: File,
     /// A second read end of the child's stdin, never read. While the parent
     /// holds it, writing to a dead child's stdin cannot fail with `EPIPE` (nor
@@ -328,7 +328,7 @@ fn spawn_pool_child(config: &SpawnConfig) -> io::Result<RawChild> {
     drop(command);
     Ok(RawChild {
         parts: Some(ChildParts {
-            proc: std::sync::Arc::new(ProcHandle::new(child.id(), true)),
+            proc: Arc::new(ProcHandle::new(child.id(), true)),
             stdin,
             stdin_keepalive,
             stdout,
@@ -378,7 +378,7 @@ fn run_on_spawn_thread(job: Job) {
 
 /// Starts a pool child on the spawn thread; the result arrives on the receiver.
 pub(crate) fn spawn_pool_child_async(
-    config: std::sync::Arc<SpawnConfig>,
+    config: Arc<SpawnConfig>,
 ) -> futures::channel::oneshot::Receiver<io::Result<RawChild>> {
     let (tx, rx) = futures::channel::oneshot::channel();
     let job: Job = Box::new(move || {
@@ -390,9 +390,7 @@ pub(crate) fn spawn_pool_child_async(
 }
 
 /// Starts a pool child on the spawn thread and waits for it (blocking).
-pub(crate) fn spawn_pool_child_blocking(
-    config: std::sync::Arc<SpawnConfig>,
-) -> io::Result<RawChild> {
+pub(crate) fn spawn_pool_child_blocking(config: Arc<SpawnConfig>) -> io::Result<RawChild> {
     let (tx, rx) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _ = tx.send(spawn_pool_child(&config));

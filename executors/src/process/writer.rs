@@ -8,10 +8,10 @@
 //! maximum frame size goes out as one message of several frames (`Part` frames,
 //! then the last one; see `frame`), straight from the caller's buffer.
 
+use crate::sync::unmodelled::Arc;
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
-use std::sync::Arc;
 
 use vedart_reactor::Async;
 
