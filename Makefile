@@ -8,7 +8,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 LOOM_MAX_PREEMPTIONS ?= 2
 
-.PHONY: all test test-rust test-loom test-python lint soak demo demo-rust venv bench bench-rust bench-python clean
+.PHONY: all test test-rust test-loom test-python lint soak demo demo-rust venv bench bench-rust bench-python bench-http clean
 
 all: test
 
@@ -16,6 +16,7 @@ test: test-rust test-loom test-python
 
 test-rust:
 	$(CARGO) test --workspace
+	$(CARGO) test -p vedart --features hyper --test hyper
 
 # Users' command, at the workspace root: the loom models explore every
 # interleaving up to the preemption bound, and every other test builds under the
@@ -50,6 +51,7 @@ soak: venv
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p vedart -p vedart-benches --features vedart/hyper,vedart-benches/http --all-targets -- -D warnings
 
 demo: venv
 	$(VPY) -m vedart demo
@@ -61,6 +63,12 @@ bench: bench-rust bench-python
 
 bench-rust:
 	$(CARGO) run --release -p vedart-benches --bin compare
+
+# The hello-world hyper server on vedart vs on tokio under wrk (installed with
+# apt-get when missing): requests/s and p99 ratios, 5 alternating rounds.
+bench-http:
+	$(CARGO) build --release -p vedart-benches --features http --bin http_hello
+	$(PYTHON) benches/http/bench_http.py --server target/release/http_hello
 
 bench-python: venv
 	for script in benches/python/bench_*.py; do echo "== $$script"; $(VPY) $$script || exit 1; done

@@ -35,6 +35,8 @@
 //!   started on first use, which also runs what the future spawns.
 //! - [`Builder::new_deterministic`]: a seeded, single-threaded runtime on
 //!   virtual time, for tests (see [below](#deterministic-mode)).
+//! - `hyper` (cargo feature `hyper`): the executor, timer and I/O adapters
+//!   that run hyper 1.x's HTTP/1.1 and HTTP/2 servers and clients on vedart.
 //! - [`telemetry`]: process-wide counters, histograms and task spans (see
 //!   [below](#telemetry)).
 //!
@@ -157,6 +159,8 @@ macro_rules! example {
 pub(crate) use example;
 
 mod builder;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod join;
 mod runtime;
 mod scheduler;
