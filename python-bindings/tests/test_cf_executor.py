@@ -455,7 +455,7 @@ def test_a_failing_initializer_breaks_the_executor(kind):
 
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="'thread', 'process', 'auto'"):
-        veda.VedaExecutor("dask")
+        veda.VedaExecutor("spark")
     with pytest.raises(ValueError, match="max_workers"):
         veda.VedaExecutor(max_workers=0)
     with pytest.raises(TypeError, match="max_workers=8"):

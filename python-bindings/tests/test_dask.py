@@ -256,6 +256,21 @@ def test_async_terminals_do_not_block_the_loop(on_cluster: Any) -> None:
     assert ticks >= 10  # the loop ran while the cluster worked
 
 
+def test_veda_executor_on_the_cluster(on_cluster: Any) -> None:
+    pids = worker_pids(on_cluster)
+    with veda.VedaExecutor("dask") as pool:
+        assert pool.submit(os.getpid).result(timeout=30) in pids
+        assert list(pool.map(pow, [2, 3, 4], [5, 2, 1])) == [32, 9, 4]
+        results = pool.map(boom, range(40))
+        assert [next(results) for _ in range(37)] == list(range(37))
+        with pytest.raises(KeyError, match="no key 37"):
+            next(results)
+        with pytest.raises(KeyError):
+            pool.submit(boom, 37).result(timeout=30)
+    with pytest.raises(ValueError, match="max_workers"):
+        veda.VedaExecutor("dask", max_workers=2)
+
+
 # -- modes, telemetry, explain ------------------------------------------------------------
 
 
@@ -271,6 +286,26 @@ def test_deterministic_mode_gives_the_same_results_and_seeds(on_cluster: Any) ->
     first, second = draw(), draw()
     assert first == second
     assert len(set(first)) == 50  # per-task seeds, not one seed for all
+
+
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def test_auto_sends_heavy_cpu_work_to_a_configured_cluster(on_cluster: Any) -> None:
+    pipeline = veda.par_iter([21] * 600).map(fib)
+    assert pipeline.collect() == [fib(21)] * 600
+    explanation = pipeline.explain()
+    if explanation.executor == "thread" and "cannot run it in parallel" not in (
+        explanation.reason
+    ):
+        pytest.skip(f"the probes did not look CPU-bound on this loaded machine: {explanation}")
+    assert explanation.executor == "dask", explanation
+    assert "a cluster is configured" in explanation.reason
+    # Too little work for the round trips: it stays here, and explain() says so.
+    small = veda.par_iter([15] * 20).map(fib)
+    small.collect()
+    assert small.explain().executor != "dask"
 
 
 def test_progress_bar_counts_cluster_results(on_cluster: Any, capsys: Any) -> None:

@@ -208,3 +208,16 @@ def test_without_the_extra_dask_is_a_config_error_naming_it() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "pip install 'vedart[dask]'" in result.stdout
+
+
+def test_demo_runs_a_map_on_a_local_cluster() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vedart", "demo", "--cluster", "local"],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ran on: tcp://127.0.0.1:" in result.stdout
+    assert "dask (executor=\"dask\" was requested" in result.stdout

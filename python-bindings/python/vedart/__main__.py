@@ -1,5 +1,6 @@
-"""Command line: ``python -m vedart demo`` runs a short tour; ``python -m vedart info``
-prints the runtime's configuration."""
+"""Command line: ``python -m vedart demo`` runs a short tour (``demo --cluster
+local`` or ``--cluster tcp://host:port``: a map on a Dask cluster);
+``python -m vedart info`` prints the runtime's configuration."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ import sys
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "demo"
     if command == "demo":
-        from ._demo import run_demo
+        from ._demo import run_cluster_demo, run_demo
 
+        if argv[1:2] == ["--cluster"] and len(argv) == 3:
+            return run_cluster_demo(argv[2])
+        if len(argv) > 1:
+            print("usage: python -m vedart demo [--cluster local|tcp://host:port]", file=sys.stderr)
+            return 2
         return run_demo()
     if command == "info":
         import vedart as veda
@@ -20,7 +26,7 @@ def main(argv: list[str]) -> int:
         for key, value in runtime.config.to_dict().items():
             print(f"  {key}: {value}")
         return 0
-    print("usage: python -m vedart [demo|info]", file=sys.stderr)
+    print("usage: python -m vedart [demo [--cluster ADDRESS]|info]", file=sys.stderr)
     return 2
 
 

@@ -24,7 +24,11 @@ Decided per pipeline segment, in this order:
    its result pickle, and the first two chunks, run side by side on two
    threads, did not run in parallel (CPU-heavy code that releases the
    interpreter, such as hashing or NumPy, runs fine on threads), the rest goes
-   to worker processes.
+   to worker processes. *Cluster*: when a cluster is configured
+   (``Config(cluster=...)``, never otherwise) and the work left is worth its
+   network round trips (:data:`CLUSTER_MIN_WORK_SECONDS`, or unknown), such
+   work goes to the cluster instead (``executor="dask"``); one that cannot be
+   reached leaves it to the worker processes, and ``explain()`` says why.
 5. *Threads* otherwise: waiting work (I/O, sleeps) and code that releases the
    interpreter overlap on threads.
 
@@ -46,6 +50,7 @@ from ._executors import (
     Run,
     SerialExecutor,
     ThreadExecutor,
+    resolve_executor,
 )
 from ._stages import ASYNC_MAP, GPU_MAP, MAP, PER_ITEM, Stage
 
@@ -64,6 +69,10 @@ CPU_BOUND_RATIO = 0.7
 #: and to one that must start first.
 PROCESS_MIN_WORK_SECONDS = 0.05
 PROCESS_MIN_WORK_COLD_SECONDS = 0.3
+
+#: Step 4: the least work left (estimated seconds) to send to a configured
+#: cluster, whose chunks each pay a network round trip through its scheduler.
+CLUSTER_MIN_WORK_SECONDS = 1.0
 
 #: Step 4: two chunks on two threads reaching this CPU-time parallelism show
 #: that the work releases the interpreter.
@@ -291,6 +300,10 @@ class _AdaptiveRun(Run):
         else:
             name, reason = self._cpu_bound(probe, value, per_item, left, cost)
             if name == "process":
+                cluster, reason = self._on_cluster(per_item, left, cost, reason)
+                if cluster is not None:
+                    self._choose(cluster.name, reason, cluster.start(self._mode))
+                    return
                 from ._process import ProcessExecutor
 
                 backend = ProcessExecutor(self._executor.runtime, reason).start(self._mode)
@@ -335,6 +348,33 @@ class _AdaptiveRun(Run):
         return "process", (
             f"{cost}: the work holds the interpreter{checked}, so threads cannot run it in "
             "parallel; the rest runs in worker processes"
+        )
+
+    def _on_cluster(
+        self, per_item: float, left: Optional[int], cost: str, reason: str
+    ) -> tuple[Optional[Executor], str]:
+        """Step 4, *cluster*: the cluster's executor for work that would go to
+        worker processes, and the reason; ``None`` (and why, added to
+        ``reason``) to keep it on this machine."""
+        from ._cluster import ENGINES
+        from .exceptions import VedaError
+
+        address = self._executor.runtime.config.cluster
+        if address is None:
+            return None, reason
+        if left is not None and left * per_item < CLUSTER_MIN_WORK_SECONDS:
+            return None, (
+                f"{reason} (not on the cluster at {address}: the {left} item(s) left, about "
+                f"{left * per_item:.2g} s, do not pay for its round trips)"
+            )
+        engine = next(iter(ENGINES))
+        try:
+            cluster = resolve_executor(engine, self._executor.runtime)
+        except VedaError as error:
+            return None, f"{reason} (the cluster at {address} is unavailable: {error})"
+        return cluster, (
+            f"{cost}: the work holds the interpreter and a cluster is configured, so the rest "
+            f"runs on it ({engine} at {address}, {cluster.workers} worker threads)"
         )
 
     def _parallelism(self) -> Optional[float]:

@@ -14,6 +14,9 @@ How it works:
    Pools of its own are stopped by :meth:`VedaExecutor.shutdown`; the shared
    ones live as long as the runtime. ``executor="auto"`` submits to the
    runtime's threads and lets ``map`` choose as ``par_iter`` does.
+   ``executor="dask"`` sends each call to the cluster of
+   ``veda.init(cluster=...)`` (:mod:`vedart._dask`), waited for by a task on
+   the runtime's threads, and runs ``map`` as a pipeline there.
 2. ``submit`` on threads: a task of the executor's task group, which
    completes a :class:`vedart.Future` (a :class:`concurrent.futures.Future`)
    in Rust. On processes: the call is pickled at once (a :class:`TypeError`
@@ -68,7 +71,7 @@ import uuid
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from . import _process, _vedart, _worker
+from . import _cluster, _process, _vedart, _worker
 from ._config import DEFAULT_ADAPTIVE_INTERVAL_MS, MAX_WORKERS_LIMIT
 from ._deadline import check_timeout
 from ._deterministic import describe
@@ -106,7 +109,7 @@ MAX_CONTEXTS = 8
 #: How many recently submitted callables are remembered to spot a second use.
 MAX_SEEN = 64
 
-EXECUTOR_KINDS = ("thread", "process", "auto")
+EXECUTOR_KINDS = ("thread", "process", "auto", *_cluster.ENGINES)
 
 _counter = itertools.count()
 
@@ -249,6 +252,29 @@ class _ThreadLane:
     def close(self) -> None:
         if self.own_pool is not None:
             self.own_pool.shutdown(None)
+
+
+class _ClusterLane(_ThreadLane):
+    """Calls on a cluster (``executor="dask"``): each is sent to the cluster
+    by a task on the runtime's threads that waits for it there, as
+    ``veda.spawn(..., executor="dask")`` does; cancelling the future cancels
+    it on the cluster. ``map`` runs as a pipeline on the cluster."""
+
+    def __init__(self, engine: str) -> None:
+        super().__init__(None, None)
+        self.engine_name = engine
+        #: The engine's module (a ConfigError names the extra when missing).
+        self.engine = _cluster.engine(engine)
+
+    def submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], fut: Future
+    ) -> None:
+        call = self.engine.submit_call(get_runtime().config, fn, args, kwargs)
+        super().submit(call.run, (), {}, fut)
+        fut._veda_fn = fn
+
+    def engine_executor(self, kind: str) -> Executor:
+        return resolve_executor(self.engine_name, get_runtime())
 
 
 # -- processes ------------------------------------------------------------------
@@ -705,10 +731,11 @@ class VedaExecutor(concurrent.futures.Executor):
     library. See :mod:`vedart._cf_executor` for how calls run.
 
     Args:
-        executor: ``"thread"`` (the default), ``"process"`` or ``"auto"``
+        executor: ``"thread"`` (the default), ``"process"``, ``"auto"``
             (``submit`` on threads; ``map`` chooses as ``par_iter`` does, from
-            the measured cost of the first items). A Dask executor will come
-            with VedaRT's Dask integration.
+            the measured cost of the first items) or ``"dask"`` (the cluster
+            of ``veda.init(cluster=...)``: ``submit`` sends each call there,
+            ``map`` runs as a pipeline there).
         max_workers: at most this many calls at once, on threads or worker
             processes of the executor's own, stopped by :meth:`shutdown`.
             ``None``: share VedaRT's pools (``Config.max_workers`` threads, or
@@ -775,6 +802,11 @@ class VedaExecutor(concurrent.futures.Executor):
             )
         if executor == "process" and thread_name_prefix:
             raise ValueError('thread_name_prefix applies to executor="thread" only')
+        if executor in _cluster.ENGINES and own:
+            raise ValueError(
+                f'executor="{executor}" runs calls on the cluster\'s workers: max_workers, '
+                'initializer and thread_name_prefix need executor="thread" or "process"'
+            )
         self._kind = executor
         self._name = f"VedaExecutor-{next(_counter)}"
         self._lock = threading.Lock()
@@ -786,6 +818,8 @@ class VedaExecutor(concurrent.futures.Executor):
         self._lane: Any
         if executor == "process":
             self._lane = _ProcessLane(self, workers, initializer, tuple(initargs))
+        elif executor in _cluster.ENGINES:
+            self._lane = _ClusterLane(executor)
         else:
             start = None
             if initializer is not None or thread_name_prefix:

@@ -312,7 +312,8 @@ def _connect(address: str, security: Any, timeout: float) -> _Connection:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=":0",
-                    silence_logs=logging.ERROR,
+                    # Its workers' complaints while it closes are not the user's.
+                    silence_logs=logging.CRITICAL,
                     **options,
                 )
         except Exception as error:
