@@ -24,20 +24,11 @@
 //!   runtime's scheduler) report into.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-/// Opens a doc example that builds a runtime, a reactor or a pool: run as a
-/// doctest, except under the `loom` feature, where the crate's sync facade is
-/// loom's and works only inside a loom model, so the example is compiled but
-/// not run (`cargo test --features loom` at the workspace root stays green).
-#[cfg(not(feature = "loom"))]
+/// Opens a doc example: run as a doctest, compiled only under `loom` (one
+/// definition for the workspace, `vedart_reactor::__doc_example`).
 macro_rules! example {
     () => {
-        "```"
-    };
-}
-#[cfg(feature = "loom")]
-macro_rules! example {
-    () => {
-        "```no_run"
+        vedart_reactor::__doc_example!()
     };
 }
 // A path for inner (`//!`) docs, which textual macro scope does not reach.

@@ -24,19 +24,30 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 /// Opens a doc example that builds a runtime, a reactor or a pool: run as a
-/// doctest, except under the `loom` feature, where the crate's sync facade is
-/// loom's and works only inside a loom model, so the example is compiled but
-/// not run (`cargo test --features loom` at the workspace root stays green).
+/// doctest, except under the `loom` feature, where the crates' sync facades are
+/// loom's and work only inside a loom model, so the example is compiled but not
+/// run (`cargo test --features loom` at the workspace root stays green). The
+/// one definition for the workspace: `vedart-executors` and `vedart` open their
+/// examples with it too (their `loom` features turn on this crate's).
+#[doc(hidden)]
 #[cfg(not(feature = "loom"))]
-macro_rules! example {
+#[macro_export]
+macro_rules! __doc_example {
     () => {
         "```"
     };
 }
+#[doc(hidden)]
 #[cfg(feature = "loom")]
-macro_rules! example {
+#[macro_export]
+macro_rules! __doc_example {
     () => {
         "```no_run"
+    };
+}
+macro_rules! example {
+    () => {
+        $crate::__doc_example!()
     };
 }
 

@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
 
-use crate::task::{Header, TaskId};
+use crate::task_core::{Header, TaskId};
 
 /// An owned permission to await a spawned task's output.
 ///

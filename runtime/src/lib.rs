@@ -139,20 +139,11 @@
 //! the shutdown protocol is in the `scheduler` module's docs.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-/// Opens a doc example that builds a runtime, a reactor or a pool: run as a
-/// doctest, except under the `loom` feature, where the crate's sync facade is
-/// loom's and works only inside a loom model, so the example is compiled but
-/// not run (`cargo test --features loom` at the workspace root stays green).
-#[cfg(not(feature = "loom"))]
+/// Opens a doc example: run as a doctest, compiled only under `loom` (one
+/// definition for the workspace, `vedart_reactor::__doc_example`).
 macro_rules! example {
     () => {
-        "```"
-    };
-}
-#[cfg(feature = "loom")]
-macro_rules! example {
-    () => {
-        "```no_run"
+        vedart_reactor::__doc_example!()
     };
 }
 // A path for inner (`//!`) docs, which textual macro scope does not reach.
@@ -167,7 +158,12 @@ mod scheduler;
 mod scope;
 pub mod sync;
 mod sync_facade;
-mod task;
+mod join_set;
+mod local;
+// `task.rs` is the task allocation itself; the public `task` module below is
+// the user's door to task tools.
+#[path = "task.rs"]
+mod task_core;
 pub mod telemetry;
 
 #[cfg(feature = "loom")]
@@ -181,7 +177,19 @@ pub use join::{AbortHandle, JoinError, JoinHandle};
 pub use runtime::{EnterGuard, Handle, Runtime};
 pub use scheduler::deterministic::ScheduleEvent;
 pub use scope::{Scope, ScopedJoinHandle, scope, try_scope};
-pub use task::{TaskId, YieldNow, yield_now};
+pub use task_core::{TaskId, YieldNow, yield_now};
+
+/// Working with tasks: [`JoinSet`](task::JoinSet) for a group joined as it
+/// finishes, [`LocalSet`](task::LocalSet) and [`spawn_local`](task::spawn_local)
+/// for `!Send` futures on the current thread, and the task items also found
+/// at the crate root.
+pub mod task {
+    pub use crate::join::{AbortHandle, JoinError, JoinHandle};
+    pub use crate::join_set::JoinSet;
+    pub use crate::local::{LocalJoinHandle, LocalSet, spawn_local};
+    pub use crate::task_core::{TaskId, YieldNow, yield_now};
+    pub use crate::{spawn, spawn_blocking};
+}
 
 /// Timers, driven by the runtime's reactor.
 ///

@@ -345,7 +345,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        crate::task::spawn(&self.shared, future)
+        crate::task_core::spawn(&self.shared, future)
     }
 
     /// Runs `future` to completion on the calling thread. See
@@ -426,7 +426,7 @@ impl Handle {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        crate::task::spawn_blocking(&self.shared, f)
+        crate::task_core::spawn_blocking(&self.shared, f)
     }
 
     /// This runtime's blocking pool: its [`stats`](BlockingPool::stats) (size,

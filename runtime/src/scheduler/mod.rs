@@ -53,7 +53,7 @@ use crate::sync_facade::atomic::AtomicBool;
 use crate::sync_facade::atomic::Ordering::{Acquire, SeqCst};
 use crate::sync_facade::unmodelled::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::sync_facade::{Arc, Condvar, Mutex, lock, wait, wait_timeout};
-use crate::task::{Runnable, TaskId};
+use crate::task_core::{Runnable, TaskId};
 use crate::telemetry::RuntimeStats;
 
 use self::idle::Idle;

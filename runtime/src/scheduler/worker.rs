@@ -66,7 +66,7 @@ use super::{Flavor, Shared};
 use crate::sync_facade::atomic::AtomicBool;
 use crate::sync_facade::atomic::Ordering::SeqCst;
 use crate::sync_facade::{Arc, lock};
-use crate::task::{Runnable, TaskId};
+use crate::task_core::{Runnable, TaskId};
 use crate::telemetry::{self, Event, PollProbe};
 
 /// Ticks between non-blocking reactor polls (step 1). Prime, as in tokio, so

@@ -15,7 +15,7 @@ use vedart_executors::telemetry::{self as exec, ExecutorKind, Status, TaskEvent}
 
 use super::stats::{Event, SAMPLE_INTERVAL, WorkerStats};
 use crate::scheduler::{Shared, worker};
-use crate::task::{Header, Runnable};
+use crate::task_core::{Header, Runnable};
 
 /// Nanoseconds since the telemetry epoch; never zero (zero means "no stamp").
 fn now_nanos() -> u64 {

@@ -43,7 +43,7 @@ use crate::sync_facade::Arc;
 use crate::sync_facade::atomic::Ordering::SeqCst;
 use crate::sync_facade::unmodelled::atomic::{AtomicUsize, Ordering::Relaxed};
 use crate::sync_facade::unmodelled::{Mutex, lock};
-use crate::task::{Runnable, TaskId};
+use crate::task_core::{Runnable, TaskId};
 
 /// One poll in a deterministic runtime's schedule; see
 /// [`Runtime::schedule_trace`](crate::Runtime::schedule_trace).
