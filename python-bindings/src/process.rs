@@ -51,10 +51,10 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
+use vedart::fork::PerProcess;
 use vedart::process::{
     CancelHandle, Context, ProcessError, ProcessErrorKind, ProcessPool, WorkerState,
 };
-use vedart::fork::PerProcess;
 
 use crate::detach::{deadline_from_timeout, wait_detached};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering, lock};
