@@ -24,6 +24,7 @@ import threading
 from typing import Any, Callable, Coroutine, Optional
 
 from . import _vedart
+from ._runtime import get_runtime
 from .exceptions import CancelledError
 
 __all__ = ["running_loop", "background_loop", "is_coroutine_function", "await_task", "within"]
@@ -206,8 +207,6 @@ def _call_targeting(
 async def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
     """Runs ``fn(*args)`` as a VedaRT task on the thread pool and awaits it; the
     task's ``async_map`` stages use the awaiting coroutine's loop."""
-    from ._runtime import get_runtime
-
     runtime = get_runtime()
     ctx = contextvars.copy_context()
     task = runtime._root.submit(ctx.run, (_call_targeting, running_loop(), fn, *args))

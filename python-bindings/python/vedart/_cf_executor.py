@@ -74,12 +74,12 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from . import _cluster, _process, _vedart, _worker
 from ._config import DEFAULT_ADAPTIVE_INTERVAL_MS, MAX_WORKERS_LIMIT
 from ._deadline import check_timeout
-from ._deterministic import describe
 from ._engine import Execution, partials
 from ._executors import Executor, ThreadExecutor, resolve_executor
 from ._future import Future
 from ._runtime import get_runtime
 from ._stages import MAP, Collect, Stage
+from ._trace import describe
 from .exceptions import (
     BrokenProcessPoolError,
     BrokenThreadPoolError,

@@ -450,13 +450,6 @@ class Scheduler:
 # Pipelines: an executor wrapper whose runs queue chunks in the scheduler
 
 
-def describe(fn: Any) -> str:
-    """A short name of a callable for traces."""
-    if isinstance(fn, _trace._Traced):
-        fn = fn.fn
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
-
 class _ChunkTask(_Task):
     __slots__ = ("run", "fn", "chunk", "value", "error", "elapsed")
 
@@ -637,7 +630,7 @@ class _SpawnTask(_Task):
         future: Any,
         index: int,
     ) -> None:
-        super().__init__(scheduler, index, f"spawn({describe(fn)})", "thread")
+        super().__init__(scheduler, index, f"spawn({_trace.describe(fn)})", "thread")
         self.group = group
         self.call: Optional[tuple[Any, ...]] = (fn, args, kwargs)
         self.future = future

@@ -59,6 +59,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from . import _context, _trace
+from ._async_stage import async_map_items
 from ._deadline import Deadline, WaitExpired
 from ._executors import Executor, Run
 from ._stages import (
@@ -571,8 +572,6 @@ def _apply_sequential(stage: Stage, source: Source, execution: Execution) -> Sou
     if kind == CHUNK:
         return IterSource(chunked(source.iterate(), stage.arg))
     if kind == ASYNC_MAP:
-        from ._async_stage import async_map_items
-
         fn, concurrency = stage.fn, stage.arg
         assert fn is not None
         batches = source.batches if isinstance(source, BatchSource) else None

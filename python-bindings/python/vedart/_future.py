@@ -8,6 +8,7 @@ from typing import Any, Callable, Generator, Optional, TypeVar
 
 from . import _vedart
 from ._deadline import check_timeout
+from ._trace import describe
 from .exceptions import TimeoutError
 
 __all__ = ["Future"]
@@ -139,8 +140,6 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
             assert seconds is not None
             what = "the task"
             if self._veda_fn is not None:
-                from ._deterministic import describe
-
                 what = f"the task {describe(self._veda_fn)}"
             raise TimeoutError(
                 f"{what} did not finish within {seconds:g} s "

@@ -36,6 +36,7 @@ import warnings
 from typing import Any, Callable, Optional, TypeVar, overload
 
 from . import _vedart
+from ._asyncio import run_blocking, running_loop
 from ._executors import ThreadExecutor
 from ._stages import GPU_MAP, MAP, Stage
 
@@ -187,8 +188,6 @@ class GpuFunction:
         self.device = device
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ._asyncio import run_blocking, running_loop
-
         if running_loop() is not None:
             return run_blocking(functools.partial(run, self.fn, args, kwargs, self.device))
         return run(self.fn, args, kwargs, self.device)

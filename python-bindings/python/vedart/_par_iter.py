@@ -20,9 +20,10 @@ from typing import (
 from . import _asyncio, _deterministic, _progress
 from ._deadline import Deadline, check_timeout
 from ._engine import Execution, partials
-from ._adaptive import explained, stages_for
+from ._adaptive import explain, explained, stages_for
+from ._gpu import as_gpu_function
 from ._config import check_process_options
-from ._process import ProcessOptions
+from ._process import ProcessExecutor, ProcessOptions
 from .exceptions import ConfigError
 from ._executors import THREAD_POOL, Executor, check_executor_spec
 from ._runtime import get_runtime
@@ -215,8 +216,6 @@ class ParallelIterator(Generic[T]):
         process = self._options.process
         spec: Union[None, str, Executor] = self._executor
         if process is not None:
-            from ._process import ProcessExecutor
-
             spec = ProcessExecutor(
                 runtime, 'executor="process" (par_iter was given process options)', process
             )
@@ -296,8 +295,6 @@ class ParallelIterator(Generic[T]):
         (see :func:`vedart.gpu`). Without either, ``fn`` runs on the CPU, with
         one warning per process."""
         _check_callable("gpu_map", fn)
-        from ._gpu import as_gpu_function
-
         return self._then(Stage(GPU_MAP, as_gpu_function(fn)))
 
     def unordered(self) -> ParallelIterator[T]:
@@ -336,8 +333,6 @@ class ParallelIterator(Generic[T]):
             >>> veda.par_iter(range(3), executor="thread").map(str).explain().executor
             'thread'
         """
-        from ._adaptive import explain
-
         return explain(self)
 
     # -- terminal operations --------------------------------------------------

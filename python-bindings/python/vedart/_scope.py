@@ -112,7 +112,7 @@ def _start(
         fn = hook(fn, index)
     tracer = _trace.recorder
     if tracer is not None:
-        fn = tracer.wrap(fn, f"spawn({_deterministic.describe(fn)})", "spawn", index, "thread")
+        fn = tracer.wrap(fn, f"spawn({_trace.describe(fn)})", "spawn", index, "thread")
     scheduler = _deterministic.current()
     if scheduler is not None:
         _deterministic.spawn(scheduler, group, fn, args, kwargs, fut, index)

@@ -133,6 +133,13 @@ class _Traced:
         return (_unwrapped, (self.fn,))
 
 
+def describe(fn: Any) -> str:
+    """A short name of a callable for traces and messages."""
+    if isinstance(fn, _Traced):
+        fn = fn.fn
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
 class Recorder:
     """Collects spans until :meth:`chrome_trace` is asked for them."""
 
