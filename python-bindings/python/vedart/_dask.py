@@ -559,13 +559,17 @@ class _Submitter:
 
     def wait(self, task: _Task, deadline: Optional[float], fail_fast: bool) -> None:
         """Waits until ``task`` landed (or, with ``fail_fast``, any task
-        failed), raising ``WaitExpired`` at ``deadline`` (monotonic)."""
+        failed), raising ``WaitExpired`` at ``deadline`` (monotonic), and
+        :class:`~vedart.CancelledError` when the VedaRT task waiting is
+        cancelled (an awaiting coroutine cancelled, its scope failed)."""
         with self.cond:
             while task.outcome is None:
                 if fail_fast and self.failure is not None:
                     return
                 if self.cancelled:
                     return
+                if _vedart.cancelled():
+                    raise CancelledError("the work was cancelled")
                 pause = POLL_SECONDS
                 if deadline is not None:
                     left = deadline - time.monotonic()
@@ -744,16 +748,12 @@ class RemoteCall:
         task = _Task(self, 0, None, "", request)
         calls.launch(task)
         try:
-            while task.outcome is None:
-                with calls.cond:
-                    if task.outcome is None:
-                        calls.cond.wait(POLL_SECONDS)
-                if task.outcome is None and _vedart.cancelled():
-                    raise CancelledError(f"spawn({self._name}) was cancelled")
-        except BaseException:
+            calls.wait(task, None, False)
+        except BaseException:  # cancelled, or Ctrl+C: the cluster need not run it
             calls.cancel()
             raise
         outcome = task.outcome
+        assert outcome is not None
         if outcome[0] == "ok":
             value, _ = _process.decode_answer(outcome[1])
             return None if value is _stages._MISSING else value
