@@ -151,7 +151,10 @@ def test_pipelines_on_real_workers_and_a_worker_killed_mid_map(
     workers = wait_for_workers(address, {second.pid, third.pid})
     veda.shutdown()
     veda.init(cluster=address, retries=2, cluster_connect_timeout=START_TIMEOUT)
-    before = veda.telemetry.snapshot().executors.get("dask", {}).get("retried", 0)
+    # Connected before the clock starts, so that both workers are busy when
+    # the kill comes.
+    assert veda.par_iter(range(4), executor="dask").map(abs).sum() == 6
+    before = veda.telemetry.snapshot().executors["dask"]["retried"]
     timer = kill_when_busy(second.pid, 1.0)
     try:
         out = veda.par_iter([0.2] * 30, executor="dask", chunk_size=1).map(pid_after).collect()
