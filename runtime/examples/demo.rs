@@ -138,13 +138,11 @@ async fn tcp_echo() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rt = vedart::Runtime::new()?;
+#[vedart::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("VedaRT demo: a runtime with one worker thread per core ({workers})\n");
-    rt.block_on(async {
-        fan_out().await?;
-        scoped_timers().await?;
-        tcp_echo().await
-    })
+    fan_out().await?;
+    scoped_timers().await?;
+    tcp_echo().await
 }

@@ -149,17 +149,18 @@ macro_rules! example {
 // A path for inner (`//!`) docs, which textual macro scope does not reach.
 pub(crate) use example;
 
+mod attributes;
 mod builder;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 mod join;
+mod join_set;
+mod local;
 mod runtime;
 mod scheduler;
 mod scope;
 pub mod sync;
 mod sync_facade;
-mod join_set;
-mod local;
 // `task.rs` is the task allocation itself; the public `task` module below is
 // the user's door to task tools.
 #[path = "task.rs"]
@@ -178,6 +179,72 @@ pub use runtime::{EnterGuard, Handle, Runtime};
 pub use scheduler::deterministic::ScheduleEvent;
 pub use scope::{Scope, ScopedJoinHandle, scope, try_scope};
 pub use task_core::{TaskId, YieldNow, yield_now};
+
+/// Runs `async fn main` on a VedaRT runtime built for it, so a program needs
+/// no `Runtime::new()` / `block_on` boilerplate.
+///
+/// Arguments: `flavor = "multi_thread"` (the default: one worker per core, or
+/// `VEDART_WORKER_THREADS`) or `"current_thread"`; `worker_threads = N`
+/// (multi-thread only); `seed = N` for the deterministic runtime
+/// ([`Builder::new_deterministic`]: one thread, seeded scheduling, virtual
+/// time), which excludes the other two; `crate = "path"` when `vedart` is
+/// renamed. A bad argument is a compile error naming it. The function's
+/// return type passes through (`Result<(), E>` works with `?`); if the runtime
+/// cannot start, `main` panics with the [`BuildError`].
+///
+/// # Examples
+///
+#[doc = example!()]
+/// use vedart::sync::mpsc;
+///
+/// #[vedart::main(worker_threads = 2)]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let (tx, mut rx) = mpsc::channel(8);
+///     vedart::spawn(async move { tx.send("hello").await }).await??;
+///     assert_eq!(rx.recv().await, Some("hello"));
+///     Ok(())
+/// }
+/// ```
+#[doc(inline)]
+pub use vedart_macros::main;
+
+/// Runs an `async fn` test on a fresh VedaRT runtime: `#[vedart::test]`
+/// instead of `#[test]`.
+///
+/// The default flavour is `current_thread` (the test's thread runs every task);
+/// `flavor = "multi_thread"` and `worker_threads = N` as for [`macro@main`].
+/// `seed = N` runs the test on the deterministic runtime
+/// ([`Builder::new_deterministic`]): tasks interleave in the order the seed
+/// picks and timers run on virtual time, which jumps to the next deadline
+/// whenever every task waits, so a test full of timeouts and sleeps runs
+/// instantly and fails the same way on every run. A failing seeded test
+/// prints its seed. Other attributes (`#[should_panic]`, `#[ignore]`) work as
+/// on `#[test]`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[vedart::test(seed = 7)]
+/// async fn a_day_of_retries_takes_no_time() {
+///     let started = std::time::Instant::now();
+///     for _ in 0..24 {
+///         let never = std::future::pending::<()>();
+///         let result = vedart::time::timeout(Duration::from_secs(3600), never).await;
+///         assert!(result.is_err());
+///     }
+///     assert!(started.elapsed() < Duration::from_secs(5)); // 24 virtual hours
+/// }
+/// # fn main() {}
+/// ```
+#[doc(inline)]
+pub use vedart_macros::test;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::attributes::SeedNote;
+}
 
 /// Working with tasks: [`JoinSet`](task::JoinSet) for a group joined as it
 /// finishes, [`LocalSet`](task::LocalSet) and [`spawn_local`](task::spawn_local)
