@@ -96,8 +96,9 @@ def test_results_match_serial_for_every_terminal_operation():
 
 
 def test_closures_and_lambdas_load_in_a_fresh_child_without_cloudpickle():
-    # Regression: every child imported cloudpickle (tens of ms at start-up) to
-    # rebuild lambdas; the parent's pickler now names vedart._worker's copies.
+    # A function sent by value is rebuilt by vedart._worker from its marshalled
+    # code (nothing of cloudpickle's): a child does not import cloudpickle (tens
+    # of ms at start-up) for lambdas and closures.
     _process.shutdown_pool()
     offset = 10
 
@@ -112,6 +113,80 @@ def test_closures_and_lambdas_load_in_a_fresh_child_without_cloudpickle():
     assert processes(items=range(5)).map(make(2)).collect() == [10, 12, 14, 16, 18]
     loaded = processes(items=range(4)).map(lambda _: "cloudpickle" in sys.modules).collect()
     assert loaded == [False] * 4
+
+
+def test_functions_sent_by_value_need_nothing_private_of_cloudpickle(monkeypatch):
+    # What a cloudpickle upgrade may rename or reshape: the workers must not
+    # depend on it (they used to run copies of cloudpickle 3.x's functions).
+    import cloudpickle
+
+    for name in (
+        "_make_function",
+        "_function_setstate",
+        "_function_getstate",
+        "_make_empty_cell",
+        "_make_cell",
+        "_code_reduce",
+        "_dynamic_function_reduce",
+        "subimport",
+        "_builtin_type",
+    ):
+        monkeypatch.delattr(cloudpickle.cloudpickle, name, raising=False)
+    monkeypatch.setattr(_process, "_pickler_class", None)
+    _process.shutdown_pool()
+    offset = 3
+    assert processes(items=range(4)).map(lambda x: x + offset).collect() == [3, 4, 5, 6]
+    loaded = processes(items=range(2)).map(lambda _: "cloudpickle" in sys.modules).collect()
+    assert loaded == [False] * 2
+    _process.shutdown_pool()
+
+
+def test_functions_of_main_sent_by_value_keep_what_makes_them_work():
+    # Functions of __main__ are sent by value: recursion through the globals,
+    # keyword defaults, attributes, docstrings, closures (a cell filled after
+    # the function was made), modules they name, and a class of __main__
+    # (cloudpickle's, imported by the child for it alone).
+    code = """
+    import math, sys
+    import vedart as veda
+
+    def factorial(n):
+        \"\"\"n!\"\"\"
+        return 1 if n < 2 else n * factorial(n - 1)
+
+    factorial.tag = "marked"
+
+    def scaled(x, *, by=3):
+        return math.floor(x * by)
+
+    class Point:
+        def __init__(self, x):
+            self.x = x
+
+    def make():
+        def later():
+            return value
+        value = 7
+        return later
+
+    later = make()
+
+    def check(n):
+        return (factorial(n), factorial.__doc__, factorial.tag, scaled(n), later(),
+                "cloudpickle" in sys.modules)
+
+    def check_class(n):
+        return Point(n).x, "cloudpickle" in sys.modules
+
+    run = veda.par_iter([5], executor="process")
+    print(run.map(check).collect())
+    print(veda.par_iter([2], executor="process").map(check_class).collect())
+    """
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    functions, classes = result.stdout.strip().splitlines()
+    assert functions == "[(120, 'n!', 'marked', 15, 7, False)]"
+    assert classes == "[(2, True)]"
 
 
 def test_the_work_runs_in_other_processes_and_the_pool_stays_warm():

@@ -61,6 +61,7 @@ import atexit
 import collections
 import hashlib
 import io
+import marshal
 import os
 import pickle
 import struct
@@ -132,73 +133,107 @@ _pickler_class: Any = None
 
 
 def _make_pickler() -> Any:
-    """cloudpickle's pickler, with two changes:
+    """cloudpickle's pickler, except for two kinds of objects, which it sends
+    in a form a worker rebuilds without cloudpickle:
 
-    - the code it pickles by value keeps its file name (cloudpickle writes
-      ``<dynamic-code>``, for reproducible bytes), so that tracebacks from
-      worker processes name the user's files;
-    - the functions that rebuild a function pickled by value (and its cells and
-      module references) are :mod:`vedart._worker`'s copies, registered as the
-      module ``_vedart_worker``, so a worker loads them without importing
-      cloudpickle. Only done for the cloudpickle layout they copy (3.x); a
-      reduction of another shape is left as it is.
+    - a function that cannot be imported by name (a lambda, a closure, a
+      function of ``__main__`` or of a module registered with
+      ``cloudpickle.register_pickle_by_value``) goes as its code
+      (``marshal``, so tracebacks from workers name the user's files), the
+      globals it names, its defaults and its closure, to
+      :func:`vedart._worker.make_function` (see "Functions sent by value"
+      there);
+    - a module in ``sys.modules`` goes by name, to
+      :func:`vedart._worker.import_module`.
+
+    Only cloudpickle's public interface is used (its pickler's
+    ``reducer_override`` and its registry of modules pickled by value), so no
+    cloudpickle upgrade can break the workers.
     """
     import cloudpickle  # type: ignore[import-untyped]
 
-    base = cloudpickle.Pickler
-    inner = getattr(cloudpickle, "cloudpickle", None)
-    code_reduce = getattr(inner, "_code_reduce", None)
-    if code_reduce is None:  # pragma: no cover - another cloudpickle layout
-        return base
-    table: dict[Any, Any] = {}
-    pairs = [
-        (getattr(inner, name, None), getattr(_worker, lite))
-        for name, lite in (
-            ("_make_function", "_make_function"),
-            ("_function_setstate", "_function_setstate"),
-            ("_make_empty_cell", "_make_empty_cell"),
-            ("_make_cell", "_make_cell"),
-            ("subimport", "_subimport"),
-            ("_builtin_type", "_builtin_type"),
+    # The worker's reconstructors, and what the workers send back by
+    # reference (``InitializerFailed``), are named by the alias.
+    _worker.register_alias()
+    registry = getattr(cloudpickle, "list_registry_pickle_by_value", lambda: ())
+
+    def by_value(module_name: str) -> bool:
+        if module_name == "__main__":
+            return True
+        return any(
+            module_name == name or module_name.startswith(name + ".") for name in registry()
         )
-    ]
-    redirect = {id(theirs): ours for theirs, ours in pairs if theirs is not None}
-    lite = str(getattr(cloudpickle, "__version__", "")).startswith("3.") and len(redirect) == 6
-    if lite:
-        _worker.register_alias()
 
-    def reduce_code(code: types.CodeType) -> Any:
-        constructor, args = code_reduce(code)
-        filename = code.co_filename
-        args = tuple(filename if arg == "<dynamic-code>" else arg for arg in args)
-        if lite and constructor is types.CodeType:
-            constructor = _worker._make_code
-        return constructor, args
+    def importable(fn: types.FunctionType) -> bool:
+        name = fn.__module__
+        module = sys.modules.get(name) if isinstance(name, str) else None
+        if module is None or by_value(name):
+            return False
+        target: Any = module
+        for part in fn.__qualname__.split("."):
+            target = getattr(target, part, None)
+        return target is fn
 
-    table[types.CodeType] = reduce_code
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            #: ``id(module globals)`` -> (those globals, the base globals sent).
+            self._veda_globals: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
 
-    def swap(reduced: Any) -> Any:
-        if not isinstance(reduced, tuple):
-            return reduced
-        return tuple(redirect.get(id(item), item) for item in reduced)
+        def reducer_override(self, obj: Any) -> Any:
+            kind = type(obj)
+            if kind is types.FunctionType and not importable(obj):
+                return self._veda_function(obj)
+            if kind is types.ModuleType:
+                name: Any = getattr(obj, "__name__", None)
+                if sys.modules.get(name) is obj and not by_value(name):
+                    return _worker.import_module, (name,)
+            return super().reducer_override(obj)
 
-    for kind, name in ((types.CellType, "_cell_reduce"), (types.ModuleType, "_module_reduce")):
-        reducer = getattr(inner, name, None)
-        if lite and reducer is not None:
-            table[kind] = lambda obj, reducer=reducer: swap(reducer(obj))
-
-    class Pickler(base):  # type: ignore[misc, valid-type]
-        dispatch_table = collections.ChainMap(table, base.dispatch_table)
-
-        if lite and hasattr(base, "_dynamic_function_reduce"):
-
-            def _dynamic_function_reduce(self, func: Any) -> Any:
-                return swap(super()._dynamic_function_reduce(func))
-
-            def reducer_override(self, obj: Any) -> Any:
-                return swap(super().reducer_override(obj))
+        def _veda_function(self, fn: types.FunctionType) -> Any:
+            module_globals = fn.__globals__
+            entry = self._veda_globals.get(id(module_globals))
+            if entry is None:
+                base: dict[str, Any] = {
+                    key: module_globals[key]
+                    for key in ("__package__", "__name__", "__path__", "__file__")
+                    if key in module_globals
+                }
+                entry = self._veda_globals[id(module_globals)] = (module_globals, base)
+            closure = []
+            for cell in fn.__closure__ or ():
+                try:
+                    closure.append((True, cell.cell_contents))
+                except ValueError:  # an empty cell
+                    closure.append((False, None))
+            state = {
+                "globals": {
+                    name: module_globals[name]
+                    for name in _global_names(fn.__code__)
+                    if name in module_globals
+                },
+                "defaults": fn.__defaults__,
+                "kwdefaults": fn.__kwdefaults__,
+                "qualname": fn.__qualname__,
+                "module": fn.__module__,
+                "doc": fn.__doc__,
+                "annotations": fn.__annotations__,
+                "dict": dict(fn.__dict__),
+                "closure": tuple(closure),
+            }
+            args = (marshal.dumps(fn.__code__), entry[1], fn.__name__, len(closure))
+            return _worker.make_function, args, state, None, None, _worker.set_function_state
 
     return Pickler
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The names ``code`` (and the code nested in it) may read as globals."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
 
 
 def _dumps(value: Any) -> bytes:

@@ -33,13 +33,18 @@ protocol (``executors/src/process/README.md``) on its stdin and stdout:
 Start-up is kept short, because the first result of the first process map
 waits for it: this module imports nothing from ``vedart`` (importing the
 package costs about a hundred milliseconds) and only a few small standard
-modules. Functions that cloudpickle sends *by value* (lambdas, closures,
-functions of ``__main__``) are rebuilt with this module's copies of
-cloudpickle's reconstructors (see "Reconstructors" below; the parent's pickler
-refers to them), so a child imports ``cloudpickle`` (some 30 ms) only for the
-rarer things that need it, such as classes defined in ``__main__``. Results
-and exceptions are pickled with :mod:`pickle` and, when that fails, with
-cloudpickle, whose class tracking gives the parent back its own classes.
+modules. A function that cloudpickle would send *by value* (a lambda, a
+closure, a function of ``__main__``) is sent by the parent as its code
+(``marshal``), the globals it names, its defaults and its closure, and rebuilt
+here by :func:`make_function` and :func:`set_function_state` (see "Functions
+sent by value" below): only stable CPython interfaces, nothing of
+cloudpickle's, so no cloudpickle upgrade can break the worker, and a child
+needs neither cloudpickle nor vedart for such functions. Anything else that
+cloudpickle sent by value (classes of ``__main__``, say) names cloudpickle's
+own reconstructors, and :func:`pickle.loads` imports cloudpickle (some 30 ms)
+for it then, and only then. Results and exceptions are pickled with
+:mod:`pickle` and, when that fails, with cloudpickle, whose class tracking
+gives the parent back its own classes.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ if __name__ == "__main__":
 
 import builtins  # noqa: E402
 import itertools  # noqa: E402
+import marshal  # noqa: E402
 import pickle  # noqa: E402
 import struct  # noqa: E402
 import time  # noqa: E402
@@ -103,86 +109,62 @@ def _reduce_items(op: Callable[[Any, Any], Any], items: Iterable[Any], start: An
     return reduce(op, items, start)
 
 
-# -- Reconstructors ---------------------------------------------------------------
+# -- Functions sent by value -------------------------------------------------------
 #
-# Copies of cloudpickle's (3.x) functions that rebuild a function pickled by
-# value, under the module name ``_vedart_worker``, which both the parent (see
-# ``vedart._process``) and every child register in ``sys.modules`` for this
-# module: a pickle that names them loads without importing cloudpickle, nor
-# the vedart package.
+# The parent's pickler (``vedart._process._make_pickler``) reduces a function
+# that cannot be imported by name to ``make_function(code, base_globals, name,
+# cells)`` with the state ``set_function_state`` applies: the function is made
+# first and filled in after, so a function that refers to itself (through its
+# globals or its closure) gets itself. Functions of one module share one
+# ``base_globals`` dict per message, as they share their module's globals.
+# Modules the function names travel by name (``import_module``).
+#
+# These functions, and the few other objects of this module that the parent
+# pickles by reference (see "calls of a concurrent.futures executor" below),
+# are pickled under the module name ``_vedart_worker``, which both the parent
+# (``vedart._process``) and every child register in ``sys.modules`` for this
+# module: such a pickle loads in a child without importing the vedart package.
 
-#: The name these functions are pickled under.
+#: The name these objects are pickled under.
 MODULE_ALIAS = "_vedart_worker"
 
 _FunctionType: Any = type(_reduce_items)
+_CellType: Any = type((lambda value: lambda: value)(None).__closure__[0])  # type: ignore[index]
 
 
-def _make_function(code: Any, globals: dict, name: Any, argdefs: Any, closure: Any) -> Any:
-    globals["__builtins__"] = builtins.__dict__
-    return _FunctionType(code, globals, name, argdefs, closure)
+def make_function(code: bytes, base_globals: dict, name: str, cells: int) -> Any:
+    """A function of the marshalled ``code``, the module globals
+    ``base_globals`` and ``cells`` empty closure cells (see
+    :func:`set_function_state`)."""
+    base_globals["__builtins__"] = builtins.__dict__
+    closure = tuple(_CellType() for _ in range(cells)) if cells else None
+    return _FunctionType(marshal.loads(code), base_globals, name, None, closure)
 
 
-def _make_empty_cell() -> Any:
-    if False:
-        # a cell variable that is never bound: the closure holds an empty cell
-        cell = None
-        raise AssertionError("unreachable")
-
-    return (lambda: cell).__closure__[0]  # type: ignore[index, has-type]
-
-
-def _make_cell(value: Any) -> Any:
-    cell = _make_empty_cell()
-    cell.cell_contents = value
-    return cell
-
-
-def _function_setstate(obj: Any, state: Any) -> None:
-    state, slotstate = state
-    obj.__dict__.update(state)
-    obj_globals = slotstate.pop("__globals__")
-    obj_closure = slotstate.pop("__closure__")
-    slotstate.pop("_cloudpickle_submodules", None)
-    obj.__globals__.update(obj_globals)
-    obj.__globals__["__builtins__"] = builtins.__dict__
-    if obj_closure is not None:
-        for i, cell in enumerate(obj_closure):
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-            obj.__closure__[i].cell_contents = value
-    for key, value in slotstate.items():
-        setattr(obj, key, value)
+def set_function_state(fn: Any, state: dict) -> None:
+    """Fills in a function :func:`make_function` made: the globals it names,
+    defaults, names, documentation, attributes and closure values
+    (``(True, value)``, or ``(False, None)`` for an empty cell)."""
+    fn.__globals__.update(state["globals"])
+    fn.__defaults__ = state["defaults"]
+    fn.__kwdefaults__ = state["kwdefaults"]
+    fn.__qualname__ = state["qualname"]
+    fn.__module__ = state["module"]
+    fn.__doc__ = state["doc"]
+    fn.__annotations__ = state["annotations"]
+    fn.__dict__.update(state["dict"])
+    for cell, (full, value) in zip(fn.__closure__ or (), state["closure"]):
+        if full:
+            cell.cell_contents = value
 
 
-def _subimport(name: str) -> Any:
+def import_module(name: str) -> Any:
+    """The module ``name``, imported if need be."""
     __import__(name)
     return sys.modules[name]
 
 
-def _builtin_type(name: str) -> Any:
-    import types
-
-    return getattr(types, name)
-
-
-_CodeType: Any = type(_subimport.__code__)
-
-
-def _make_code(*args: Any) -> Any:
-    return _CodeType(*args)
-
-
-for _reconstructor in (
-    _make_function,
-    _make_empty_cell,
-    _make_cell,
-    _function_setstate,
-    _subimport,
-    _builtin_type,
-    _make_code,
-):
+for _reconstructor in (make_function, set_function_state, import_module):
     _reconstructor.__module__ = MODULE_ALIAS
 
 
