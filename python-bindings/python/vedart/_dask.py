@@ -435,12 +435,15 @@ def _remote_error(outcome: tuple[Any, ...]) -> BaseException:
 
 
 def _crash_error(address: str, running: str, runs: int) -> WorkerCrashedError:
-    tried = "" if runs <= 1 else f" (its {runs}th run; Config.retries allowed {runs - 1})"
+    if runs <= 1:
+        why = (
+            "work runs at most once, so it was not run again (work that may run twice can "
+            "allow it with veda.Config(retries=N))"
+        )
+    else:
+        why = f"that was run {runs}, the last that veda.Config(retries={runs - 1}) allows"
     return WorkerCrashedError(
-        f"Dask worker {address} died while running {running}{tried}; chunks run at most "
-        "once, so it was not run again (work that may run twice can allow it with "
-        "veda.Config(retries=N))",
-        address=address,
+        f"Dask worker {address} died while running {running}; {why}", address=address
     )
 
 

@@ -15,7 +15,8 @@ collects their results in order. This is the seam later executors plug into
   functions are awaited on an event loop by the ``async_map`` stage; the plain
   callables of the pipeline run on the thread pool, never on the loop.
 * The process executor (:mod:`vedart._process`), the GPU executor
-  (:mod:`vedart._gpu`) and the adaptive choice between them all
+  (:mod:`vedart._gpu`), the cluster engines (:mod:`vedart._cluster`:
+  ``executor="dask"``) and the adaptive choice between them all
   (:mod:`vedart._adaptive`, the default) live in their own modules.
 """
 
