@@ -204,6 +204,29 @@ def test_streaming_reads_a_long_generator_lazily(on_cluster: Any) -> None:
     assert pulled < 1_000_000
 
 
+@pytest.mark.timeout(60)
+def test_pipelines_and_spawns_from_many_threads_at_once(on_cluster: Any) -> None:
+    errors: list[BaseException] = []
+
+    def client_thread(seed: int) -> None:
+        try:
+            for round_ in range(3):
+                base = seed * 1000 + round_
+                out = veda.par_iter(range(200), executor="dask").map(lambda x: x + base).collect()
+                assert out == [x + base for x in range(200)]
+                assert veda.spawn(pow, seed, 2, executor="dask").result(timeout=30) == seed**2
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(50)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+
+
 def test_unordered_gives_every_result(on_cluster: Any) -> None:
     out = veda.par_iter(range(300), executor="dask").map(lambda x: x * x).unordered().collect()
     assert sorted(out) == [x * x for x in range(300)]
