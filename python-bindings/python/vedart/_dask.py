@@ -478,11 +478,9 @@ class _Task:
         "outcome",
         "elapsed",
         "nbytes",
-        "owner",
     )
 
-    def __init__(self, owner: Any, index: int, plan: Any, digest: str, request: bytes) -> None:
-        self.owner = owner
+    def __init__(self, index: int, plan: Any, digest: str, request: bytes) -> None:
         self.index = index
         self.plan = plan
         self.digest = digest
@@ -631,7 +629,7 @@ class _DaskRun(Run):
         else:
             request = _process.dumps_chunk(chunk, self._items)
         self._items += len(chunk)
-        task = _Task(self, self._submitted, plan[0], plan[1], request)
+        task = _Task(self._submitted, plan[0], plan[1], request)
         self._submitted += 1
         self._tasks.launch(task)
         return task
@@ -748,7 +746,7 @@ class RemoteCall:
         conn = connection(self._config)
         calls = _Submitter(conn, int(self._config.retries), "vedart_call")
         request, self._request = self._request, b""
-        task = _Task(self, 0, None, "", request)
+        task = _Task(0, None, "", request)
         calls.launch(task)
         try:
             calls.wait(task, None, False)
