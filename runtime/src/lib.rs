@@ -159,6 +159,7 @@ mod local;
 mod runtime;
 mod scheduler;
 mod scope;
+pub mod signal;
 pub mod sync;
 mod sync_facade;
 // `task.rs` is the task allocation itself; the public `task` module below is
