@@ -151,6 +151,7 @@ pub(crate) use example;
 
 mod attributes;
 mod builder;
+pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 mod join;
