@@ -418,3 +418,19 @@ def test_unreachable_scheduler_fails_within_the_timeout(runtime_config: Any) -> 
     with pytest.raises(veda.ExecutorError, match=address):
         veda.par_iter(range(3), executor="dask").map(abs).collect()
     assert time.monotonic() - started < 15
+
+
+def set_allowed_failures(count: int, dask_scheduler: Any = None) -> None:
+    dask_scheduler.allowed_failures = count
+
+
+def test_a_scheduler_that_reruns_tasks_is_warned_about(cluster: Any) -> None:
+    from vedart import _dask
+
+    with distributed.Client(cluster, set_as_default=False) as client:
+        client.run_on_scheduler(set_allowed_failures, 3)
+        try:
+            with pytest.warns(RuntimeWarning, match="ALLOWED_FAILURES=0"):
+                _dask._check_rescheduling(client, "tcp://rerunning.example:8786")
+        finally:
+            client.run_on_scheduler(set_allowed_failures, 0)
