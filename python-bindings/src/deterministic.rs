@@ -14,8 +14,8 @@
 //! 1. [`Core::submit`] spawns the ticket (its [`vedart::TaskId`] is the Python
 //!    task's id) into a *queue*: a pipeline run's chunks, or a scope's spawns.
 //! 2. When Python waits for a task, [`Core::drive`] repeats, until that task
-//!    has run: the *candidates* are the queued tickets of the awaited task's
-//!    queue. Their tickets are woken, and the runtime's `block_on` runs its
+//!    has run: the *candidates* are the oldest queued tickets of the awaited
+//!    task's queue (at most [`WINDOW`]). Their tickets are woken, and the runtime's `block_on` runs its
 //!    loop (a PCG32 pick among every runnable task, recorded in
 //!    [`vedart::Runtime::schedule_trace`]) until a candidate's ticket is
 //!    polled: that ticket completes, and its Python task runs (outside the
@@ -29,12 +29,13 @@
 //!    runtime's pick, from its schedule trace). A replay checks each dispatch
 //!    against the recorded one.
 //! 4. [`Core::drain`] runs the spawned tasks nobody waited for (candidates:
-//!    every queued spawn), when a `deterministic` block ends.
+//!    the oldest queued spawns of every scope), when a `deterministic` block
+//!    ends.
 //!
 //! Waits nested deeper than [`MAX_PICK_DEPTH`] make the awaited task the only
 //! candidate, which bounds recursion when tasks wait for tasks that wait.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::poll_fn;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::{Poll, Waker};
@@ -51,6 +52,13 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 
 /// Nested waits deeper than this run the awaited task directly.
 pub(crate) const MAX_PICK_DEPTH: usize = 32;
+
+/// The most queued tasks a pick chooses among: the oldest of the awaited
+/// task's queue (or of every scope's, at the end of a block). Tickets stay
+/// runnable in the runtime after a pick, until its `block_on` future is
+/// picked, so a pick costs about this many polls; a bounded window keeps it
+/// constant however long the queue (16,000 spawns in one scope).
+pub(crate) const WINDOW: usize = 64;
 
 /// The seed of task `task` under `seed`: the first 64-bit output of the PCG32
 /// stream `task` seeded with `seed` (`pcg32_srandom(seed, task)`).
@@ -91,8 +99,8 @@ pub(crate) enum Stop<E> {
 /// What tickets and the pick share.
 #[derive(Default)]
 struct Gate {
-    /// Tickets that may complete now.
-    candidates: HashSet<u64>,
+    /// The tickets that may complete now (sorted ids; at most [`WINDOW`]).
+    candidates: Vec<u64>,
     /// The ticket that completed for the current pick.
     picked: Option<u64>,
     /// Wakers of tickets polled while not candidates.
@@ -112,8 +120,8 @@ struct Ticket {
 #[derive(Default)]
 struct Queue {
     spawns: bool,
-    /// Queued tickets, in submission order.
-    tickets: Vec<u64>,
+    /// Queued tickets (ids grow in submission order).
+    tickets: BTreeSet<u64>,
 }
 
 #[derive(Default)]
@@ -124,6 +132,8 @@ struct State {
     running: HashSet<u64>,
     /// Non-empty queues, by key (keys grow in creation order).
     queues: BTreeMap<u64, Queue>,
+    /// Queued tasks of scopes' queues.
+    queued_spawns: usize,
     clock: u64,
     depth: usize,
     trace: Option<Vec<Dispatch>>,
@@ -185,7 +195,7 @@ impl Core {
         let handle = self.runtime.spawn(poll_fn(move |cx| {
             let id = id_cell.load(Ordering::Relaxed);
             let mut gate = lock(&gate);
-            if gate.picked.is_none() && gate.candidates.contains(&id) {
+            if gate.picked.is_none() && gate.candidates.binary_search(&id).is_ok() {
                 gate.picked = Some(id);
                 let main = gate.main.take();
                 drop(gate);
@@ -204,7 +214,10 @@ impl Core {
         let mut state = lock(&self.state);
         let entry = state.queues.entry(queue).or_default();
         entry.spawns |= spawns;
-        entry.tickets.push(id);
+        entry.tickets.insert(id);
+        if spawns {
+            state.queued_spawns += 1;
+        }
         state.tickets.insert(
             id,
             Ticket {
@@ -228,7 +241,7 @@ impl Core {
         lock(&self.state)
             .queues
             .get(&queue)
-            .map_or_else(Vec::new, |queue| queue.tickets.clone())
+            .map_or_else(Vec::new, |queue| queue.tickets.iter().copied().collect())
     }
 
     /// The queued tasks of every scope's queue.
@@ -255,11 +268,16 @@ impl Core {
     fn unqueue(&self, task: u64) -> Option<Ticket> {
         let mut state = lock(&self.state);
         let ticket = state.tickets.remove(&task)?;
+        let mut spawns = false;
         if let Some(queue) = state.queues.get_mut(&ticket.queue) {
-            queue.tickets.retain(|&id| id != task);
+            queue.tickets.remove(&task);
+            spawns = queue.spawns;
             if queue.tickets.is_empty() {
                 state.queues.remove(&ticket.queue);
             }
+        }
+        if spawns {
+            state.queued_spawns -= 1;
         }
         Some(ticket)
     }
@@ -283,7 +301,8 @@ impl Core {
                 if state.depth > MAX_PICK_DEPTH {
                     vec![wanted]
                 } else {
-                    state.queues[&ticket.queue].tickets.clone()
+                    let queue = &state.queues[&ticket.queue];
+                    queue.tickets.iter().take(WINDOW).copied().collect()
                 }
             };
             self.dispatch(&candidates, execute)?;
@@ -296,20 +315,33 @@ impl Core {
         execute: &mut dyn FnMut(u64, u64) -> Result<(), E>,
     ) -> Result<(), Stop<E>> {
         loop {
-            let candidates = self.queued_spawns();
-            if candidates.is_empty() {
-                return Ok(());
-            }
+            let candidates: Vec<u64> = {
+                let state = lock(&self.state);
+                if state.queued_spawns == 0 {
+                    return Ok(());
+                }
+                let mut candidates: Vec<u64> = state
+                    .queues
+                    .values()
+                    .filter(|queue| queue.spawns)
+                    .flat_map(|queue| queue.tickets.iter().copied())
+                    .take(WINDOW)
+                    .collect();
+                candidates.sort_unstable();
+                candidates
+            };
             self.dispatch(&candidates, execute)?;
         }
     }
 
-    /// The ticket among `candidates` (queued, non-empty) that the runtime
-    /// polls first, with the number of candidates of that poll.
+    /// The ticket among `candidates` (queued, sorted, at most [`WINDOW`])
+    /// that the runtime polls first, with the number of candidates of that
+    /// poll.
     fn pick(&self, candidates: &[u64]) -> (u64, u64) {
         let wakers: Vec<Waker> = {
             let mut gate = lock(&self.gate);
-            gate.candidates = candidates.iter().copied().collect();
+            gate.candidates.clear();
+            gate.candidates.extend_from_slice(candidates);
             gate.picked = None;
             candidates
                 .iter()
@@ -319,8 +351,9 @@ impl Core {
         for waker in wakers {
             waker.wake();
         }
-        // Every candidate is now runnable (never polled yet, or just woken),
-        // so the loop polls one of them and this returns.
+        // Every eligible ticket is now runnable (never polled yet, woken
+        // before and not polled since, or just woken), so the loop polls one
+        // of them and this returns.
         let gate = &self.gate;
         let picked = self.runtime.block_on(poll_fn(|cx| {
             let mut gate = lock(gate);

@@ -217,6 +217,23 @@ def test_scope_children_run_in_a_seed_determined_order():
     assert other_order != order and other_results != results
 
 
+@pytest.mark.timeout(120)
+def test_a_large_scope_runs_every_spawn_once_in_a_seeded_order():
+    # A pick chooses among a bounded window of the queue, so thousands of
+    # queued spawns cost linear time, not quadratic.
+    def run(seed):
+        order = []
+        with veda.deterministic(seed):
+            with veda.scope() as s:
+                for i in range(3000):
+                    s.spawn(order.append, i)
+        return order
+
+    first = run(4)
+    assert sorted(first) == list(range(3000)) and first != list(range(3000))
+    assert run(4) == first
+
+
 def test_spawn_runs_when_awaited_or_when_the_block_ends():
     ran = []
     with veda.deterministic(1):
