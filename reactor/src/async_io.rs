@@ -260,8 +260,24 @@ impl<T: AsRawFd> Async<T> {
 fn retry_io<R>(
     state: &IoState,
     dir: Direction,
+    poll_ready: impl FnMut() -> Poll<io::Result<u64>>,
+    op: impl FnMut() -> io::Result<R>,
+) -> Poll<io::Result<R>> {
+    retry_io_drained(state, dir, poll_ready, op, |_| false)
+}
+
+/// [`retry_io`], also clearing the readiness it saw after a success for which
+/// `drained` says the object has nothing more to give: the next operation then
+/// waits for the next event instead of paying a system call that would only
+/// say `WouldBlock` (events are edge-triggered: what arrives later raises a
+/// new event, and an event that raced in keeps the readiness, see
+/// `registration`).
+fn retry_io_drained<R>(
+    state: &IoState,
+    dir: Direction,
     mut poll_ready: impl FnMut() -> Poll<io::Result<u64>>,
     mut op: impl FnMut() -> io::Result<R>,
+    drained: impl Fn(&R) -> bool,
 ) -> Poll<io::Result<R>> {
     loop {
         let tick = match poll_ready() {
@@ -273,9 +289,19 @@ fn retry_io<R>(
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 state.clear_ready(dir, tick);
             }
+            Ok(done) if drained(&done) => {
+                state.clear_ready_drained(dir, tick);
+                return Poll::Ready(Ok(done));
+            }
             result => return Poll::Ready(result),
         }
     }
+}
+
+/// For a stream read of `requested` bytes: a read that returned fewer (and not
+/// end-of-file) emptied the receive queue, as tokio also assumes.
+fn short_read(requested: usize) -> impl Fn(&usize) -> bool {
+    move |&read| read > 0 && read < requested
 }
 
 /// The future of [`Async::readable`] / [`Async::writable`].
@@ -409,6 +435,34 @@ impl<T: AsRawFd + Write> AsyncWrite for Async<T> {
     }
 }
 
+impl<T: AsRawFd + Read> Async<T> {
+    /// [`AsyncRead::poll_read`] for a stream socket (TCP, Unix): a short read
+    /// means the receive queue is empty, so the next read waits for an event
+    /// instead of first trying a system call that would say `WouldBlock` (half
+    /// the reads of a request-response server). Not for every fd: a terminal
+    /// returns one line per read with more buffered, and Linux has changed
+    /// when a pipe raises edge-triggered events (5.5, 5.14), so pipes keep the
+    /// plain path. The end-of-file behind a short read raises no event of its
+    /// own: `IoState::clear_ready_drained` keeps the readiness once the peer
+    /// closed.
+    pub(crate) fn poll_read_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let Async { io, state, .. } = self;
+        let io = io.as_mut().expect("io is present until into_inner");
+        let requested = buf.len();
+        retry_io_drained(
+            state,
+            Direction::Read,
+            || state.poll_ready(Direction::Read, cx),
+            || io.read(buf),
+            short_read(requested),
+        )
+    }
+}
+
 // Reads and writes through `&T`, for objects shared by the two owned halves of
 // a split stream: the read half and the write half may use the socket at the
 // same time, so neither can have `&mut T`.
@@ -416,13 +470,23 @@ impl<T: AsRawFd> Async<T>
 where
     for<'a> &'a T: Read,
 {
-    /// [`AsyncRead::poll_read`] on a shared object.
+    /// [`AsyncRead::poll_read`] on a shared stream socket (the read half of a
+    /// split one); a short read clears the readiness, as in
+    /// [`Async::poll_read_stream`].
     pub(crate) fn poll_read_shared(
         &self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_io(Direction::Read, cx, |mut io| io.read(buf))
+        let state = &self.state;
+        let requested = buf.len();
+        retry_io_drained(
+            state,
+            Direction::Read,
+            || state.poll_ready(Direction::Read, cx),
+            || self.get_ref().read(buf),
+            short_read(requested),
+        )
     }
 
     /// [`AsyncRead::poll_read_vectored`] on a shared object.
@@ -504,14 +568,25 @@ pub(crate) use impl_debug;
 
 /// `AsyncRead` for a wrapper whose `inner` is an owned `Async<T>`, `T: Read`.
 macro_rules! impl_async_read {
+    // A socket byte stream: a short read clears the readiness
+    // (`Async::poll_read_stream`).
+    ($ty:ty, socket) => {
+        $crate::async_io::impl_async_read!($ty, |inner, cx, buf| inner.poll_read_stream(cx, buf));
+    };
     ($ty:ty) => {
+        $crate::async_io::impl_async_read!($ty, |inner, cx, buf| {
+            ::futures::io::AsyncRead::poll_read(::std::pin::Pin::new(inner), cx, buf)
+        });
+    };
+    ($ty:ty, |$inner:ident, $cx:ident, $buf:ident| $read:expr) => {
         impl ::futures::io::AsyncRead for $ty {
             fn poll_read(
                 mut self: ::std::pin::Pin<&mut Self>,
                 cx: &mut ::std::task::Context<'_>,
                 buf: &mut [u8],
             ) -> ::std::task::Poll<::std::io::Result<usize>> {
-                ::futures::io::AsyncRead::poll_read(::std::pin::Pin::new(&mut self.inner), cx, buf)
+                let ($inner, $cx, $buf) = (&mut self.inner, cx, buf);
+                $read
             }
 
             fn poll_read_vectored(

@@ -516,6 +516,7 @@ impl DriverGuard<'_> {
                     io.on_event(
                         event.is_readable() || event.is_read_closed() || failed,
                         event.is_writable() || event.is_write_closed() || failed,
+                        event.is_read_closed() || failed,
                         wakers,
                     );
                 }

@@ -423,7 +423,7 @@ impl TryFrom<net::TcpStream> for TcpStream {
 
 impl_debug!(TcpStream: local_addr, peer_addr);
 impl_fd!(TcpStream);
-impl_async_read!(TcpStream);
+impl_async_read!(TcpStream, socket);
 
 impl AsyncWrite for TcpStream {
     async_write_methods!();

@@ -91,6 +91,10 @@ struct IoStateInner {
     directions: [DirectionState; 2],
     /// Set when the reactor shut down: every poll fails from then on.
     closed: bool,
+    /// Set for good by the first event saying the peer closed its side (or an
+    /// error): reads return at once from then on, so readiness seen after a
+    /// short read is kept (see [`IoState::clear_ready_drained`]).
+    read_closed: bool,
     /// Next [`WaiterId`] to hand out.
     next_waiter: u64,
 }
@@ -113,14 +117,23 @@ impl IoState {
             inner: Mutex::new(IoStateInner {
                 directions: [DirectionState::new(), DirectionState::new()],
                 closed: false,
+                read_closed: false,
                 next_waiter: 0,
             }),
         }
     }
 
     /// Records an event and returns the wakers to wake once no lock is held.
-    pub(crate) fn on_event(&self, readable: bool, writable: bool, wakers: &mut Vec<Waker>) {
+    /// `read_closed`: the event says the read side ended (peer closed, error).
+    pub(crate) fn on_event(
+        &self,
+        readable: bool,
+        writable: bool,
+        read_closed: bool,
+        wakers: &mut Vec<Waker>,
+    ) {
         let mut inner = lock(&self.inner);
+        inner.read_closed |= read_closed;
         for (hit, dir) in [(readable, Direction::Read), (writable, Direction::Write)] {
             if hit {
                 let state = &mut inner.directions[dir.index()];
@@ -209,6 +222,21 @@ impl IoState {
     /// Clears readiness observed at `tick`, unless a newer event arrived since.
     pub(crate) fn clear_ready(&self, dir: Direction, tick: u64) {
         let mut inner = lock(&self.inner);
+        let state = &mut inner.directions[dir.index()];
+        if state.tick == tick {
+            state.ready = false;
+        }
+    }
+
+    /// Like [`IoState::clear_ready`] after an operation that emptied the
+    /// source without `WouldBlock` (a short read of a stream socket), unless
+    /// the read side has ended: the end-of-file (or error) still to be read
+    /// raises no further event, so that readiness must stay.
+    pub(crate) fn clear_ready_drained(&self, dir: Direction, tick: u64) {
+        let mut inner = lock(&self.inner);
+        if dir == Direction::Read && inner.read_closed {
+            return;
+        }
         let state = &mut inner.directions[dir.index()];
         if state.tick == tick {
             state.ready = false;

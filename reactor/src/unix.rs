@@ -266,7 +266,7 @@ impl TryFrom<net::UnixStream> for UnixStream {
 
 impl_debug!(UnixStream);
 impl_fd!(UnixStream);
-impl_async_read!(UnixStream);
+impl_async_read!(UnixStream, socket);
 
 impl AsyncWrite for UnixStream {
     async_write_methods!();

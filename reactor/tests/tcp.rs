@@ -295,3 +295,53 @@ fn tcp_on_a_private_driven_reactor() {
     });
     assert_eq!(driven.reactor().load(), (0, 0), "everything deregistered");
 }
+
+/// A short read clears the read readiness (no `WouldBlock` system call before
+/// the next wait): bursts that arrive later, from another thread, and the
+/// end-of-file behind the last one must each still wake the reader, on the
+/// stream and on its read half.
+#[test]
+fn reads_after_a_short_read_wait_for_the_next_burst_and_the_eof() {
+    for split in [false, true] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.set_nodelay(true).unwrap();
+            for burst in 0..50u8 {
+                peer.write_all(&[burst; 10]).unwrap();
+                std::thread::sleep(Duration::from_millis(if burst % 10 == 0 { 20 } else { 1 }));
+            }
+            // Data and FIN together: the EOF must not be lost behind a short read.
+            peer.write_all(b"last").unwrap();
+        });
+        let got = within(async {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            if split {
+                let (mut read, _write) = stream.split();
+                loop {
+                    match read.read(&mut buf).await.unwrap() {
+                        0 => break,
+                        n => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            } else {
+                let mut stream = stream;
+                loop {
+                    match stream.read(&mut buf).await.unwrap() {
+                        0 => break,
+                        n => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            }
+            got
+        });
+        writer.join().unwrap();
+        let mut expected: Vec<u8> = (0..50u8).flat_map(|b| [b; 10]).collect();
+        expected.extend_from_slice(b"last");
+        assert_eq!(got, expected, "split: {split}");
+    }
+}
