@@ -652,3 +652,95 @@ pub(crate) fn native_scope_order(
         Ok(core.trace().into_iter().map(|event| event.task).collect())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order in which `core` runs `count` tasks of one queue, waited for in
+    /// submission order (as a scope's end does).
+    fn scope_order(core: &Core, count: u64) -> Vec<u64> {
+        let queue = core.new_queue();
+        let ids: Vec<u64> = (0..count)
+            .map(|index| core.submit(queue, true, "spawn(f)".into(), "thread".into(), index))
+            .collect();
+        let mut order = Vec::new();
+        for &id in &ids {
+            core.drive(id, &mut |task, _seed| {
+                order.push(task);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        }
+        order
+    }
+
+    #[test]
+    fn the_seed_alone_decides_the_order() {
+        let order = |seed| scope_order(&Core::new(seed, 4, false, None).unwrap(), 20);
+        let first = order(1);
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=20).collect::<Vec<_>>());
+        assert_ne!(first, sorted, "a seeded order, not submission order");
+        assert_eq!(order(1), first);
+        assert!((2..6).any(|seed| order(seed) != first));
+    }
+
+    #[test]
+    fn a_pick_stays_within_the_window() {
+        let core = Core::new(3, 4, true, None).unwrap();
+        let order = scope_order(&core, (WINDOW as u64) * 3);
+        for (time, &task) in order.iter().enumerate() {
+            // Task ids start at 1; at time t, only the WINDOW oldest queued
+            // tasks, all among the first t + WINDOW submitted, are candidates.
+            assert!(task <= (time + WINDOW) as u64, "task {task} at time {time}");
+        }
+        // The runtime's candidates: the window, and runnable tickets beyond it.
+        assert!(core.trace().iter().all(|event| event.runnable >= 1));
+    }
+
+    #[test]
+    fn task_seeds_follow_the_pcg32_reference() {
+        // pcg32_srandom(42, 54): 0xa15c02b7, then 0x7b47f409.
+        assert_eq!(task_seed(42, 54), 0x7b47_f409_a15c_02b7);
+        assert_ne!(task_seed(1, 2), task_seed(1, 3));
+    }
+
+    #[test]
+    fn a_replay_of_another_program_stops_at_the_first_difference() {
+        let recorded = Core::new(9, 4, true, None).unwrap();
+        scope_order(&recorded, 5);
+        let expected: Vec<(u64, String)> = recorded
+            .trace()
+            .into_iter()
+            .map(|event| (event.task, event.stage))
+            .collect();
+        let again = Core::new(9, 4, true, Some(expected.clone())).unwrap();
+        scope_order(&again, 5);
+        again.finish_replay().unwrap();
+        let shorter = Core::new(9, 4, true, Some(expected)).unwrap();
+        scope_order(&shorter, 0);
+        assert!(shorter.finish_replay().unwrap_err().contains("diverged"));
+    }
+
+    #[test]
+    fn a_cancelled_task_never_runs_and_drain_runs_the_rest() {
+        let core = Core::new(5, 4, false, None).unwrap();
+        let queue = core.new_queue();
+        let ids: Vec<u64> = (0..4)
+            .map(|index| core.submit(queue, true, "spawn(f)".into(), "thread".into(), index))
+            .collect();
+        assert!(core.cancel(ids[2]));
+        assert!(!core.cancel(ids[2]));
+        let mut ran = Vec::new();
+        core.drain(&mut |task, _| {
+            ran.push(task);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        ran.sort_unstable();
+        assert_eq!(ran, vec![ids[0], ids[1], ids[3]]);
+        assert!(core.queued_spawns().is_empty());
+    }
+}
