@@ -17,6 +17,7 @@ test: test-rust test-loom test-python
 test-rust:
 	$(CARGO) test --workspace
 	$(CARGO) test -p vedart --features hyper --test hyper
+	$(CARGO) test -p vedart --features tracing --test tracing
 
 # Users' command, at the workspace root: the loom models explore every
 # interleaving up to the preemption bound, and every other test builds under the
@@ -52,6 +53,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p vedart -p vedart-benches --features vedart/hyper,vedart-benches/http --all-targets -- -D warnings
+	$(CARGO) clippy -p vedart --features tracing --all-targets -- -D warnings
 
 demo: venv
 	$(VPY) -m vedart demo

@@ -312,7 +312,7 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        crate::task_core::spawn(&self.shared, future)
+        crate::task_core::spawn(&self.shared, future, crate::task_span::SpawnSite::here())
     }
 
     /// Runs one task from the injector on the calling thread, as a worker

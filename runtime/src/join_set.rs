@@ -124,6 +124,7 @@ impl<T: Send + 'static> JoinSet<T> {
     /// # Panics
     ///
     /// Panics outside a runtime; use [`spawn_on`](JoinSet::spawn_on) there.
+    #[cfg_attr(feature = "tracing", track_caller)]
     pub fn spawn<F>(&mut self, future: F) -> AbortHandle
     where
         F: Future<Output = T> + Send + 'static,
@@ -132,6 +133,7 @@ impl<T: Send + 'static> JoinSet<T> {
     }
 
     /// Spawns `future` on the runtime of `handle` into the set.
+    #[cfg_attr(feature = "tracing", track_caller)]
     pub fn spawn_on<F>(&mut self, future: F, handle: &Handle) -> AbortHandle
     where
         F: Future<Output = T> + Send + 'static,

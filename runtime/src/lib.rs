@@ -167,6 +167,7 @@ mod sync_facade;
 // the user's door to task tools.
 #[path = "task.rs"]
 mod task_core;
+mod task_span;
 pub mod telemetry;
 
 #[cfg(feature = "loom")]
@@ -315,13 +316,15 @@ pub mod io {
 /// });
 /// assert_eq!(doubled, 42);
 /// ```
+#[cfg_attr(feature = "tracing", track_caller)]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    let site = task_span::SpawnSite::here();
     Handle::with_current(|handle| match handle {
-        Some(handle) => handle.spawn(future),
+        Some(handle) => handle.spawn_at(future, site),
         None => panic!(
             "vedart::spawn called outside a VedaRT runtime: call it from a task or inside \
              `block_on`, or spawn through `Runtime::spawn` / `Handle::spawn`"

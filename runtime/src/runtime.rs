@@ -24,6 +24,7 @@ use crate::join::JoinHandle;
 use crate::scheduler::deterministic::ScheduleEvent;
 use crate::scheduler::{Flavor, Shared, worker};
 use crate::sync_facade::Arc;
+use crate::task_span::SpawnSite;
 
 /// A VedaRT runtime: a work-stealing pool of worker threads (or, for the
 /// current-thread flavour, the thread inside [`Runtime::block_on`]) and the
@@ -124,6 +125,7 @@ impl Runtime {
     /// let handle = rt.spawn(async { "done" });
     /// assert_eq!(rt.block_on(handle).unwrap(), "done");
     /// ```
+    #[cfg_attr(feature = "tracing", track_caller)]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -340,12 +342,22 @@ impl Handle {
     /// let task = handle.spawn(async { 2 + 2 });
     /// assert_eq!(rt.block_on(task).unwrap(), 4);
     /// ```
+    #[cfg_attr(feature = "tracing", track_caller)]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        crate::task_core::spawn(&self.shared, future)
+        self.spawn_at(future, SpawnSite::here())
+    }
+
+    /// [`Handle::spawn`], with the spawn site the `tracing` feature records.
+    pub(crate) fn spawn_at<F>(&self, future: F, site: SpawnSite) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        crate::task_core::spawn(&self.shared, future, site)
     }
 
     /// Runs `future` to completion on the calling thread. See

@@ -302,15 +302,23 @@ impl<F, const BLOCKING: bool> Drop for TaskFuture<'_, F, BLOCKING> {
 ///
 /// After shutdown the task is never run: the handle resolves to a cancelled
 /// [`JoinError`] at once.
-pub(crate) fn spawn<F>(shared: &Arc<Shared>, future: F) -> JoinHandle<F::Output>
+pub(crate) fn spawn<F>(
+    shared: &Arc<Shared>,
+    future: F,
+    site: crate::task_span::SpawnSite,
+) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    #[cfg(not(feature = "tracing"))]
+    let _ = site;
     // One look at this thread's worker context serves the id, the count and
     // the queueing.
     scheduler::worker::with_spawner(shared, |spawner| {
         let id = spawner.task_id(true);
+        #[cfg(feature = "tracing")]
+        let future = crate::task_span::instrument(future, id, site);
         let (runnable, task) = build_with::<_, _, false>(shared, id, future, scheduler::schedule);
         let handle = JoinHandle::new(task, runnable.waker());
         if shared.is_shutdown() {
