@@ -70,7 +70,7 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
 from . import _asyncio, _runtime, _trace, _vedart
-from .exceptions import CancelledError, ConfigError, ReplayError
+from .exceptions import CancelledError, ConfigError
 
 __all__ = [
     "TraceEvent",

@@ -58,7 +58,6 @@ results do.
 from __future__ import annotations
 
 import atexit
-import collections
 import hashlib
 import io
 import marshal
@@ -160,9 +159,7 @@ def _make_pickler() -> Any:
     def by_value(module_name: str) -> bool:
         if module_name == "__main__":
             return True
-        return any(
-            module_name == name or module_name.startswith(name + ".") for name in registry()
-        )
+        return any(module_name == name or module_name.startswith(name + ".") for name in registry())
 
     def importable(fn: types.FunctionType) -> bool:
         name = fn.__module__
