@@ -70,7 +70,7 @@ import time
 import types
 from typing import Any, Callable, NamedTuple, Optional
 
-from . import _stages, _vedart, _worker
+from . import _runtime, _stages, _vedart, _worker
 from ._deadline import WaitExpired
 from ._executors import Executor, Run
 from .exceptions import TimeoutError as VedaTimeoutError
@@ -378,6 +378,10 @@ def shutdown_pool(timeout: Optional[float] = EXIT_TIMEOUT_SECONDS) -> None:
         each.shutdown(timeout)
 
 
+# The pool stops with the runtime (the next process map starts a new one).
+_runtime.on_shutdown(after=shutdown_pool)
+
+
 def _after_fork_in_child() -> None:
     global _pool, _lock
     _lock = threading.Lock()
@@ -605,8 +609,6 @@ def outcome_error(outcome: tuple[Any, ...]) -> BaseException:
     kind = outcome[0]
     if kind == "remote":
         error = remote_error(outcome[1], outcome[2])
-        from . import _worker
-
         if isinstance(error, _worker.InitializerFailed):
             return initializer_error(remote_error(error.payload, outcome[2]), outcome[2])
         return error
