@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import sys
 
+import vedart as veda
+
+from ._demo import run_cluster_demo, run_demo
+
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "demo"
     if command == "demo":
-        from ._demo import run_cluster_demo, run_demo
-
         if argv[1:2] == ["--cluster"] and len(argv) == 3:
             return run_cluster_demo(argv[2])
         if len(argv) > 1:
@@ -19,8 +21,6 @@ def main(argv: list[str]) -> int:
             return 2
         return run_demo()
     if command == "info":
-        import vedart as veda
-
         runtime = veda.get_runtime()
         print(f"vedart {veda.__version__}")
         for key, value in runtime.config.to_dict().items():

@@ -41,20 +41,37 @@ depending on where the work ran. Use ``executor="thread"`` when they must.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
+from . import _deterministic, _process
+from ._cluster import ENGINES, engine
+from ._config import SchedulingPolicy
 from ._executors import (
+    SERIAL,
     THREAD_INLINE_PER_ITEM,
     THREAD_POOL,
+    AsyncExecutor,
     Executor,
     Run,
     SerialExecutor,
     ThreadExecutor,
-    resolve_executor,
 )
+from ._gpu import GpuExecutor, gpu_stages, is_gpu_function
+from ._process import ProcessExecutor
+from ._runtime import get_runtime
 from ._stages import ASYNC_MAP, GPU_MAP, MAP, PER_ITEM, Stage
+from .exceptions import ExecutorError, VedaError
 
-__all__ = ["AdaptiveExecutor", "Explanation", "Segment", "explain", "explained", "stages_for"]
+__all__ = [
+    "AdaptiveExecutor",
+    "Explanation",
+    "Segment",
+    "executor_for",
+    "explain",
+    "explained",
+    "resolve_executor",
+    "stages_for",
+]
 
 #: Step 3: a segment whose estimated total work is below this runs inline.
 INLINE_TOTAL_SECONDS = 0.001
@@ -304,8 +321,6 @@ class _AdaptiveRun(Run):
                 if cluster is not None:
                     self._choose(cluster.name, reason, cluster.start(self._mode))
                     return
-                from ._process import ProcessExecutor
-
                 backend = ProcessExecutor(self._executor.runtime, reason).start(self._mode)
                 self._choose("process", reason, backend)
             else:
@@ -315,8 +330,6 @@ class _AdaptiveRun(Run):
         self, probe: _Handle, value: Any, per_item: float, left: Optional[int], cost: str
     ) -> tuple[str, str]:
         """Step 4 for work that holds the CPU: ``(executor, reason)``."""
-        from . import _process
-
         runtime = self._executor.runtime
         processes = runtime.config.num_processes or 1
         if processes < 2:
@@ -356,9 +369,6 @@ class _AdaptiveRun(Run):
         """Step 4, *cluster*: the cluster's executor for work that would go to
         worker processes, and the reason; ``None`` (and why, added to
         ``reason``) to keep it on this machine."""
-        from ._cluster import ENGINES
-        from .exceptions import VedaError
-
         address = self._executor.runtime.config.cluster
         if address is None:
             return None, reason
@@ -421,8 +431,6 @@ class AdaptiveExecutor(Executor):
 def stages_for(stages: tuple[Stage, ...], executor: Any) -> tuple[Stage, ...]:
     """The stages as ``executor`` runs them (step 1): ``map`` of a ``@veda.gpu``
     function is GPU work, and with ``executor="gpu"`` every ``map`` is."""
-    from ._gpu import gpu_stages, is_gpu_function
-
     if getattr(executor, "name", None) == "gpu":
         return gpu_stages(stages)
     if any(stage.kind == MAP and is_gpu_function(stage.fn) for stage in stages):
@@ -507,11 +515,8 @@ def explained(execution: Any) -> tuple[Segment, ...]:
 
 def _planned(pipeline: Any) -> tuple[Segment, ...]:
     """The segments of a pipeline that has not run, with what is known in advance."""
-    from . import _deterministic
-    from ._runtime import get_runtime
-
     runtime = get_runtime()
-    executor = _deterministic.executor_for(pipeline._executor, runtime)
+    executor = executor_for(pipeline._executor, runtime)
     stages = stages_for(pipeline._stages, executor)
     out: list[Segment] = []
     pending: list[Stage] = []
@@ -566,3 +571,55 @@ def explain(pipeline: Any) -> Explanation:
     if segments is not None:
         return Explanation(segments, True)
     return Explanation(_planned(pipeline), False)
+
+
+def resolve_executor(spec: Union[None, str, Executor], runtime: Any) -> Executor:
+    """Chooses the executor for a pipeline: explicit ``spec`` first, then the
+    runtime's :class:`~vedart.SchedulingPolicy`.
+
+    ``"auto"``/``None`` under ADAPTIVE (the default) gives the adaptive
+    executor, which measures the first chunk (:mod:`vedart._adaptive`);
+    THREAD_ONLY and DETERMINISTIC (whose ordering :mod:`vedart._deterministic`
+    adds on top) give the thread executor, PROCESS_ONLY the process executor,
+    ASYNC_ONLY the async executor. Coroutine functions are always awaited on
+    an event loop, whatever the executor (the ``async_map`` stage).
+    """
+    if isinstance(spec, Executor):
+        return spec
+    if spec is None or spec == "auto":
+        policy = runtime.config.scheduling_policy
+        if policy is SchedulingPolicy.ADAPTIVE:
+            return AdaptiveExecutor(runtime)
+        if policy is SchedulingPolicy.PROCESS_ONLY:
+            return ProcessExecutor(runtime, "the scheduling policy is PROCESS_ONLY")
+        if policy is SchedulingPolicy.ASYNC_ONLY:
+            return AsyncExecutor(runtime, "the scheduling policy is ASYNC_ONLY")
+        return ThreadExecutor(runtime, f"the scheduling policy is {policy.name}")
+    if spec == "thread":
+        return ThreadExecutor(runtime)
+    if spec == "serial":
+        return SERIAL
+    if spec == "process":
+        return ProcessExecutor(runtime)
+    if spec == "async":
+        return AsyncExecutor(runtime)
+    if spec == "gpu":
+        return GpuExecutor(runtime)
+    if spec in ENGINES:
+        return engine(spec).ClusterExecutor(runtime)  # type: ignore[no-any-return]
+    raise ExecutorError(f"executor {spec!r} is not available in this build of vedart")
+
+
+def executor_for(spec: Any, runtime: Any) -> Any:
+    """The executor of a pipeline: :func:`resolve_executor`, wrapped in a
+    :class:`~vedart._deterministic.DeterministicExecutor` when deterministic
+    mode is on."""
+    scheduler = _deterministic.current()
+    if scheduler is None:
+        return resolve_executor(spec, runtime)
+    if spec is None or spec == "auto":
+        # A choice from measured cost would depend on timing: the thread
+        # executor, unless the policy names another one.
+        policy = runtime.config.scheduling_policy.name
+        spec = "thread" if policy in ("ADAPTIVE", "THREAD_ONLY", "DETERMINISTIC") else None
+    return _deterministic.DeterministicExecutor(scheduler, resolve_executor(spec, runtime))

@@ -75,7 +75,8 @@ from . import _cluster, _process, _vedart, _worker
 from ._config import DEFAULT_ADAPTIVE_INTERVAL_MS, MAX_WORKERS_LIMIT
 from ._deadline import check_timeout
 from ._engine import Execution, partials
-from ._executors import Executor, ThreadExecutor, resolve_executor
+from ._adaptive import resolve_executor
+from ._executors import Executor, ThreadExecutor
 from ._future import Future
 from ._runtime import get_runtime
 from ._stages import MAP, Collect, Stage

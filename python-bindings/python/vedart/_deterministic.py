@@ -70,6 +70,7 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
 from . import _asyncio, _runtime, _trace, _vedart
+from ._future import _base_cancel
 from .exceptions import CancelledError, ConfigError
 
 __all__ = [
@@ -80,7 +81,6 @@ __all__ = [
     "replay",
     "task_seed",
     "current",
-    "executor_for",
 ]
 
 #: Items per chunk in deterministic mode when the pipeline sets no chunk size:
@@ -594,22 +594,6 @@ class DeterministicExecutor:
         return f"<vedart deterministic executor over {self.name!r}>"
 
 
-def executor_for(spec: Any, runtime: Any) -> Any:
-    """The executor of a pipeline: ``resolve_executor(spec)``, wrapped in a
-    :class:`DeterministicExecutor` when deterministic mode is on."""
-    from ._executors import resolve_executor
-
-    scheduler = current()
-    if scheduler is None:
-        return resolve_executor(spec, runtime)
-    if spec is None or spec == "auto":
-        # A choice from measured cost would depend on timing: the thread
-        # executor, unless the policy names another one.
-        policy = runtime.config.scheduling_policy.name
-        spec = "thread" if policy in ("ADAPTIVE", "THREAD_ONLY", "DETERMINISTIC") else None
-    return DeterministicExecutor(scheduler, resolve_executor(spec, runtime))
-
-
 # ---------------------------------------------------------------------------
 # Spawned callables
 
@@ -637,8 +621,6 @@ class _SpawnTask(_Task):
         self.ctx = contextvars.copy_context()
 
     def execute(self, seed: int) -> None:
-        from ._future import _base_cancel
-
         call, self.call = self.call, None
         future = self.future
         if call is None or self.group.cancelled:
@@ -661,8 +643,6 @@ class _SpawnTask(_Task):
         future.set_result(value)
 
     def on_cancelled(self) -> None:
-        from ._future import _base_cancel
-
         self.call = None
         _base_cancel(self.future)
         self.future.set_running_or_notify_cancel()
@@ -784,6 +764,9 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+# Global deterministic mode: spawned tasks nobody waited for run before the
+# runtime stops.
+_runtime.on_shutdown(before=finish_global)
 
 
 def _check_seed(seed: Any) -> int:

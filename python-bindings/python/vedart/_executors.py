@@ -3,8 +3,9 @@
 An :class:`Executor` starts a :class:`Run` for each parallel segment of a
 pipeline; the engine (:mod:`vedart._engine`) submits chunks to the run and
 collects their results in order. This is the seam later executors plug into
-(the process, async and GPU executors implement the same two classes), and
-:func:`resolve_executor` is the one place where the choice is made.
+(the process, async and GPU executors implement the same two classes). The
+choice between executors is made above them all, in :mod:`vedart._adaptive`
+(``resolve_executor``), so that this module imports none of them.
 
 * :class:`ThreadExecutor` runs chunks on the Rust thread pool. A worker takes
   the interpreter once per chunk and runs the fused chain item by item; each
@@ -25,13 +26,12 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from . import _vedart
-from ._cluster import ENGINES, engine
-from ._config import SchedulingPolicy
+from ._cluster import ENGINES
 from ._deadline import WaitExpired
-from .exceptions import CancelledError, ExecutorError, _attach_others
+from .exceptions import CancelledError, _attach_others
 
 __all__ = [
     "Executor",
@@ -39,7 +39,6 @@ __all__ = [
     "ThreadExecutor",
     "SerialExecutor",
     "AsyncExecutor",
-    "resolve_executor",
 ]
 
 #: Executor names accepted by ``par_iter(..., executor=...)``.
@@ -325,7 +324,8 @@ class SerialExecutor(Executor):
         return _SerialRun(mode)
 
 
-_SERIAL = SerialExecutor()
+#: The one serial executor (it holds no state).
+SERIAL = SerialExecutor()
 
 
 class AsyncExecutor(ThreadExecutor):
@@ -342,51 +342,6 @@ class AsyncExecutor(ThreadExecutor):
             f"{reason}; plain callables of an async pipeline run on the thread pool, "
             "never on the event loop"
         )
-
-
-def resolve_executor(spec: Union[None, str, Executor], runtime: Any) -> Executor:
-    """Chooses the executor for a pipeline: explicit ``spec`` first, then the
-    runtime's :class:`~vedart.SchedulingPolicy`.
-
-    ``"auto"``/``None`` under ADAPTIVE (the default) gives the adaptive
-    executor, which measures the first chunk (:mod:`vedart._adaptive`);
-    THREAD_ONLY and DETERMINISTIC (whose ordering :mod:`vedart._deterministic`
-    adds on top) give the thread executor, PROCESS_ONLY the process executor,
-    ASYNC_ONLY the async executor. Coroutine functions are always awaited on
-    an event loop, whatever the executor (the ``async_map`` stage).
-    """
-    if isinstance(spec, Executor):
-        return spec
-    if spec is None or spec == "auto":
-        policy = runtime.config.scheduling_policy
-        if policy is SchedulingPolicy.ADAPTIVE:
-            from ._adaptive import AdaptiveExecutor
-
-            return AdaptiveExecutor(runtime)
-        if policy is SchedulingPolicy.PROCESS_ONLY:
-            from ._process import ProcessExecutor
-
-            return ProcessExecutor(runtime, "the scheduling policy is PROCESS_ONLY")
-        if policy is SchedulingPolicy.ASYNC_ONLY:
-            return AsyncExecutor(runtime, "the scheduling policy is ASYNC_ONLY")
-        return ThreadExecutor(runtime, f"the scheduling policy is {policy.name}")
-    if spec == "thread":
-        return ThreadExecutor(runtime)
-    if spec == "serial":
-        return _SERIAL
-    if spec == "process":
-        from ._process import ProcessExecutor
-
-        return ProcessExecutor(runtime)
-    if spec == "async":
-        return AsyncExecutor(runtime)
-    if spec == "gpu":
-        from ._gpu import GpuExecutor
-
-        return GpuExecutor(runtime)
-    if spec in ENGINES:
-        return engine(spec).ClusterExecutor(runtime)  # type: ignore[no-any-return]
-    raise ExecutorError(f"executor {spec!r} is not available in this build of vedart")
 
 
 def check_executor_spec(spec: Any) -> None:

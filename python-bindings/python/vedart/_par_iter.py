@@ -20,7 +20,7 @@ from typing import (
 from . import _asyncio, _deterministic, _progress
 from ._deadline import Deadline, check_timeout
 from ._engine import Execution, partials
-from ._adaptive import explain, explained, stages_for
+from ._adaptive import executor_for, explain, explained, stages_for
 from ._gpu import as_gpu_function
 from ._config import check_process_options
 from ._process import ProcessExecutor, ProcessOptions
@@ -219,7 +219,7 @@ class ParallelIterator(Generic[T]):
             spec = ProcessExecutor(
                 runtime, 'executor="process" (par_iter was given process options)', process
             )
-        executor = _deterministic.executor_for(spec, runtime)
+        executor = executor_for(spec, runtime)
         return Execution(executor, chunk_size, unordered=self._options.unordered, **kwargs)
 
     # -- stages ---------------------------------------------------------------

@@ -28,7 +28,7 @@ import time
 import types
 from typing import Any, Callable, Optional
 
-from . import _gpu, _vedart, telemetry
+from . import _gpu, _runtime, _vedart, telemetry
 from ._config import SchedulingPolicy
 
 __all__ = [
@@ -424,3 +424,14 @@ class SchedulerView:
 
     def __repr__(self) -> str:
         return f"<vedart scheduler view policy={self.policy.name}>"
+
+
+def _gpu_view(runtime: Any) -> Optional[GPURuntime]:
+    return GPURuntime() if runtime.config.enable_gpu and _gpu.gpu_available() else None
+
+
+_runtime.provide_compat_views(
+    telemetry=lambda runtime: TelemetrySystem(),
+    gpu=_gpu_view,
+    scheduler=SchedulerView,
+)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
-import sys
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import _cluster, _vedart
 from ._config import Config, SchedulingPolicy
@@ -114,9 +113,7 @@ class Runtime:
         if not self._config.enable_telemetry:
             return None
         if self._telemetry is None:
-            from ._pyveda import TelemetrySystem
-
-            self._telemetry = TelemetrySystem()
+            self._telemetry = _compat_view("telemetry", self)
         return self._telemetry
 
     @property
@@ -124,18 +121,13 @@ class Runtime:
         """pyveda 1.0's GPU runtime (:class:`vedart.gpu.GPURuntime`) when the
         configuration enables the GPU and a GPU can run GPU functions here,
         else ``None``, as in pyveda."""
-        from ._gpu import gpu_available
-        from ._pyveda import GPURuntime
-
-        return GPURuntime() if self._config.enable_gpu and gpu_available() else None
+        return _compat_view("gpu", self)
 
     @property
     def scheduler(self) -> Any:
         """pyveda 1.0's scheduler: a view of this runtime (policy, config,
         ``get_stats()``); VedaRT has no scheduler object of its own."""
-        from ._pyveda import SchedulerView
-
-        return SchedulerView(self)
+        return _compat_view("scheduler", self)
 
     def stats(self) -> RuntimeStats:
         """A snapshot of the thread pool: its size, bounds, queue and load."""
@@ -165,6 +157,19 @@ class Runtime:
             f"policy={self._config.scheduling_policy.name}>"  # type: ignore[union-attr]
         )
 
+
+#: pyveda 1.0's views of a runtime (``telemetry``, ``gpu``, ``scheduler``) by
+#: name. The compatibility layer (:mod:`vedart._pyveda`) sits above this module
+#: and provides them when it is imported (:func:`provide_compat_views`).
+_compat_views: dict[str, Callable[[Runtime], Any]] = {}
+
+#: What the layers above do when the runtime shuts down, added as they are
+#: imported (:func:`on_shutdown`), so that this module imports none of them.
+#: Hooks *before* get the runtime while it still runs (deterministic mode runs
+#: the spawned tasks still queued); hooks *after* get the shutdown's timeout
+#: once it stopped (the process pool, the metrics endpoints).
+_before_shutdown: list[Callable[[Runtime], None]] = []
+_after_shutdown: list[Callable[[Optional[float]], None]] = []
 
 _lock = threading.Lock()
 _current: Optional[Runtime] = None
@@ -239,7 +244,7 @@ def shutdown(timeout: Optional[float] = None) -> None:
     global _current, _fork_config
     try:
         if _current is not None:
-            _finish_deterministic(_current)
+            _run_hooks(_before_shutdown, _current)
     finally:
         with _lock:
             runtime, _current = _current, None
@@ -247,34 +252,52 @@ def shutdown(timeout: Optional[float] = None) -> None:
         if runtime is not None:
             runtime._shutdown(timeout)
         try:
-            _shutdown_process_pool(timeout)
+            _run_hooks(_after_shutdown, timeout)
         finally:
-            try:
-                _cluster.shutdown_all()
-            finally:
-                _stop_metrics()
+            _cluster.shutdown_all()
 
 
-def _stop_metrics() -> None:
-    # The endpoints of telemetry.serve_metrics (telemetry imports this module).
-    telemetry = sys.modules.get(f"{__package__}.telemetry")
-    if telemetry is not None:
-        telemetry.stop_metrics()
+def on_shutdown(
+    *,
+    before: Optional[Callable[[Runtime], None]] = None,
+    after: Optional[Callable[[Optional[float]], None]] = None,
+) -> None:
+    """Adds work to every shutdown (and to the one at interpreter exit):
+    ``before(runtime)`` while the runtime still runs, ``after(timeout)`` once
+    it stopped. For the modules above this one; see ``_before_shutdown``."""
+    if before is not None:
+        _before_shutdown.append(before)
+    if after is not None:
+        _after_shutdown.append(after)
 
 
-def _shutdown_process_pool(timeout: Optional[float]) -> None:
-    # Looked up rather than imported: a program that never ran a process map
-    # has no pool to stop and need not pay for the import.
-    process = sys.modules.get(f"{__package__}._process")
-    if process is not None:
-        process.shutdown_pool(timeout)
+def provide_compat_views(**views: Callable[[Runtime], Any]) -> None:
+    """Registers pyveda 1.0's views of a runtime (see ``_compat_views``)."""
+    _compat_views.update(views)
 
 
-def _finish_deterministic(runtime: Runtime) -> None:
-    # Global deterministic mode: spawned tasks nobody waited for run now.
-    from . import _deterministic
+def _compat_view(name: str, runtime: Runtime) -> Any:
+    try:
+        view = _compat_views[name]
+    except KeyError:
+        raise RuntimeStateError(
+            f"runtime.{name} is pyveda 1.0's view, provided by vedart._pyveda, "
+            "which `import vedart` loads; it was not loaded here"
+        ) from None
+    return view(runtime)
 
-    _deterministic.finish_global(runtime)
+
+def _run_hooks(hooks: list[Callable[[Any], None]], argument: Any) -> None:
+    # Every hook runs even if one fails; the first failure is raised after.
+    failure: Optional[BaseException] = None
+    for hook in list(hooks):
+        try:
+            hook(argument)
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            if failure is None:
+                failure = error
+    if failure is not None:
+        raise failure
 
 
 def _policy() -> SchedulingPolicy:
@@ -285,7 +308,7 @@ def _at_exit() -> None:
     global _current
     try:
         if _current is not None:
-            _finish_deterministic(_current)
+            _run_hooks(_before_shutdown, _current)
     finally:
         runtime, _current = _current, None
         try:

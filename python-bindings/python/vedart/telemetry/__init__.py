@@ -677,6 +677,10 @@ def stop_metrics(port: Optional[int] = None) -> None:
         thread.join()
 
 
+# The endpoints stop with the runtime.
+_runtime.on_shutdown(after=lambda timeout: stop_metrics())
+
+
 atexit.register(stop_metrics)
 
 
