@@ -55,6 +55,13 @@ def start(server: str, runtime: str, workers: int) -> tuple[subprocess.Popen, st
     return proc, match.group(1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(binary: str, addr: str, seconds: int, threads: int, connections: int) -> tuple[float, float]:
     """Runs wrk; returns (requests/s, p99 latency in ms)."""
     out = subprocess.run(
@@ -83,7 +90,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     binary = ensure_wrk()
-    results: dict[str, list[tuple[float, float]]] = {"vedart": [], "tokio": []}
+    results: dict[str, list[tuple[float, float, float]]] = {"vedart": [], "tokio": []}
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
         f"servers with {args.workers} worker threads, {args.rounds} rounds"
@@ -94,21 +101,31 @@ def main() -> None:
             proc, addr = start(args.server, runtime, args.workers)
             try:
                 wrk(binary, addr, 1, args.threads, args.connections)  # warm-up
+                before = cpu_seconds(proc.pid)
                 rps, p99 = wrk(binary, addr, args.seconds, args.threads, args.connections)
+                # The server's CPU time per request: what the runtime costs,
+                # steadier than throughput on a machine others load too.
+                cpu_us = (cpu_seconds(proc.pid) - before) * 1e6 / (rps * args.seconds)
             finally:
                 proc.kill()
                 proc.wait()
-            results[runtime].append((rps, p99))
-            print(f"  round {round_ + 1} {runtime:>6}: {rps:>10,.0f} req/s  p99 {p99:.2f} ms", flush=True)
+            results[runtime].append((rps, p99, cpu_us))
+            print(
+                f"  round {round_ + 1} {runtime:>6}: {rps:>10,.0f} req/s  p99 {p99:.2f} ms"
+                f"  server CPU {cpu_us:.2f} us/request",
+                flush=True,
+            )
             time.sleep(0.5)
-    rps_ratio = statistics.median(v[0] / t[0] for v, t in zip(results["vedart"], results["tokio"]))
-    p99_ratio = statistics.median(v[1] / t[1] for v, t in zip(results["vedart"], results["tokio"]))
-    med = {rt: (statistics.median(r for r, _ in rs), statistics.median(p for _, p in rs)) for rt, rs in results.items()}
+    pairs = list(zip(results["vedart"], results["tokio"]))
+    ratio = [statistics.median(v[i] / t[i] for v, t in pairs) for i in range(3)]
+    med = {rt: [statistics.median(r[i] for r in rs) for i in range(3)] for rt, rs in results.items()}
     print()
     print("| metric | vedart | tokio | vedart/tokio | target |")
     print("| --- | --- | --- | --- | --- |")
-    print(f"| requests/s | {med['vedart'][0]:,.0f} | {med['tokio'][0]:,.0f} | {rps_ratio:.2f}x | >= 1.0x |")
-    print(f"| p99 latency | {med['vedart'][1]:.2f} ms | {med['tokio'][1]:.2f} ms | {p99_ratio:.2f}x | <= 1.0x |")
+    print(f"| requests/s | {med['vedart'][0]:,.0f} | {med['tokio'][0]:,.0f} | {ratio[0]:.2f}x | >= 1.0x |")
+    print(f"| p99 latency | {med['vedart'][1]:.2f} ms | {med['tokio'][1]:.2f} ms | {ratio[1]:.2f}x | <= 1.0x |")
+    print(f"| server CPU per request | {med['vedart'][2]:.2f} us | {med['tokio'][2]:.2f} us | {ratio[2]:.2f}x | |")
+    print("(medians over the rounds; ratios: median of the per-round ratios)")
 
 
 if __name__ == "__main__":

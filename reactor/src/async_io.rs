@@ -466,6 +466,38 @@ impl<T: AsRawFd + Read> Async<T> {
 // Reads and writes through `&T`, for objects shared by the two owned halves of
 // a split stream: the read half and the write half may use the socket at the
 // same time, so neither can have `&mut T`.
+impl<T: AsRawFd> Async<T> {
+    /// [`Async::poll_read_stream`] into memory that need not be initialized:
+    /// `recv` writes the bytes straight into it (what hyper's read buffer
+    /// offers; `AsyncRead` would have it zeroed first). Returns how many bytes
+    /// were written at the front of `buf`.
+    pub(crate) fn poll_recv_uninit(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        let state = &self.state;
+        let requested = buf.len();
+        let fd = self.as_raw_fd();
+        retry_io_drained(
+            state,
+            Direction::Read,
+            || state.poll_ready(Direction::Read, cx),
+            || {
+                // SAFETY: `recv` writes at most `requested` bytes into the
+                // buffer, which `buf` owns for this call; it never reads it.
+                let read = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), requested, 0) };
+                if read < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(read as usize)
+                }
+            },
+            short_read(requested),
+        )
+    }
+}
+
 impl<T: AsRawFd> Async<T>
 where
     for<'a> &'a T: Read,

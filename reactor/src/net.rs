@@ -239,6 +239,24 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
+    /// Reads into memory that need not be initialized, as
+    /// [`AsyncRead::poll_read`](futures::io::AsyncRead::poll_read) does into
+    /// initialized memory: `Ready(Ok(n))` means the first `n` bytes of `buf`
+    /// were written (0: end of file). For adapters whose callers hand out
+    /// uninitialized buffers (hyper's `Read`, see `vedart::hyper::HyperIo`), so
+    /// that nothing is zeroed first.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `recv`, or an error if the reactor shut down.
+    pub fn poll_read_uninit(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_recv_uninit(cx, buf)
+    }
+
     /// Opens a connection to `addr`, trying each resolved address in turn.
     ///
     /// Name resolution is synchronous (see the module docs); the connect itself

@@ -61,6 +61,7 @@
 //! port, a JSON route); `tests/hyper.rs` runs hyper's client against hyper's
 //! server, both on vedart.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -73,6 +74,7 @@ use ::hyper::rt::{Executor, ReadBufCursor, Sleep, Timer};
 use futures::io::{AsyncRead, AsyncWrite};
 
 use crate::Handle;
+use crate::net::{TcpStream, UnixStream};
 
 /// Runs hyper's background tasks (HTTP/2 streams and connection drivers) as
 /// vedart tasks: `hyper::rt::Executor` for any `Send` future.
@@ -200,7 +202,9 @@ impl Sleep for HyperSleep {}
 /// A byte stream as hyper's I/O: `hyper::rt::Read` and `hyper::rt::Write` over
 /// a [`vedart::net::TcpStream`](crate::net::TcpStream), a
 /// [`UnixStream`](crate::net::UnixStream), or any `futures` `AsyncRead +
-/// AsyncWrite + Unpin`.
+/// AsyncWrite + Unpin + 'static`. vedart's two sockets read straight into
+/// hyper's buffer; another stream gets the buffer zeroed first (`AsyncRead`
+/// wants initialized memory).
 ///
 /// See the [module documentation](self) for a server and a client.
 pub struct HyperIo<T> {
@@ -235,23 +239,29 @@ impl<T: fmt::Debug> fmt::Debug for HyperIo<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> ::hyper::rt::Read for HyperIo<T> {
+impl<T: AsyncRead + Unpin + 'static> ::hyper::rt::Read for HyperIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        // `futures`' AsyncRead reads into initialized memory: initialize the
-        // unfilled part first (hyper's buffer is a few KiB; a memset is cheap
-        // next to the system call).
-        let unfilled = initialize(
-            // SAFETY: the slice is only written (zeroed) before it is read.
-            unsafe { buf.as_mut() },
-        );
-        let read = std::task::ready!(Pin::new(&mut self.get_mut().inner).poll_read(cx, unfilled))?;
-        // SAFETY: `read` bytes at the front of the cursor were initialized
-        // (zeroed, then written by the reader, which returns at most the
-        // slice's length).
+        let inner = &mut self.get_mut().inner;
+        // SAFETY: the slice is only written (by `recv`, or zeroed and then
+        // read into), never de-initialized.
+        let unfilled = unsafe { buf.as_mut() };
+        // vedart's sockets `recv` straight into hyper's uninitialized buffer;
+        // the type test is resolved at compile time.
+        let any = inner as &mut dyn Any;
+        let read = if let Some(tcp) = any.downcast_mut::<TcpStream>() {
+            std::task::ready!(tcp.poll_read_uninit(cx, unfilled))?
+        } else if let Some(unix) = any.downcast_mut::<UnixStream>() {
+            std::task::ready!(unix.poll_read_uninit(cx, unfilled))?
+        } else {
+            // `futures`' AsyncRead reads into initialized memory: zero it first.
+            std::task::ready!(Pin::new(inner).poll_read(cx, initialize(unfilled)))?
+        };
+        // SAFETY: the reader wrote `read` bytes at the front of the cursor
+        // (at most its length).
         unsafe { buf.advance(read) };
         Poll::Ready(Ok(()))
     }

@@ -235,3 +235,88 @@ fn curl_gets_answers_from_the_example_server() {
 
     server.abort();
 }
+
+/// A stream that is neither of vedart's sockets: `HyperIo` takes the generic
+/// `AsyncRead` path (zeroed buffer) for it.
+struct Wrapped(TcpStream);
+
+impl futures::io::AsyncRead for Wrapped {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl futures::io::AsyncWrite for Wrapped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+/// HTTP/1.1 over a Unix stream pair (read straight into hyper's buffer) and
+/// over a wrapped TCP stream (the generic path), with a body larger than one
+/// read.
+#[test]
+fn hyper_runs_over_unix_streams_and_any_async_stream() {
+    async fn big(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+        let body = request.into_body().collect().await?.to_bytes();
+        let mut answer = body.to_vec();
+        answer.reverse();
+        Ok(Response::new(Full::new(Bytes::from(answer))))
+    }
+    async fn exchange<S>(server: S, client: S)
+    where
+        S: futures::io::AsyncRead + futures::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        drop(vedart::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .timer(HyperTimer::new())
+                .serve_connection(HyperIo::new(server), service_fn(big)),
+        ));
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(HyperIo::new(client))
+            .await
+            .unwrap();
+        drop(vedart::spawn(connection));
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        for _ in 0..20 {
+            sender.ready().await.unwrap();
+            let request = Request::post("/")
+                .body(Full::new(Bytes::from(payload.clone())))
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let mut expected = payload.clone();
+            expected.reverse();
+            assert!(body == expected);
+        }
+    }
+    run(async {
+        let (server, client) = vedart::net::UnixStream::pair().unwrap();
+        exchange(server, client).await;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = futures::join!(TcpStream::connect(addr), listener.accept());
+        exchange(Wrapped(accepted.unwrap().0), Wrapped(client.unwrap())).await;
+    });
+}
