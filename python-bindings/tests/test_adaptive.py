@@ -11,7 +11,7 @@ import time
 import pytest
 
 import vedart as veda
-from vedart import _adaptive
+from vedart import _adaptive, _gpu
 
 
 def busy(seconds):
@@ -134,7 +134,12 @@ def test_two_chunks_that_ran_in_parallel_show_released_interpreter():
     assert run._parallelism() is None
 
 
-def test_gpu_functions_and_async_map_callables_go_where_they_belong_without_measuring():
+def test_gpu_functions_and_async_map_callables_go_where_they_belong_without_measuring(
+    monkeypatch,
+):
+    # The CPU fallback warns once per process: make this test's call the first.
+    monkeypatch.setattr(_gpu, "_warned", False)
+
     @veda.gpu
     def double(x):
         return x * 2
