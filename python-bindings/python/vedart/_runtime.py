@@ -239,7 +239,8 @@ def shutdown(timeout: Optional[float] = None) -> None:
     (``None``: until they finish), and the worker processes of the process
     executor exit. Idempotent; the next use of VedaRT starts a fresh runtime
     (and a fresh process pool when a pipeline needs one). The
-    :func:`vedart.telemetry.serve_metrics` endpoints stop too.
+    :func:`vedart.telemetry.serve_metrics` endpoints stop too, and the
+    connections to clusters close (a ``cluster="local"`` one stops).
     """
     global _current, _fork_config
     try:
