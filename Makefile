@@ -8,7 +8,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 LOOM_MAX_PREEMPTIONS ?= 2
 
-.PHONY: all test test-rust test-loom test-python lint soak demo demo-rust venv bench bench-rust bench-python bench-http clean
+.PHONY: all test test-rust test-loom test-python lint soak demo demo-rust venv bench bench-rust bench-python bench-http bench-channels clean
 
 all: test
 
@@ -65,6 +65,10 @@ bench: bench-rust bench-python
 
 bench-rust:
 	$(CARGO) run --release -p vedart-benches --bin compare
+
+# vedart::sync::mpsc vs tokio::sync::mpsc: 1,000,000 messages, 1 and 8 producers.
+bench-channels:
+	$(CARGO) run --release -p vedart-benches --bin compare_channels
 
 # The hello-world hyper server on vedart vs on tokio under wrk (installed with
 # apt-get when missing): requests/s and p99 ratios, 5 alternating rounds.
