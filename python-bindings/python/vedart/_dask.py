@@ -522,6 +522,8 @@ class _Submitter:
             _run_chunk, task.plan, task.digest, task.request, key=key, pure=False
         )
         task.future = future
+        if self.cancelled:  # cancel() ran while this was being submitted
+            self.conn.client.cancel([future])
         if task.runs == 1:
             _count(_SPAWNED)
             _count(_SENT, len(task.request))
