@@ -26,6 +26,18 @@ How a pipeline segment runs on it (:class:`_ProcessRun`):
    be as large as the pool's maximum message size
    (``Config.max_message_bytes``, 4 GiB by default); past it the chunk fails
    with :class:`~vedart.ExecutorError` naming the limit.
+
+   Large buffers (NumPy arrays, anything with protocol 5 out-of-band
+   buffers of at least ``_worker.SHM_MIN_BYTES``) travel in POSIX shared
+   memory instead, both ways: the sender writes each into a segment of its
+   own (mode 0600), only names cross the pipe, and the receiver maps them
+   (the unpickled arrays are views of the mappings) and unlinks the names.
+   The protocol, and why no segment outlives its use even when the parent is
+   killed, are described in :mod:`vedart._worker` ("Shared memory"); here,
+   :func:`shm_family` starts the family's janitor, the parent unlinks a
+   request's segments when its call resolves, and the answers of calls that
+   were never read (a cancelled or released run) are reaped when their calls
+   resolve (:func:`_reap_orphans`).
 4. Failures: an exception in the child is re-raised here with its own type and
    message and the child's traceback attached (a note, and
    ``exc.veda_remote_traceback``); a child that dies raises
@@ -233,13 +245,14 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _dumps(value: Any) -> bytes:
-    """``value`` pickled with cloudpickle (protocol 5); see :func:`_make_pickler`."""
+def _dumps(value: Any, buffer_callback: Optional[Callable[[Any], Any]] = None) -> bytes:
+    """``value`` pickled with cloudpickle (protocol 5); see :func:`_make_pickler`.
+    ``buffer_callback`` decides which out-of-band buffers stay in the pickle."""
     global _pickler_class
     if _pickler_class is None:
         _pickler_class = _make_pickler()
     buffer = io.BytesIO()
-    _pickler_class(buffer, protocol=5).dump(value)
+    _pickler_class(buffer, protocol=5, buffer_callback=buffer_callback).dump(value)
     return buffer.getvalue()
 
 
@@ -278,7 +291,130 @@ def worker_env(workers: int) -> list[tuple[str, str]]:
     env = [(name, threads) for name in THREAD_LIMIT_VARIABLES]
     env.append(("VEDART_WORKER_SYS_PATH", os.pathsep.join(p for p in sys.path if p)))
     env.append((WORKER_MARKER, "1"))
+    family = shm_family()
+    if family is not None:
+        env.append((_worker.SHM_FAMILY_VARIABLE, family))
     return env
+
+
+# -- shared memory (step 3) ---------------------------------------------------------
+
+_shm_lock = threading.Lock()
+#: ``vedart-<pid>-``, the prefix of this process's segments and its workers',
+#: once its janitor runs (``None``: no shared memory here).
+_family: Optional[str] = None
+_family_pid = 0
+#: The write end of the janitor's lifeline: inherited by every worker (and
+#: held by nothing else), so the janitor sees EOF once all of them are gone.
+_lifeline: Optional[int] = None
+#: The janitor's pid (tests wait for it).
+janitor_pid: Optional[int] = None
+
+
+def shm_family() -> Optional[str]:
+    """The segment name prefix of this process and its workers, starting the
+    janitor that sweeps it after them on first use (see
+    :func:`vedart._worker.janitor`); ``None`` where there is no shared memory
+    or the janitor cannot start (large buffers then go through the pipes)."""
+    global _family, _family_pid, _lifeline, janitor_pid
+    if _family_pid == os.getpid():
+        return _family
+    with _shm_lock:
+        if _family_pid == os.getpid():
+            return _family
+        family: Optional[str] = f"vedart-{os.getpid()}-"
+        read, write = os.pipe()
+        try:
+            if not os.path.isdir(_worker.SHM_DIR):
+                raise OSError(f"{_worker.SHM_DIR} does not exist")
+            program, args = worker_command()
+            janitor_pid = os.posix_spawn(
+                program,
+                [program, *args, "--janitor", str(family)],
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, read, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                ],
+                # Its own session: a terminal's Ctrl+C or hang-up spares it.
+                setsid=True,
+            )
+            # Inheritable from now on (it was not for the janitor): the
+            # workers spawned later hold it.
+            os.set_inheritable(write, True)
+            _lifeline = write
+        except (OSError, ExecutorError):
+            os.close(write)
+            family = None
+        finally:
+            os.close(read)
+        _family, _family_pid = family, os.getpid()
+        return family
+
+
+class _Orphan(NamedTuple):
+    """A call whose answer nobody will read, with its request's segments."""
+
+    call: Any
+    names: tuple[str, ...]
+
+
+_orphans_lock = threading.Lock()
+_orphans: list[_Orphan] = []
+
+
+def _unlink_all(names: Any) -> None:
+    for name in names:
+        _worker.shm_unlink(name)
+
+
+def _sweep_exited_workers() -> None:
+    """Unlinks the segments made by workers of this process that have
+    exited. An answer that arrives for a call already cancelled is dropped
+    by the pool unread (its worker is being terminated), so its segments
+    are known to no one: they go here, once the pools are shut down, or
+    with the janitor's sweep."""
+    family = _family if _family_pid == os.getpid() else None
+    if family is None:
+        return
+    try:
+        names = os.listdir(_worker.SHM_DIR)
+    except OSError:
+        return
+    own = str(os.getpid())
+    for name in names:
+        if not name.startswith(family):
+            continue
+        creator = name[len(family) :].split("-", 1)[0]
+        if creator != own and creator.isdigit() and not _alive(int(creator)):
+            _worker.shm_unlink(name)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _reap_orphans() -> None:
+    """Unlinks the segments of orphaned calls that have resolved: their
+    request's and, for an answer, the answer's."""
+    if not _orphans:
+        return
+    with _orphans_lock:
+        waiting = []
+        for orphan in _orphans:
+            if not orphan.call.done:
+                waiting.append(orphan)
+                continue
+            outcome = orphan.call.outcome()
+            if outcome is not None and outcome[0] == "ok":
+                _unlink_all(_worker.shared_names(memoryview(outcome[1])[_ANSWER.size :]))
+            _unlink_all(orphan.names)
+        _orphans[:] = waiting
 
 
 _lock = threading.Lock()
@@ -376,6 +512,8 @@ def shutdown_pool(timeout: Optional[float] = EXIT_TIMEOUT_SECONDS) -> None:
         pool.shutdown(timeout)
     for each in recycling:
         each.shutdown(timeout)
+    _reap_orphans()
+    _sweep_exited_workers()
 
 
 # The pool stops with the runtime (the next process map starts a new one).
@@ -383,8 +521,16 @@ _runtime.on_shutdown(after=shutdown_pool)
 
 
 def _after_fork_in_child() -> None:
-    global _pool, _lock
+    global _pool, _lock, _lifeline, _shm_lock, _orphans_lock
     _lock = threading.Lock()
+    _shm_lock = threading.Lock()
+    _orphans_lock = threading.Lock()
+    # The parent's calls and lifeline are not this process's: a child that
+    # uses worker processes starts a family (and a janitor) of its own.
+    _orphans.clear()
+    if _lifeline is not None:
+        os.close(_lifeline)
+        _lifeline = None
     if _pool is not None:
         _inherited.append(_pool)
     _pool = None
@@ -458,16 +604,25 @@ def dumps_plan(plan: tuple[Any, ...]) -> bytes:
         ) from error
 
 
-def dumps_chunk(chunk: Any, offset: int) -> bytes:
-    """``chunk`` pickled (protocol 5).
+def dumps_chunk(
+    chunk: Any, offset: int, shared: Optional[_worker.SharedBuffers] = None, flags: int = 0
+) -> bytes:
+    """``chunk`` pickled (protocol 5); with ``shared``, its large buffers go
+    into shared memory segments and the payload is an envelope with
+    ``flags`` (see :mod:`vedart._worker`).
 
     Raises:
         TypeError: an item cannot be pickled; the message names it and its
             position in the input (``offset`` is that of the chunk's first item).
     """
     try:
-        return _dumps(chunk)
+        data = _dumps(chunk, shared)
+        if shared is None or not shared.names:
+            return data
+        return b"".join(shared.envelope(data, flags))
     except Exception as error:
+        if shared is not None:
+            shared.discard()
         for position, item in enumerate(chunk):
             try:
                 _dumps(item)
@@ -490,7 +645,7 @@ def decode_answer(data: bytes) -> tuple[Any, float]:
     elapsed, flags = _ANSWER.unpack_from(data)
     if flags & _FLAG_MISSING:
         return _stages._MISSING, elapsed
-    return pickle.loads(memoryview(data)[_ANSWER.size :]), elapsed
+    return _worker.load(memoryview(data)[_ANSWER.size :]), elapsed
 
 
 def remote_error(payload: bytes, pid: Optional[int]) -> BaseException:
@@ -697,13 +852,16 @@ def setup_of(
 
 
 class _ProcessHandle:
-    __slots__ = ("call", "elapsed", "nbytes")
+    __slots__ = ("call", "elapsed", "nbytes", "names")
 
-    def __init__(self, call: Any, request_bytes: int) -> None:
+    def __init__(self, call: Any, request_bytes: int, names: tuple[str, ...] = ()) -> None:
         self.call = call
         self.elapsed = 0.0
-        #: Bytes the chunk moved: its request, then also its answer (step 3).
+        #: Bytes the chunk moved (in shared memory too): its request, then
+        #: also its answer (step 3).
         self.nbytes = request_bytes
+        #: The request's shared memory segments (step 3).
+        self.names = names
 
 
 class _ProcessRun(Run):
@@ -724,6 +882,9 @@ class _ProcessRun(Run):
         "_retries",
         "_setup",
         "_resolved",
+        "_shm_prefix",
+        "_shm_flags",
+        "_outstanding",
     )
 
     def __init__(
@@ -749,6 +910,14 @@ class _ProcessRun(Run):
         self._chunk_seconds = 0.0
         self._chunks_done = 0
         self._reason = reason
+        family = shm_family()
+        #: Step 3: names of this process's segments (``None``: no shared memory).
+        self._shm_prefix = None if family is None else f"{family}{os.getpid()}-"
+        # A chunk that may run again must find its segments again.
+        self._shm_flags = _worker.SHM_UNLINK_ON_RECEIPT if retries == 0 else 0
+        #: Submitted handles whose outcome was not taken, by call index.
+        self._outstanding: dict[int, _ProcessHandle] = {}
+        _reap_orphans()
 
     def _context(self, fn: Callable[[Any], Any]) -> Optional[Any]:
         entry = self._contexts.get(id(fn))
@@ -793,13 +962,43 @@ class _ProcessRun(Run):
 
     def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
         context = self._context(fn)
+        prefix = self._shm_prefix
+        shared = None if prefix is None else _worker.SharedBuffers(prefix)
+        flags = self._shm_flags
         if context is None:
-            request = dumps_chunk((self._plan(fn), chunk), self._items)
+            request = dumps_chunk((self._plan(fn), chunk), self._items, shared, flags)
         else:
-            request = dumps_chunk(chunk, self._items)
+            request = dumps_chunk(chunk, self._items, shared, flags)
         self._items += len(chunk)
-        call = self._batch.submit(request, context, retries=self._retries)
-        return _ProcessHandle(call, len(request))
+        try:
+            call = self._batch.submit(request, context, retries=self._retries)
+        except BaseException:
+            if shared is not None:
+                shared.discard()
+            raise
+        if shared is None or not shared.names:
+            handle = _ProcessHandle(call, len(request))
+        else:
+            handle = _ProcessHandle(call, len(request) + shared.nbytes, tuple(shared.names))
+        self._outstanding[call.index] = handle
+        return handle
+
+    def _settle(self, handle: _ProcessHandle, answered: bool) -> None:
+        """Step 3: the outcome of ``handle`` is taken; its request's segments
+        go unless the child that answered unlinked them already."""
+        self._outstanding.pop(handle.call.index, None)
+        if handle.names and not (answered and self._shm_flags):
+            _unlink_all(handle.names)
+
+    def _orphan_outstanding(self) -> None:
+        """Step 3: calls whose outcome will not be taken go to the reaper."""
+        if not self._outstanding:
+            return
+        handles = list(self._outstanding.values())
+        self._outstanding.clear()
+        with _orphans_lock:
+            _orphans.extend(_Orphan(handle.call, handle.names) for handle in handles)
+        _reap_orphans()
 
     def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
         call = handle.call
@@ -817,13 +1016,16 @@ class _ProcessRun(Run):
                 self._batch.cancel()
                 raise CancelledError("the pipeline was cancelled")
         outcome = call.outcome()
+        self._settle(handle, outcome[0] == "ok")
         if outcome[0] == "ok":
             answer = outcome[1]
             # Nothing else holds the answer: it is freed once decoded, so a
             # large result is in memory twice only while it is unpickled.
             del outcome, call
             handle.call = None
-            handle.nbytes += len(answer)
+            handle.nbytes += len(answer) + _worker.shared_nbytes(
+                memoryview(answer)[_ANSWER.size :]
+            )
             value, elapsed = decode_answer(answer)
             del answer
             handle.elapsed = elapsed
@@ -846,14 +1048,15 @@ class _ProcessRun(Run):
 
     def cancel(self) -> None:
         self._batch.cancel()
+        self._orphan_outstanding()
 
     def release(self) -> None:
         """Step 5: short chunks in flight finish in the background."""
-        if self._chunks_done == 0:
+        if self._chunks_done == 0 or (
+            self._chunk_seconds / self._chunks_done > RELEASE_MAX_CHUNK_SECONDS
+        ):
             self._batch.cancel()
-            return
-        if self._chunk_seconds / self._chunks_done > RELEASE_MAX_CHUNK_SECONDS:
-            self._batch.cancel()
+        self._orphan_outstanding()
 
     def explain(self) -> tuple[str, str]:
         return ("process", self._reason)

@@ -29,6 +29,9 @@ protocol (``executors/src/process/README.md``) on its stdin and stdout:
    set by the pool) travels as ``Part`` frames followed by the last frame of
    its kind, in both directions: answers are split here (without copying the
    pickled bytes), requests are joined.
+6. Large buffers (NumPy arrays and anything else that pickles protocol 5
+   out-of-band buffers, of at least :data:`SHM_MIN_BYTES`) do not go through
+   the pipes: see "Shared memory" below.
 
 Start-up is kept short, because the first result of the first process map
 waits for it: this module imports nothing from ``vedart`` (importing the
@@ -402,12 +405,15 @@ for _shared in (InitializerFailed, Raised, run_call, run_item):
 # -- pickling -----------------------------------------------------------------
 
 
-def _dump(value: Any) -> bytes:
-    """``value`` pickled (protocol 5), with cloudpickle as the fallback."""
+def _dump(value: Any, shared: Optional[SharedBuffers] = None) -> bytes:
+    """``value`` pickled (protocol 5), with cloudpickle as the fallback;
+    ``shared`` takes its large buffers (see "Shared memory")."""
     global _cloudpickle
     try:
-        return pickle.dumps(value, protocol=5)
+        return pickle.dumps(value, protocol=5, buffer_callback=shared)
     except Exception as plain_error:
+        if shared is not None:
+            shared.discard()
         if _cloudpickle is None:
             try:
                 import cloudpickle  # type: ignore[import-untyped]
@@ -415,8 +421,12 @@ def _dump(value: Any) -> bytes:
                 raise plain_error from None
             _cloudpickle = cloudpickle
         try:
-            return _cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
+            return _cloudpickle.dumps(  # type: ignore[no-any-return]
+                value, protocol=5, buffer_callback=shared
+            )
         except Exception:
+            if shared is not None:
+                shared.discard()
             raise plain_error from None
 
 
@@ -469,6 +479,239 @@ def _describe_error(exc: BaseException) -> bytes:
         },
         protocol=5,
     )
+
+
+# -- Shared memory ------------------------------------------------------------
+#
+# A request's chunk and an answer's result are pickled with protocol 5 and a
+# ``buffer_callback`` (:class:`SharedBuffers`): each out-of-band buffer of at
+# least SHM_MIN_BYTES is written into a POSIX shared memory segment of its own
+# (mode 0600) and only its name travels in the frame; smaller ones, and all of
+# them when a segment cannot be made (no /dev/shm, or it is full), stay in the
+# pickle. The receiver maps the segments (no copy: the unpickled arrays are
+# views of the mappings, freed with them) and unlinks their names at once, so
+# that a name lives only until both sides hold the memory:
+#
+# - parent -> child: the child unlinks after mapping, unless the pipeline may
+#   run a chunk again (``Config.retries``: the envelope's flag then says keep),
+#   and the parent unlinks whatever is left when the call resolves, however it
+#   resolves (a chunk cancelled before a child read it, a child that died);
+# - child -> parent: the parent unlinks on decoding the answer; an answer that
+#   is never decoded (a run cancelled or left to finish in the background) is
+#   reaped by the parent when its call resolves (``vedart._process``).
+#
+# Names are ``vedart-<parent pid>-<creator pid>-<random>``: every segment of
+# one parent and its workers shares the *family* prefix ``vedart-<parent
+# pid>-`` (``VEDART_SHM_FAMILY``, set by the parent). A *janitor* (this file
+# run with ``--janitor``, see :func:`janitor`) sweeps the family's leftovers
+# once the parent and every worker have exited, whatever killed them: it holds
+# the read end of a pipe whose write end only the parent and its workers hold.
+
+#: Out-of-band buffers of at least this many bytes travel in shared memory.
+SHM_MIN_BYTES = 64 << 10
+#: The family prefix of segment names, set in the workers' environment.
+SHM_FAMILY_VARIABLE = "VEDART_SHM_FAMILY"
+#: Where Linux keeps POSIX shared memory segments (for the janitor's sweep).
+SHM_DIR = "/dev/shm"
+#: First byte of a payload with segments (a protocol 5 pickle starts with 0x80).
+_SHM_MARK = 1
+#: Envelope flag: the receiver unlinks the segments once it has mapped them.
+SHM_UNLINK_ON_RECEIPT = 1
+#: Envelope head: mark (u8), flags (u8), segment count (u16); then per segment
+#: its size (u64) and name length (u8) and name; then the pickle.
+_SHM_HEAD = struct.Struct("<BBH")
+_SHM_ENTRY = struct.Struct("<QB")
+_posixshmem: Any = None
+_mmap: Any = None
+
+
+def _shm_modules() -> tuple[Any, Any]:
+    """``_posixshmem`` and ``mmap``, imported on first use (start-up stays short)."""
+    global _posixshmem, _mmap
+    if _mmap is None:
+        import _posixshmem as posixshmem  # type: ignore[import-not-found]
+        import mmap
+
+        _posixshmem, _mmap = posixshmem, mmap
+    return _posixshmem, _mmap
+
+
+def shm_unlink(name: str) -> None:
+    """Removes the segment ``name``; one already gone is no error."""
+    posixshmem, _ = _shm_modules()
+    try:
+        posixshmem.shm_unlink("/" + name)
+    except OSError:  # gone already (the other side, the janitor)
+        pass
+
+
+class SharedBuffers:
+    """The ``buffer_callback`` of one message's pickler (see "Shared memory"):
+    writes each large out-of-band buffer into a new segment named
+    ``prefix`` + random and keeps the buffer out of the pickle; the rest stay
+    in it. :meth:`envelope` then makes the payload, or :meth:`discard` removes
+    the segments of a message that will not be sent."""
+
+    __slots__ = ("prefix", "names", "sizes")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.names: list[str] = []
+        self.sizes: list[int] = []
+
+    def __call__(self, buffer: Any) -> bool:
+        try:
+            view = buffer.raw()
+        except BufferError:  # not contiguous: pickled in-band
+            return True
+        size = view.nbytes
+        if size < SHM_MIN_BYTES or len(self.names) >= 0xFFFF:
+            return True
+        name = f"{self.prefix}{os.urandom(8).hex()}"
+        # Named before it exists: a discard (even from a signal handler)
+        # while it is being written unlinks it too.
+        self.names.append(name)
+        try:
+            _write_segment(name, view)
+        except OSError:  # no shared memory here, or it is full: in-band
+            self.names.pop()
+            shm_unlink(name)
+            return True
+        self.sizes.append(size)
+        return False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes placed in segments."""
+        return sum(self.sizes)
+
+    def envelope(self, data: Any, flags: int) -> list[Any]:
+        """The payload for the pickle ``data``: ``[data]`` when no buffer went
+        into a segment, else the envelope head and ``data``."""
+        if not self.names:
+            return [data]
+        head = bytearray(_SHM_HEAD.pack(_SHM_MARK, flags, len(self.names)))
+        for name, size in zip(self.names, self.sizes):
+            encoded = name.encode("ascii")
+            head += _SHM_ENTRY.pack(size, len(encoded))
+            head += encoded
+        return [bytes(head), data]
+
+    def discard(self) -> None:
+        """Unlinks the segments made so far (the message is not sent)."""
+        names, self.names, self.sizes = self.names, [], []
+        for name in names:
+            shm_unlink(name)
+
+
+def _write_segment(name: str, view: Any) -> None:
+    """A new segment ``name`` (mode 0600, failing if it exists) holding
+    ``view``. Written with ``write`` rather than through a mapping: one copy,
+    pages not zeroed first, and a full /dev/shm is an ``OSError``, not a
+    SIGBUS."""
+    posixshmem, _ = _shm_modules()
+    fd = posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        done, size = 0, view.nbytes
+        while done < size:
+            done += os.write(fd, view[done:])
+    except BaseException:
+        shm_unlink(name)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _parse_envelope(data: Any) -> tuple[list[str], list[int], int, Any]:
+    """``(names, sizes, flags, pickle)`` of an envelope."""
+    view = memoryview(data)
+    _, flags, count = _SHM_HEAD.unpack_from(view)
+    offset = _SHM_HEAD.size
+    names: list[str] = []
+    sizes: list[int] = []
+    for _ in range(count):
+        size, length = _SHM_ENTRY.unpack_from(view, offset)
+        offset += _SHM_ENTRY.size
+        names.append(bytes(view[offset : offset + length]).decode("ascii"))
+        sizes.append(size)
+        offset += length
+    return names, sizes, flags, view[offset:]
+
+
+def shared_names(data: Any) -> list[str]:
+    """The segment names of a payload (none for a plain pickle)."""
+    if not len(data) or data[0] != _SHM_MARK:
+        return []
+    return _parse_envelope(data)[0]
+
+
+def shared_nbytes(data: Any) -> int:
+    """The bytes a payload's segments hold (0 for a plain pickle)."""
+    if not len(data) or data[0] != _SHM_MARK:
+        return 0
+    return sum(_parse_envelope(data)[1])
+
+
+def load(data: Any) -> Any:
+    """A payload unpickled: a plain pickle, or an envelope whose buffers are
+    mapped from their segments (unlinked once mapped when its flags say so)."""
+    if not len(data) or data[0] != _SHM_MARK:
+        return pickle.loads(data)
+    names, sizes, flags, body = _parse_envelope(data)
+    _, mmap = _shm_modules()
+    posixshmem = _posixshmem
+    mapping = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    buffers = []
+    try:
+        for name, size in zip(names, sizes):
+            fd = posixshmem.shm_open("/" + name, os.O_RDWR, 0o600)
+            try:
+                buffers.append(mmap.mmap(fd, size, flags=mapping))
+            finally:
+                os.close(fd)
+    finally:
+        if flags & SHM_UNLINK_ON_RECEIPT:
+            for name in names:
+                shm_unlink(name)
+    return pickle.loads(body, buffers=buffers)
+
+
+def sweep(prefix: str) -> int:
+    """Unlinks every segment whose name starts with ``prefix``; returns how many."""
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return 0
+    swept = 0
+    for name in names:
+        if name.startswith(prefix):
+            try:
+                os.unlink(os.path.join(SHM_DIR, name))
+                swept += 1
+            except OSError:
+                pass
+    return swept
+
+
+def janitor(prefix: str) -> int:
+    """The janitor's life: reads stdin (the lifeline) until EOF, which comes
+    once the parent and all its workers have exited, then sweeps ``prefix``.
+    Terminal signals are ignored: it outlives a Ctrl+C of the parent's group
+    to clean up after it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Hold nothing else the parent left inheritable: someone may wait for EOF on it.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    while True:
+        try:
+            if not os.read(0, 4096):
+                break
+        except InterruptedError:  # pragma: no cover - retried by Python itself
+            continue
+    sweep(prefix)
+    return 0
 
 
 # -- the frame loop -----------------------------------------------------------
@@ -612,14 +855,18 @@ class _Worker:
 
     def answer(self, request_id: int, payload: Any) -> list:
         started = time.perf_counter()
+        shared = None
+        if _ANSWER_PREFIX:
+            shared = SharedBuffers(_ANSWER_PREFIX)
+            _unsent.append(shared)
         try:
             (context_id,) = _CONTEXT_ID.unpack_from(payload)
             body = memoryview(payload)[_CONTEXT_ID.size :]
             if context_id:
                 fn = self._function(context_id)
-                chunk = pickle.loads(body)
+                chunk = load(body)
             else:
-                plan, chunk = pickle.loads(body)
+                plan, chunk = load(body)
                 fn = build(plan)
             del body
             value = fn(chunk)
@@ -629,14 +876,20 @@ class _Worker:
             if value is _MISSING or value is _parent_missing():
                 flags, value = _FLAG_MISSING, None
             try:
-                data = _dump(value)
+                data = _dump(value, shared)
             except Exception as error:
                 raise _unpicklable_result(value, error) from None
         except BaseException as exc:  # reported to the parent, never fatal here
+            if shared is not None:
+                shared.discard()
             error_payload = _describe_error(exc)
             return _frames(request_id, _ERROR, [error_payload])
         head = _ANSWER.pack(elapsed, flags)
-        return _frames(request_id, _RESPONSE, [head, data])
+        if shared is None:
+            return _frames(request_id, _RESPONSE, [head, data])
+        # From here the parent owns the segments (it unlinks them on decoding).
+        payload_parts = shared.envelope(data, SHM_UNLINK_ON_RECEIPT)
+        return _frames(request_id, _RESPONSE, [head, *payload_parts])
 
 
 def _unpicklable_result(value: Any, error: Exception) -> TypeError:
@@ -683,6 +936,7 @@ def serve(in_fd: int, out_fd: int) -> int:
             # Step 4: the acknowledgement is out before anything of the request runs.
             pending.append(_HEADER.pack(0, frame_id, _STARTED))
             _write_all(out_fd, pending)
+            _unsent.clear()
             pending = []
             held = 0
             started = clock()
@@ -695,15 +949,43 @@ def serve(in_fd: int, out_fd: int) -> int:
         del frame, payload
         if pending and not (quick and held < MAX_HELD_ANSWERS and reader.has_frame()):
             _write_all(out_fd, pending)
+            _unsent.clear()
             pending = []
             held = 0
     if pending:
         _write_all(out_fd, pending)
+        _unsent.clear()
     return 0
+
+
+#: Step 6: this worker's segment name prefix, ``vedart-<parent>-<self>-``;
+#: ``None`` (results in the pipes) when the parent set no family.
+_ANSWER_PREFIX: Optional[str] = None
+#: Step 6: the segments of answers not yet written to the parent (the parent
+#: owns them once they are): what a SIGTERM (a cancellation) unlinks.
+_unsent: list = []
+
+
+def _on_terminate(signum: int, frame: Any) -> None:
+    """SIGTERM: the segments of answers not yet sent are unlinked, then the
+    signal's default action ends the process, as it would have at once."""
+    import _signal
+
+    for shared in _unsent:
+        shared.discard()
+    _signal.signal(signum, _signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def main() -> int:
     """Step 1, then :func:`serve`."""
+    global _ANSWER_PREFIX
+    family = os.environ.get(SHM_FAMILY_VARIABLE)
+    if family:
+        import _signal  # (``signal`` would import enum: milliseconds)
+
+        _ANSWER_PREFIX = f"{family}{os.getpid()}-"
+        _signal.signal(_signal.SIGTERM, _on_terminate)
     _adopt_parent_path()
     register_alias()
     in_fd = os.dup(0)
@@ -720,4 +1002,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--janitor"]:
+        sys.exit(janitor(sys.argv[2]))
     sys.exit(main())
