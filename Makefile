@@ -49,9 +49,14 @@ test-python: venv
 soak: venv
 	$(VPY) scripts/soak.py --seconds 480
 
-lint:
+# Python: ruff and mypy as configured in pyproject.toml, then mypy --strict over
+# a sample of users' sync and async code (the types users see are true).
+lint: venv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(VPY) -m ruff check python-bindings benches scripts
+	$(VPY) -m mypy
+	$(VPY) -m mypy --strict python-bindings/tests/typing/sample.py
 	$(CARGO) clippy -p vedart -p vedart-benches --features vedart/hyper,vedart-benches/http --all-targets -- -D warnings
 	$(CARGO) clippy -p vedart --features tracing --all-targets -- -D warnings
 

@@ -212,7 +212,8 @@ def test_pipelines_and_spawns_from_many_threads_at_once(on_cluster: Any) -> None
         try:
             for round_ in range(3):
                 base = seed * 1000 + round_
-                out = veda.par_iter(range(200), executor="dask").map(lambda x: x + base).collect()
+                pipeline = veda.par_iter(range(200), executor="dask")
+                out = pipeline.map(lambda x, base=base: x + base).collect()
                 assert out == [x + base for x in range(200)]
                 assert veda.spawn(pow, seed, 2, executor="dask").result(timeout=30) == seed**2
         except BaseException as error:  # reported below

@@ -210,7 +210,8 @@ class _AdaptiveRun(Run):
 
     def in_completion_order(self) -> bool:
         self._unordered = True
-        getattr(self._threads, "in_completion_order")()
+        threads: Any = self._threads  # a thread run: it has the unordered methods
+        threads.in_completion_order()
         return True
 
     def completed(self, handles: Any, timeout: Optional[float] = None) -> int:
@@ -222,8 +223,8 @@ class _AdaptiveRun(Run):
             # a slow first item must not hold back the first result.
             probes = self._probes
             if len(probes) > 1:
-                completed = getattr(self._threads, "completed")
-                first = completed([probe.inner for probe in probes], timeout)
+                threads: Any = self._threads
+                first = threads.completed([probe.inner for probe in probes], timeout)
                 probes.insert(0, probes.pop(first))
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
             self._decide(left)

@@ -336,7 +336,13 @@ class Execution:
         deadline = self.deadline
         timed = deadline is not None and _takes_timeout(run)
         in_completion_order = getattr(run, "in_completion_order", None)
-        unordered = self.unordered and in_completion_order is not None and in_completion_order()
+        completed = getattr(run, "completed", None)
+        unordered = (
+            self.unordered
+            and in_completion_order is not None
+            and completed is not None
+            and in_completion_order()
+        )
         try:
             while True:
                 if deadline is not None:
@@ -354,8 +360,8 @@ class Execution:
                 if inflight:
                     if unordered and len(inflight) > 1:
                         handles = [entry[0] for entry in inflight]
+                        assert completed is not None
                         try:
-                            completed = getattr(run, "completed")
                             if timed:
                                 assert deadline is not None
                                 position = completed(handles, deadline.left())

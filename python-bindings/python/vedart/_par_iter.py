@@ -6,7 +6,9 @@ import threading
 from typing import (
     Any,
     AsyncIterator,
+    Awaitable,
     Callable,
+    Coroutine,
     Generator,
     Generic,
     Iterable,
@@ -15,6 +17,7 @@ from typing import (
     Optional,
     TypeVar,
     Union,
+    overload,
 )
 
 from . import _asyncio, _deterministic, _progress
@@ -91,6 +94,14 @@ def _check_not_async(name: str, fn: Any) -> None:
             f"{name}() expects a plain callable, got the coroutine function "
             f"{getattr(fn, '__qualname__', fn)!r}; await it in an async_map() stage first"
         )
+
+
+def _check_terminal(progress: Progress, timeout: Optional[float]) -> Optional[float]:
+    """Checks a terminal operation's ``progress`` and ``timeout``; the timeout
+    in seconds."""
+    if progress is not False:
+        _progress.check(progress)
+    return check_timeout(timeout)
 
 
 def par_iter(
@@ -181,8 +192,9 @@ class ParallelIterator(Generic[T]):
     Stages apply in the order written. ``collect()`` always returns results in
     input order. On a thread whose asyncio event loop is running, terminal
     operations return an awaitable instead of blocking
-    (``await veda.par_iter(xs).map(f).collect()``); iteration works with both
-    ``for`` and ``async for``.
+    (``await veda.par_iter(xs).map(f).collect()``), and each has an explicit
+    async form typed as what it returns (``await p.acollect()``, ``asum()``,
+    ...); iteration works with both ``for`` and ``async for``.
 
     Errors raised by your functions reach the caller with their original type,
     message and traceback; the first one cancels the work still outstanding.
@@ -224,9 +236,16 @@ class ParallelIterator(Generic[T]):
 
     # -- stages ---------------------------------------------------------------
 
-    def map(self, fn: Callable[[T], U]) -> ParallelIterator[U]:
+    @overload
+    def map(self, fn: Callable[[T], Coroutine[Any, Any, U]]) -> ParallelIterator[U]: ...
+
+    @overload
+    def map(self, fn: Callable[[T], U]) -> ParallelIterator[U]: ...
+
+    def map(self, fn: Callable[[T], Any]) -> ParallelIterator[Any]:
         """Applies ``fn`` to every item. A coroutine function is awaited on an
-        event loop, as by :meth:`async_map`."""
+        event loop, as by :meth:`async_map` (the pipeline then carries what
+        the coroutines return)."""
         _check_callable("map", fn)
         if _asyncio.is_coroutine_function(fn):
             return self._then(Stage(ASYNC_MAP, fn, None))
@@ -268,11 +287,23 @@ class ParallelIterator(Generic[T]):
         """Groups consecutive items into lists of ``size`` (the last may be shorter)."""
         return self._then(Stage(CHUNK, arg=_check_int("size", size, 1)))
 
+    @overload
+    def async_map(
+        self, fn: Callable[[T], Coroutine[Any, Any, U]], *, concurrency: Optional[int] = None
+    ) -> ParallelIterator[U]: ...
+
+    @overload
+    def async_map(
+        self, fn: Callable[[T], U], *, concurrency: Optional[int] = None
+    ) -> ParallelIterator[U]: ...
+
     def async_map(
         self, fn: Callable[[T], Any], *, concurrency: Optional[int] = None
     ) -> ParallelIterator[Any]:
         """Awaits ``fn(item)`` for every item, at most ``concurrency`` at once
-        (default 64), results in input order.
+        (default 64), results in input order; the pipeline carries what the
+        coroutines return (``async def f(x: int) -> str`` makes a
+        ``ParallelIterator[str]``).
 
         Coroutines run on the caller's event loop when the pipeline is awaited,
         and on VedaRT's background loop when it is run from synchronous code;
@@ -357,13 +388,27 @@ class ParallelIterator(Generic[T]):
     def _terminal(
         self, name: str, reducer: Reducer, progress: Progress, timeout: Optional[float]
     ) -> Any:
-        if progress is not False:
-            _progress.check(progress)
-        seconds = check_timeout(timeout)
+        """Runs the operation, or returns its awaitable on a thread whose event
+        loop is running (the context-sensitive form)."""
+        seconds = _check_terminal(progress, timeout)
         if _asyncio.running_loop() is None:
             return self._run(reducer, progress, Deadline.start(seconds, self._describe(name)))
+        return self._awaitable(name, reducer, progress, seconds)
+
+    async def _aterminal(
+        self, name: str, reducer: Reducer, progress: Progress, timeout: Optional[float]
+    ) -> Any:
+        """The explicit async form of a terminal operation (``acollect()``...)."""
+        seconds = _check_terminal(progress, timeout)
+        return await self._awaitable(name, reducer, progress, seconds)
+
+    def _awaitable(
+        self, name: str, reducer: Reducer, progress: Progress, seconds: Optional[float]
+    ) -> Awaitable[Any]:
         if seconds is None:
-            return _deterministic.awaitable_terminal(self._run, reducer, progress)
+            return _deterministic.awaitable_terminal(  # type: ignore[no-any-return]
+                self._run, reducer, progress
+            )
         return self._awaited(name, reducer, progress, seconds)
 
     async def _awaited(
@@ -527,6 +572,141 @@ class ParallelIterator(Generic[T]):
         if value is not None:
             _check_callable("to_dict", value)
         return self._terminal(  # type: ignore[no-any-return]
+            "to_dict", ToDict(key, value), progress, timeout
+        )
+
+    # -- async terminal operations -------------------------------------------
+    #
+    # Each terminal operation has an explicit async form, to be awaited on an
+    # event loop, typed as what it returns (``await p.acollect()`` is a
+    # ``list[T]``), where the context-sensitive ``await p.collect()`` can only
+    # be typed as the blocking form's result. Same arguments, same behaviour.
+
+    async def acollect(
+        self, *, progress: Progress = False, timeout: Optional[float] = None
+    ) -> list[T]:
+        """``await``-able :meth:`collect`."""
+        return await self._aterminal(  # type: ignore[no-any-return]
+            "collect", Collect(), progress, timeout
+        )
+
+    async def asum(
+        self, start: Any = 0, *, progress: Progress = False, timeout: Optional[float] = None
+    ) -> Any:
+        """``await``-able :meth:`sum`."""
+        return await self._aterminal("sum", Sum(start), progress, timeout)
+
+    async def acount(self, *, progress: Progress = False, timeout: Optional[float] = None) -> int:
+        """``await``-able :meth:`count`."""
+        return await self._aterminal(  # type: ignore[no-any-return]
+            "count", Count(), progress, timeout
+        )
+
+    async def amin(
+        self,
+        *,
+        key: Optional[Callable[[T], Any]] = None,
+        default: Any = None,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """``await``-able :meth:`min`."""
+        if key is not None:
+            _check_callable("amin", key)
+        return await self._aterminal("min", MinMax(min, key, default), progress, timeout)
+
+    async def amax(
+        self,
+        *,
+        key: Optional[Callable[[T], Any]] = None,
+        default: Any = None,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """``await``-able :meth:`max`."""
+        if key is not None:
+            _check_callable("amax", key)
+        return await self._aterminal("max", MinMax(max, key, default), progress, timeout)
+
+    async def areduce(
+        self,
+        op: Callable[[Any, Any], Any],
+        initial: Any = _MISSING,
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """``await``-able :meth:`reduce`."""
+        _check_callable("areduce", op)
+        return await self._aterminal("reduce", Reduce(op, initial), progress, timeout)
+
+    async def afold(
+        self,
+        identity: Any,
+        op: Callable[[Any, T], Any],
+        combine: Optional[Callable[[Any, Any], Any]] = None,
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """``await``-able :meth:`fold`."""
+        _check_callable("afold", op)
+        if combine is not None:
+            _check_callable("afold", combine)
+        return await self._aterminal("fold", Fold(identity, op, combine), progress, timeout)
+
+    async def aany(
+        self,
+        pred: Optional[Callable[[T], Any]] = None,
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> bool:
+        """``await``-able :meth:`any`."""
+        if pred is not None:
+            _check_callable("aany", pred)
+        return await self._aterminal(  # type: ignore[no-any-return]
+            "any", AnyAll(True, pred), progress, timeout
+        )
+
+    async def aall(
+        self,
+        pred: Optional[Callable[[T], Any]] = None,
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> bool:
+        """``await``-able :meth:`all`."""
+        if pred is not None:
+            _check_callable("aall", pred)
+        return await self._aterminal(  # type: ignore[no-any-return]
+            "all", AnyAll(False, pred), progress, timeout
+        )
+
+    async def afor_each(
+        self,
+        fn: Callable[[T], Any],
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> None:
+        """``await``-able :meth:`for_each`."""
+        _check_callable("afor_each", fn)
+        await self._aterminal("for_each", ForEach(fn), progress, timeout)
+
+    async def ato_dict(
+        self,
+        key: Callable[[T], Any],
+        value: Optional[Callable[[T], Any]] = None,
+        *,
+        progress: Progress = False,
+        timeout: Optional[float] = None,
+    ) -> dict[Any, Any]:
+        """``await``-able :meth:`to_dict`."""
+        _check_callable("ato_dict", key)
+        if value is not None:
+            _check_callable("ato_dict", value)
+        return await self._aterminal(  # type: ignore[no-any-return]
             "to_dict", ToDict(key, value), progress, timeout
         )
 

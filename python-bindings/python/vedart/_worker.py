@@ -969,11 +969,11 @@ _unsent: list = []
 def _on_terminate(signum: int, frame: Any) -> None:
     """SIGTERM: the segments of answers not yet sent are unlinked, then the
     signal's default action ends the process, as it would have at once."""
-    import _signal
+    import signal
 
     for shared in _unsent:
         shared.discard()
-    _signal.signal(signum, _signal.SIG_DFL)
+    signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
 
@@ -982,10 +982,10 @@ def main() -> int:
     global _ANSWER_PREFIX
     family = os.environ.get(SHM_FAMILY_VARIABLE)
     if family:
-        import _signal  # (``signal`` would import enum: milliseconds)
+        import signal
 
         _ANSWER_PREFIX = f"{family}{os.getpid()}-"
-        _signal.signal(_signal.SIGTERM, _on_terminate)
+        signal.signal(signal.SIGTERM, _on_terminate)
     _adopt_parent_path()
     register_alias()
     in_fd = os.dup(0)
