@@ -436,3 +436,64 @@ fn notify_wakes_each_waiter_once_and_a_dropped_chosen_waiter_passes_it_on() {
         second.await;
     });
 }
+
+#[test]
+fn unbounded_eight_producer_threads_lose_and_duplicate_nothing() {
+    for _ in 0..5 {
+        let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
+        let producers: Vec<_> = (0..8u64)
+            .map(|p| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20_000 {
+                        tx.send(p * 1_000_000 + i).unwrap();
+                        if i % 1_000 == 0 {
+                            std::thread::yield_now(); // let the consumer find it empty
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        run(async move {
+            let mut next = [0u64; 8];
+            let mut count = 0;
+            while let Some(v) = rx.recv().await {
+                let (p, i) = ((v / 1_000_000) as usize, v % 1_000_000);
+                assert_eq!(i, next[p], "per-producer order");
+                next[p] += 1;
+                count += 1;
+            }
+            assert_eq!(count, 160_000);
+        });
+        for p in producers {
+            p.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn unbounded_waiting_receiver_wakes_on_the_last_sender_and_closed_on_the_receiver() {
+    run(async {
+        let (tx, mut rx) = mpsc::unbounded_channel::<u8>();
+        let waiter = vedart::spawn(async move { rx.recv().await });
+        sleep(Duration::from_millis(10)).await; // waiting
+        let tx2 = tx.clone();
+        drop(tx);
+        assert!(!waiter.is_finished(), "a sender is still alive");
+        drop(tx2);
+        assert_eq!(waiter.await.unwrap(), None);
+
+        let (tx, rx) = mpsc::unbounded_channel::<u8>();
+        let watcher = vedart::spawn({
+            let tx = tx.clone();
+            async move { tx.closed().await }
+        });
+        sleep(Duration::from_millis(10)).await;
+        assert!(!tx.is_closed());
+        drop(rx);
+        watcher.await.unwrap();
+        assert!(tx.is_closed());
+        assert!(tx.same_channel(&tx.clone()));
+    });
+}

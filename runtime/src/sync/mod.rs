@@ -4,7 +4,7 @@
 //!
 //! | primitive | what it is | built on |
 //! |---|---|---|
-//! | [`mpsc`] | multi-producer single-consumer queue, bounded or unbounded | [`async-channel`](https://docs.rs/async-channel) |
+//! | [`mpsc`] | multi-producer single-consumer queue, bounded or unbounded | bounded: [`async-channel`](https://docs.rs/async-channel); unbounded: [`concurrent-queue`](https://docs.rs/concurrent-queue) + `futures`' `AtomicWaker` |
 //! | [`oneshot`] | one value, once | [`futures::channel::oneshot`] |
 //! | [`broadcast`] | every receiver sees every value; slow ones lag | [`async-broadcast`](https://docs.rs/async-broadcast) |
 //! | [`watch`] | the latest value, receivers told when it changes | [`Notify`] (this crate) |
@@ -69,6 +69,7 @@ pub mod broadcast;
 pub mod mpsc;
 mod notify;
 pub mod oneshot;
+mod unbounded;
 pub mod watch;
 
 pub use async_lock::{

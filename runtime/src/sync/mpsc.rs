@@ -1,9 +1,12 @@
 //! A multi-producer, single-consumer queue: [`channel`] (bounded: senders
 //! wait while it is full) and [`unbounded_channel`].
 //!
-//! Built on [`async-channel`](https://docs.rs/async-channel) (smol-rs's
-//! lock-free queue from `concurrent-queue` plus `event-listener` wake-ups),
-//! with tokio's names and semantics: senders clone, the receiver does not;
+//! The bounded channel is [`async-channel`](https://docs.rs/async-channel)
+//! (smol-rs's lock-free queue from `concurrent-queue` plus `event-listener`
+//! wake-ups); the unbounded one is `concurrent-queue` with a single
+//! `AtomicWaker` for the consumer, which measured faster than tokio's where
+//! async-channel's was slower (README, channel table). Both have tokio's names
+//! and semantics: senders clone, the receiver does not;
 //! the channel closes when every sender is dropped or the receiver calls
 //! [`Receiver::close`], and the receiver still drains what was sent before.
 //!
@@ -38,6 +41,8 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 
+pub use super::unbounded::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
 /// Creates a bounded channel holding at most `capacity` messages.
 ///
 /// # Panics
@@ -53,25 +58,13 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     (Sender(tx), Receiver(Box::pin(rx)))
 }
 
-/// Creates a channel with no bound: `send` never waits (memory is the limit).
-pub fn unbounded_channel<T>() -> (UnboundedSender<T>, UnboundedReceiver<T>) {
-    let (tx, rx) = async_channel::unbounded();
-    (UnboundedSender(tx), UnboundedReceiver(Box::pin(rx)))
-}
-
 /// The sending half of a bounded channel; clone it for more producers.
 pub struct Sender<T>(async_channel::Sender<T>);
-
-/// The sending half of an unbounded channel; clone it for more producers.
-pub struct UnboundedSender<T>(async_channel::Sender<T>);
 
 /// The receiving half of a bounded channel.
 // Pinned on the heap: async-channel's receiver is `!Unpin` (it holds its
 // `Stream` listener inline) and `poll_recv` takes `&mut self`.
 pub struct Receiver<T>(Pin<Box<async_channel::Receiver<T>>>);
-
-/// The receiving half of an unbounded channel.
-pub struct UnboundedReceiver<T>(Pin<Box<async_channel::Receiver<T>>>);
 
 impl<T> Sender<T> {
     /// Sends `value`, waiting while the channel is full. Fails, giving the
@@ -104,16 +97,6 @@ impl<T> Sender<T> {
     /// The bound the channel was created with.
     pub fn max_capacity(&self) -> usize {
         self.0.capacity().unwrap_or(usize::MAX)
-    }
-}
-
-impl<T> UnboundedSender<T> {
-    /// Sends `value` (never waits). Fails, giving the value back, once the
-    /// channel is closed.
-    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.0
-            .try_send(value)
-            .map_err(|e| SendError(e.into_inner()))
     }
 }
 
@@ -153,7 +136,6 @@ macro_rules! shared_sender_methods {
     };
 }
 shared_sender_methods!(Sender);
-shared_sender_methods!(UnboundedSender);
 
 macro_rules! receiver_methods {
     ($receiver:ident) => {
@@ -225,7 +207,6 @@ macro_rules! receiver_methods {
     };
 }
 receiver_methods!(Receiver);
-receiver_methods!(UnboundedReceiver);
 
 /// The channel is closed; the value that could not be sent is inside.
 #[derive(PartialEq, Eq, Clone, Copy)]
