@@ -2,28 +2,8 @@
 //! into a complete worker program, so that no application implements the frame
 //! protocol (`README.md` beside this file) by hand.
 //!
-//! # How it works
-//!
-//! 1. **Stdout is taken over.** On first use, fd 1 is duplicated (close-on-exec)
-//!    for the protocol, and fd 1 itself is pointed at stderr: a stray
-//!    `println!` of the handler, of a library, or of a grandchild process lands
-//!    in the stderr tail the pool keeps instead of corrupting the frame stream.
-//! 2. **Frames are read from stdin** in 64 KiB reads and decoded by
-//!    [`FrameDecoder::decode_message`] (long messages are joined from their
-//!    `Part` frames). `Control` frames install and release contexts in a map
-//!    that [`Request::context`] reads; a frame that installs a context always
-//!    precedes the requests made with it, so a handler never misses one.
-//! 3. **Every request is acknowledged before it runs**: its `Started` frame is
-//!    written and flushed before the handler is called.
-//! 4. **Answers are batched.** An answer is buffered and flushed when no further
-//!    request is waiting in what was read, or together with the next `Started`
-//!    frame; under pipelining many answers share one `write`.
-//! 5. **A handler that panics** answers an `Error` frame of kind
-//!    [`FailureKind::Panicked`] carrying the panic message; the worker goes on
-//!    serving (the panic hook still prints to stderr).
-//! 6. **At EOF** on stdin (the pool retiring the child, or shutting down), the
-//!    requests in flight are finished and answered, and the function returns
-//!    `Ok(())`: return from `main` to exit with status 0.
+//! How they work is documented on [`serve`] (public docs); this file is the
+//! implementation.
 //!
 //! [`serve`] runs a synchronous handler on the calling thread, one request
 //! after the other in arrival order (start more pool workers for parallelism).
@@ -311,8 +291,30 @@ where
 
 /// Serves the pool's requests with a synchronous handler until EOF on stdin,
 /// then returns `Ok(())` (return from `main`: the worker exits with status 0).
-/// Requests are handled on the calling thread in arrival order; see the
-/// [module documentation](self) for what it does to stdout and how it answers.
+/// Requests are handled on the calling thread in arrival order.
+///
+/// # How it works
+///
+/// 1. **Stdout is taken over.** On first use, fd 1 is duplicated (close-on-exec)
+///    for the protocol, and fd 1 itself is pointed at stderr: a stray
+///    `println!` of the handler, of a library, or of a grandchild process lands
+///    in the stderr tail the pool keeps instead of corrupting the frame stream.
+/// 2. **Frames are read from stdin** in 64 KiB reads and decoded by
+///    [`FrameDecoder::decode_message`] (long messages are joined from their
+///    `Part` frames). `Control` frames install and release contexts in a map
+///    that [`Request::context`] reads; a frame that installs a context always
+///    precedes the requests made with it, so a handler never misses one.
+/// 3. **Every request is acknowledged before it runs**: its `Started` frame is
+///    written and flushed before the handler is called.
+/// 4. **Answers are batched.** An answer is buffered and flushed when no further
+///    request is waiting in what was read, or together with the next `Started`
+///    frame; under pipelining many answers share one `write`.
+/// 5. **A handler that panics** answers an `Error` frame of kind
+///    [`FailureKind::Panicked`] carrying the panic message; the worker goes on
+///    serving (the panic hook still prints to stderr).
+/// 6. **At EOF** on stdin (the pool retiring the child, or shutting down), the
+///    requests in flight are finished and answered, and the function returns
+///    `Ok(())`: return from `main` to exit with status 0.
 ///
 /// # Errors
 ///
@@ -372,7 +374,9 @@ pub fn serve(handler: impl Handler) -> io::Result<()> {
 /// (pipelined requests overlap), then returns `Ok(())` once every one was
 /// answered. Poll it with any executor: `vedart::block_on`, a runtime's
 /// `block_on`, or `futures::executor::block_on`; the handlers then run inside
-/// that executor's context. See the [module documentation](self).
+/// that executor's context. Stdout, acknowledgements, batching, panics and EOF
+/// are handled as [`serve`] describes; stdin is read on a thread of its own
+/// (`veda-serve-stdin`).
 ///
 /// # Errors
 ///

@@ -10,27 +10,6 @@
 //! agree on the types (postcard is not self-describing): build the worker and
 //! the caller from the same definitions, typically one binary that is both
 //! (see `runtime/examples/process_pool.rs`).
-//!
-//! # Examples
-//!
-//! ```no_run
-//! use serde::{Deserialize, Serialize};
-//! use vedart_executors::process::{ProcessPool, serve, typed};
-//!
-//! #[derive(Serialize, Deserialize)]
-//! struct Add { a: i64, b: i64 }
-//!
-//! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     if std::env::args().nth(1).as_deref() == Some("--worker") {
-//!         serve(typed(|add: Add| add.a.checked_add(add.b).ok_or("overflow")))?;
-//!         return Ok(());
-//!     }
-//!     let pool = ProcessPool::builder(std::env::current_exe()?).arg("--worker").build()?;
-//!     let sum: i64 = futures::executor::block_on(pool.call_typed(&Add { a: 2, b: 40 }))?;
-//!     assert_eq!(sum, 42);
-//!     Ok(())
-//! }
-//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -53,9 +32,36 @@ impl ProcessPool {
     /// types with [`typed`] or [`typed_async`]. Everything said of
     /// [`ProcessPool::call`] holds (pipelining, cancellation on drop, timeouts).
     ///
+    /// The request is the postcard encoding of `request`, the answer that of
+    /// the handler's value; a handler's `Err(e)` arrives as a `Handler` error
+    /// with `e.to_string()`. Both sides must use the same types (postcard is
+    /// not self-describing): build them from the same definitions, typically
+    /// one binary that is both (`runtime/examples/process_pool.rs`).
+    ///
     /// # Errors
     ///
     /// The future resolves to a [`TypedError`]: see [`TypedErrorKind`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use serde::{Deserialize, Serialize};
+    /// use vedart_executors::process::{ProcessPool, serve, typed};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Add { a: i64, b: i64 }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     if std::env::args().nth(1).as_deref() == Some("--worker") {
+    ///         serve(typed(|add: Add| add.a.checked_add(add.b).ok_or("overflow")))?;
+    ///         return Ok(());
+    ///     }
+    ///     let pool = ProcessPool::builder(std::env::current_exe()?).arg("--worker").build()?;
+    ///     let sum: i64 = futures::executor::block_on(pool.call_typed(&Add { a: 2, b: 40 }))?;
+    ///     assert_eq!(sum, 42);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn call_typed<Req, Resp>(&self, request: &Req) -> TypedCall<Resp>
     where
         Req: Serialize + ?Sized,
