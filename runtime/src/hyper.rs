@@ -201,7 +201,7 @@ impl Sleep for HyperSleep {}
 
 /// A byte stream as hyper's I/O: `hyper::rt::Read` and `hyper::rt::Write` over
 /// a [`vedart::net::TcpStream`](crate::net::TcpStream), a
-/// [`UnixStream`](crate::net::UnixStream), or any `futures` `AsyncRead +
+/// [`UnixStream`], or any `futures` `AsyncRead +
 /// AsyncWrite + Unpin + 'static`. vedart's two sockets read straight into
 /// hyper's buffer; another stream gets the buffer zeroed first (`AsyncRead`
 /// wants initialized memory).
