@@ -3,36 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vedart::{Builder, JoinError, Runtime};
+use vedart::JoinError;
 
-fn rt() -> Runtime {
-    Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime")
-}
-
-/// Sets a flag when dropped: shows that a task's future was dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "timed out waiting: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+mod support;
+use support::{DropFlag, rt, wait_until};
 
 #[test]
 fn a_panicking_task_reports_its_message_and_the_runtime_keeps_going() {

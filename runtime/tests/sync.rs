@@ -9,14 +9,9 @@ use std::time::Duration;
 
 use vedart::sync::{Barrier, Mutex, Notify, RwLock, Semaphore, broadcast, mpsc, oneshot, watch};
 use vedart::time::{sleep, timeout};
-use vedart::{Builder, Runtime};
 
-fn rt() -> Runtime {
-    Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime")
-}
+mod support;
+use support::rt;
 
 /// Runs `test` on a fresh runtime, failing instead of hanging after 20 s.
 fn run<F: Future<Output = ()> + Send + 'static>(test: F) {

@@ -6,38 +6,14 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use vedart::Builder;
 use vedart::task::{JoinSet, LocalSet, spawn_local};
 use vedart::time::{sleep, timeout};
-use vedart::{Builder, Runtime};
 
-fn rt() -> Runtime {
-    Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime")
-}
-
-/// Sets a flag when dropped: shows that a task's future was dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+mod support;
+use support::{DropFlag, rt, wait_until};
 
 #[test]
 fn join_next_returns_results_in_completion_order_then_none() {
