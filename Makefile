@@ -16,7 +16,7 @@ test: test-rust test-loom test-python
 
 test-rust:
 	$(CARGO) test --workspace
-	$(CARGO) test -p vedart --features hyper --test hyper
+	$(CARGO) test -p vedart --features hyper --test hyper --test service
 	$(CARGO) test -p vedart --features tracing --test tracing
 
 # Users' command, at the workspace root: the loom models explore every
