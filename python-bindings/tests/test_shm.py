@@ -221,11 +221,29 @@ def slow_negate(a):
 
 veda.init(veda.Config(num_processes=2))
 veda.par_iter(range(4), executor="process").map(abs).collect()
-print(_process.shm_family(), _process.janitor_pid,
-      *_process.current_pool().pids(), flush=True)
+print(_process.shm_family(), *_process.current_pool().pids(), flush=True)
 arrays = [np.full(1 << 18, float(i)) for i in range(400)]
 veda.par_iter(arrays, chunk_size=1, executor="process").map(slow_negate).collect()
 """
+
+
+def janitors(family: str) -> list[int]:
+    """The pids of the janitors sweeping ``family``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                args = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if b"--janitor" in args and family.encode() in args:
+            found.append(int(entry))
+    return found
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat_file:
+        return int(stat_file.read().rsplit(")", 1)[1].split()[1])
 
 
 def _running(pid: int) -> bool:
@@ -246,8 +264,11 @@ def test_no_segment_remains_after_the_parent_is_killed_mid_map():
     try:
         family, *pids = parent.stdout.readline().split()
         assert family.startswith(f"vedart-{parent.pid}-")
-        janitor, workers = int(pids[0]), [int(pid) for pid in pids[1:]]
+        workers = [int(pid) for pid in pids]
+        [janitor] = janitors(family)
         assert workers and _running(janitor)
+        # Detached: not a child the parent's shutdown would wait for.
+        assert _parent_of(janitor) != parent.pid
         # Mid-map: segments of queued requests (made by the parent) and of
         # answers (made by the workers) exist.
         deadline = time.monotonic() + HANG_TIMEOUT

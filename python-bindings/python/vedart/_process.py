@@ -279,10 +279,15 @@ def worker_command() -> tuple[str, list[str]]:
     executable = sys.executable
     if not executable:
         raise ExecutorError("the process executor needs sys.executable, which is empty here")
+    return executable, _worker_script()
+
+
+def _worker_script() -> list[str]:
+    """The interpreter's arguments that run :mod:`vedart._worker`."""
     worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
     if os.path.isfile(worker):
-        return executable, [worker]
-    return executable, ["-m", "vedart._worker"]
+        return [worker]
+    return ["-m", "vedart._worker"]
 
 
 def worker_env(workers: int) -> list[tuple[str, str]]:
@@ -307,8 +312,12 @@ _family_pid = 0
 #: The write end of the janitor's lifeline: inherited by every worker (and
 #: held by nothing else), so the janitor sees EOF once all of them are gone.
 _lifeline: Optional[int] = None
-#: The janitor's pid (tests wait for it).
-janitor_pid: Optional[int] = None
+#: The janitor's lifeline descriptor number in the janitor.
+_JANITOR_FD = 3
+#: Starts the janitor detached: the shell puts it in the background and
+#: exits, so it is not a child of this process (nothing of ours is left for
+#: ``shutdown`` to wait for) and outlives it; the lifeline is on fd 3.
+_DETACH = '"$@" &'
 
 
 def shm_family() -> Optional[str]:
@@ -316,7 +325,7 @@ def shm_family() -> Optional[str]:
     janitor that sweeps it after them on first use (see
     :func:`vedart._worker.janitor`); ``None`` where there is no shared memory
     or the janitor cannot start (large buffers then go through the pipes)."""
-    global _family, _family_pid, _lifeline, janitor_pid
+    global _family, _family_pid, _lifeline
     if _family_pid == os.getpid():
         return _family
     with _shm_lock:
@@ -325,25 +334,28 @@ def shm_family() -> Optional[str]:
         family: Optional[str] = f"vedart-{os.getpid()}-"
         read, write = os.pipe()
         try:
-            if not os.path.isdir(_worker.SHM_DIR):
-                raise OSError(f"{_worker.SHM_DIR} does not exist")
-            program, args = worker_command()
-            janitor_pid = os.posix_spawn(
-                program,
-                [program, *args, "--janitor", str(family)],
+            if not os.path.isdir(_worker.SHM_DIR) or not sys.executable:
+                raise OSError(f"no {_worker.SHM_DIR} or no sys.executable")
+            janitor = [sys.executable, *_worker_script(), "--janitor", str(family)]
+            shell = os.posix_spawn(
+                "/bin/sh",
+                ["/bin/sh", "-c", _DETACH, "sh", *janitor, str(_JANITOR_FD)],
                 os.environ,
                 file_actions=[
-                    (os.POSIX_SPAWN_DUP2, read, 0),
+                    (os.POSIX_SPAWN_DUP2, read, _JANITOR_FD),
                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                 ],
                 # Its own session: a terminal's Ctrl+C or hang-up spares it.
                 setsid=True,
             )
+            _, status = os.waitpid(shell, 0)
+            if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+                raise OSError("the janitor did not start")
             # Inheritable from now on (it was not for the janitor): the
             # workers spawned later hold it.
             os.set_inheritable(write, True)
             _lifeline = write
-        except (OSError, ExecutorError):
+        except OSError:
             os.close(write)
             family = None
         finally:

@@ -503,9 +503,10 @@ def _describe_error(exc: BaseException) -> bytes:
 # Names are ``vedart-<parent pid>-<creator pid>-<random>``: every segment of
 # one parent and its workers shares the *family* prefix ``vedart-<parent
 # pid>-`` (``VEDART_SHM_FAMILY``, set by the parent). A *janitor* (this file
-# run with ``--janitor``, see :func:`janitor`) sweeps the family's leftovers
-# once the parent and every worker have exited, whatever killed them: it holds
-# the read end of a pipe whose write end only the parent and its workers hold.
+# run with ``--janitor``, see :func:`janitor`; detached, not a child of the
+# parent) sweeps the family's leftovers once the parent and every worker have
+# exited, whatever killed them: it holds the read end of a pipe whose write
+# end only the parent and its workers hold.
 
 #: Out-of-band buffers of at least this many bytes travel in shared memory.
 SHM_MIN_BYTES = 64 << 10
@@ -693,23 +694,20 @@ def sweep(prefix: str) -> int:
     return swept
 
 
-def janitor(prefix: str) -> int:
-    """The janitor's life: reads stdin (the lifeline) until EOF, which comes
-    once the parent and all its workers have exited, then sweeps ``prefix``.
-    Terminal signals are ignored: it outlives a Ctrl+C of the parent's group
-    to clean up after it."""
+def janitor(prefix: str, lifeline: int) -> int:
+    """The janitor's life: reads ``lifeline`` until EOF, which comes once the
+    parent and all its workers have exited, then sweeps ``prefix``. Terminal
+    signals are ignored: it outlives a Ctrl+C of the parent's group to clean
+    up after it."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Hold nothing else the parent left inheritable: someone may wait for EOF on it.
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-    while True:
-        try:
-            if not os.read(0, 4096):
-                break
-        except InterruptedError:  # pragma: no cover - retried by Python itself
-            continue
+    os.closerange(3, lifeline)
+    os.closerange(lifeline + 1, os.sysconf("SC_OPEN_MAX"))
+    while os.read(lifeline, 4096):
+        pass
     sweep(prefix)
     return 0
 
@@ -1003,5 +1001,5 @@ def main() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--janitor"]:
-        sys.exit(janitor(sys.argv[2]))
+        sys.exit(janitor(sys.argv[2], int(sys.argv[3])))
     sys.exit(main())
