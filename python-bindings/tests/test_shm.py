@@ -293,3 +293,38 @@ def test_no_segment_remains_after_the_parent_is_killed_mid_map():
         if parent.poll() is None:
             parent.kill()
         _worker.sweep(f"vedart-{parent.pid}-")
+
+
+@pytest.mark.timeout(180)
+def test_maps_from_several_threads_at_once_keep_every_array_and_leave_nothing():
+    import threading
+
+    errors: list[BaseException] = []
+
+    def client(seed: int) -> None:
+        try:
+            for round_ in range(4):
+                arrays = [np.full(BIG, float(seed * 100 + round_ * 10 + i)) for i in range(6)]
+                out = veda.par_iter(arrays, executor="process").map(negate).collect()
+                assert all(np.array_equal(got, -a) for got, a in zip(out, arrays))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(HANG_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
+    assert wait_until_no_segments() == []
+
+
+@pytest.mark.timeout(120)
+def test_a_veda_executor_result_array_comes_back_mapped():
+    with veda.VedaExecutor("process") as pool:
+        result = pool.submit(np.full, BIG, 7.0).result(timeout=HANG_TIMEOUT)
+        mapped_back = list(pool.map(np.negative, [np.ones(BIG)] * 3))
+    assert mapped(result) and float(result.sum()) == 7.0 * BIG
+    assert all(np.array_equal(a, -np.ones(BIG)) for a in mapped_back)
+    assert wait_until_no_segments() == []
