@@ -348,7 +348,10 @@ def shm_family() -> Optional[str]:
                 # Its own session: a terminal's Ctrl+C or hang-up spares it.
                 setsid=True,
             )
-            _, status = os.waitpid(shell, 0)
+            try:
+                _, status = os.waitpid(shell, 0)
+            except ChildProcessError:  # SIGCHLD ignored here: reaped already
+                status = 0
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
                 raise OSError("the janitor did not start")
             # Inheritable from now on (it was not for the janitor): the
