@@ -76,6 +76,7 @@ from .exceptions import (
     WorkerCrashedError,
     _attach_others,
 )
+from .telemetry import _register_source
 
 __all__ = ["ClusterExecutor", "submit_call", "shutdown", "connection"]
 
@@ -138,12 +139,6 @@ def _telemetry() -> dict[str, Any]:
         "bytes_received": _RECEIVED.value,
         "workers": _workers_seen,
     }
-
-
-def _register_telemetry() -> None:
-    from .telemetry import _register_source
-
-    _register_source("dask", _telemetry)
 
 
 # -- on the worker ----------------------------------------------------------------
@@ -297,7 +292,7 @@ def connection(config: Any) -> _Connection:
             _close_quietly(conn)
         conn = _connect(address, security, float(config.cluster_connect_timeout))
         _connections[key] = conn
-    _register_telemetry()
+    _register_source("dask", _telemetry)
     return conn
 
 
