@@ -653,7 +653,8 @@ pub(crate) fn native_scope_order(
     })
 }
 
-#[cfg(test)]
+// Real runtimes: loom's types work only inside a model (loom-tests/).
+#[cfg(all(test, not(feature = "loom")))]
 mod tests {
     use super::*;
 
