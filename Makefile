@@ -31,11 +31,11 @@ test-loom:
 # A virtual environment with the package installed (the Rust extension built by maturin).
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml python-bindings/Cargo.toml $(shell find python-bindings/src runtime/src executors/src reactor/src -name '*.rs' 2>/dev/null)
+$(VENV)/.installed: pyproject.toml python-bindings/Cargo.toml $(shell find python-bindings/src runtime/src executors/src reactor/src macros/src -name '*.rs' 2>/dev/null)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	@echo "==> Building the Rust extension with maturin: 1-3 minutes on 2 cores the first time; cargo's progress follows."
-	set -o pipefail; $(VPY) -m pip install -v -e '.[test,tqdm,numpy,bench,dask]' 2>&1 \
+	@set -o pipefail; $(VPY) -m pip install -v -e '.[test,tqdm,numpy,bench,dask]' 2>&1 \
 	  | tee $(VENV)/build.log | { grep --line-buffered -E '^ *(Compiling|Finished|Successfully installed)' || true; } \
 	  || { tail -n 80 $(VENV)/build.log; echo "==> build failed; the whole log is $(VENV)/build.log"; exit 1; }
 	touch $@
