@@ -191,5 +191,7 @@ def test_an_error_in_the_measured_chunk_propagates():
     def bad(x):
         raise ValueError(f"bad {x}")
 
-    with pytest.raises(ValueError, match="bad 0"):
+    # The first two chunks are measured side by side: whichever fails first
+    # stops the run.
+    with pytest.raises(ValueError, match=r"^bad [01]\b"):
         veda.par_iter(range(100)).map(bad).collect()

@@ -332,7 +332,13 @@ def shm_family() -> Optional[str]:
         if _family_pid == os.getpid():
             return _family
         family: Optional[str] = f"vedart-{os.getpid()}-"
-        read, write = os.pipe()
+        try:
+            read, write = os.pipe()
+        except OSError:
+            # No descriptor to spare (EMFILE): no shared memory here; starting
+            # the pool reports what is wrong, if it fails too.
+            _family, _family_pid = None, os.getpid()
+            return None
         try:
             if not os.path.isdir(_worker.SHM_DIR) or not sys.executable:
                 raise OSError(f"no {_worker.SHM_DIR} or no sys.executable")
