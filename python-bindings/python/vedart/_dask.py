@@ -67,7 +67,7 @@ import distributed
 from distributed.scheduler import KilledWorker
 
 from . import _cluster, _process, _stages, _vedart, _worker
-from ._deadline import WaitExpired
+from ._deadline import poll_pause
 from ._executors import Executor, Run
 from .exceptions import (
     CancelledError,
@@ -572,13 +572,7 @@ class _Submitter:
                     return
                 if _vedart.cancelled():
                     raise CancelledError("the work was cancelled")
-                pause = POLL_SECONDS
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0.0:
-                        raise WaitExpired
-                    pause = min(pause, left)
-                self.cond.wait(pause)
+                self.cond.wait(poll_pause(POLL_SECONDS, deadline))
 
     def cancel(self) -> None:
         with self.cond:
@@ -652,13 +646,7 @@ class _DaskRun(Run):
                         return position
                 if tasks.cancelled:
                     return 0
-                pause = POLL_SECONDS
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0.0:
-                        raise WaitExpired
-                    pause = min(pause, left)
-                tasks.cond.wait(pause)
+                tasks.cond.wait(poll_pause(POLL_SECONDS, deadline))
 
     def result(self, handle: Any, timeout: Optional[float] = None) -> Any:
         task: _Task = handle

@@ -29,12 +29,27 @@ from typing import Any, Optional
 
 from .exceptions import TimeoutError
 
-__all__ = ["check_timeout", "Deadline", "WaitExpired"]
+__all__ = ["check_timeout", "Deadline", "WaitExpired", "poll_pause"]
 
 
 class WaitExpired(Exception):
     """Raised by ``Run.result(handle, timeout)`` when ``timeout`` passed before
     the chunk finished (step 3); never reaches the user."""
+
+
+def poll_pause(longest: float, deadline: Optional[float]) -> float:
+    """How long a polling wait may sleep: ``longest``, cut to what is left
+    before ``deadline`` (a ``time.monotonic()`` value; ``None``: no deadline).
+
+    Raises:
+        WaitExpired: the deadline has passed.
+    """
+    if deadline is None:
+        return longest
+    left = deadline - time.monotonic()
+    if left <= 0.0:
+        raise WaitExpired
+    return min(longest, left)
 
 
 def check_timeout(timeout: Any, name: str = "timeout") -> Optional[float]:

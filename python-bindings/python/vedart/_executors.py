@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 
 from . import _vedart
 from ._cluster import ENGINES
-from ._deadline import WaitExpired
+from ._deadline import WaitExpired, poll_pause
 from .exceptions import CancelledError, _attach_others
 
 __all__ = [
@@ -202,13 +202,7 @@ class _ThreadRun(Run):
                     # Chunks cancelled before they started never report:
                     # the oldest one tells what happened.
                     return 0
-                pause = _COMPLETED_POLL_SECONDS
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0.0:
-                        raise WaitExpired
-                    pause = min(pause, left)
-                wake.wait(pause)
+                wake.wait(poll_pause(_COMPLETED_POLL_SECONDS, deadline))
 
     def submit(self, fn: Callable[[Any], Any], chunk: Any) -> Any:
         if self._done is not None:
