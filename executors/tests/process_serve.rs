@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use futures::future::join_all;
-use serde::{Deserialize, Serialize};
 use vedart_executors::process::frame::{Frame, FrameDecoder, FrameKind, Message};
 use vedart_executors::process::{
     Failure, FailureKind, ProcessErrorKind, ProcessPool, TypedErrorKind,
@@ -17,27 +16,9 @@ use vedart_executors::process::{
 
 const WORKER: &str = env!("CARGO_BIN_EXE_vedart-serve-worker");
 
-/// The worker's requests (the same enum as in the worker).
-#[derive(Debug, Serialize, Deserialize)]
-enum Job {
-    Add(i64, i64),
-    Echo(Vec<u8>),
-    Fail(String),
-    Panic(String),
-    Pid,
-    Print(String),
-    Rendezvous(u32),
-}
-
-/// The worker's answers (the same enum as in the worker).
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-enum Answer {
-    Sum(i64),
-    Bytes(Vec<u8>),
-    Pid(u32),
-    Len(u64),
-    Arrived(u32),
-}
+#[path = "../src/bin/vedart-serve-worker/jobs.rs"]
+mod jobs;
+use jobs::{Answer, Job};
 
 fn pool(mode: &str, workers: usize) -> ProcessPool {
     ProcessPool::builder(WORKER)

@@ -14,40 +14,10 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use vedart_executors::process::{Failure, Request, serve, serve_async, typed, typed_async};
 
-/// The typed requests of the `sync` and `async` modes (the tests define the
-/// same enum).
-#[derive(Debug, Serialize, Deserialize)]
-enum Job {
-    /// Answers the sum, or fails on overflow.
-    Add(i64, i64),
-    /// Answers the same bytes.
-    Echo(Vec<u8>),
-    /// Fails with this message.
-    Fail(String),
-    /// Panics with this message.
-    Panic(String),
-    /// Answers the worker's pid.
-    Pid,
-    /// Prints the text to stdout (which must not reach the protocol pipe) and
-    /// answers its length.
-    Print(String),
-    /// Waits until this many `Rendezvous` jobs arrived in this worker (for up to
-    /// 10 s), then answers how many did.
-    Rendezvous(u32),
-}
-
-/// The answers to [`Job`]s (the tests define the same enum).
-#[derive(Debug, Serialize, Deserialize)]
-enum Answer {
-    Sum(i64),
-    Bytes(Vec<u8>),
-    Pid(u32),
-    Len(u64),
-    Arrived(u32),
-}
+mod jobs;
+use jobs::{Answer, Job};
 
 /// `Rendezvous` jobs that arrived so far.
 static ARRIVED: AtomicU32 = AtomicU32::new(0);
