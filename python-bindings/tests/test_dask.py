@@ -47,17 +47,33 @@ def cluster() -> Iterator[Any]:
         local.close()
 
 
+@pytest.fixture(scope="module")
+def observer(cluster: Any) -> Iterator[Any]:
+    """The tests' own client, connected once before any test's work: a client
+    connecting while another cancels tasks meets distributed's handshake race
+    (see ``test_connecting_while_another_client_cancels``)."""
+    with distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
 @pytest.fixture
-def on_cluster(cluster: Any) -> Iterator[Any]:
+def on_cluster(cluster: Any, observer: Any) -> Iterator[Any]:
     veda.shutdown()
     veda.init(cluster=cluster.scheduler_address)
     yield cluster
     veda.shutdown()
 
 
-def worker_pids(cluster: Any) -> set[int]:
-    with distributed.Client(cluster, set_as_default=False) as client:
-        return set(client.run(os.getpid).values())
+def worker_pids(observer: Any) -> set[int]:
+    return set(observer.run(os.getpid).values())
+
+
+def wait_until_idle(observer: Any) -> None:
+    """Waits (10 s at most) until no worker is processing a task."""
+    deadline = time.monotonic() + 10
+    while any(observer.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(observer.processing().values())
 
 
 def slow_pid(x: int) -> int:
@@ -81,12 +97,12 @@ def dask_figures() -> dict[str, Any]:
 # -- results -------------------------------------------------------------------
 
 
-def test_map_runs_on_the_workers_in_input_order(on_cluster: Any) -> None:
+def test_map_runs_on_the_workers_in_input_order(on_cluster: Any, observer: Any) -> None:
     items = list(range(2000))
     out = veda.par_iter(items, executor="dask").map(lambda x: x * 3).collect()
     assert out == [x * 3 for x in items]
     pids = set(veda.par_iter(range(60), executor="dask").map(slow_pid).collect())
-    assert pids <= worker_pids(on_cluster)
+    assert pids <= worker_pids(observer)
     assert os.getpid() not in pids
 
 
@@ -165,7 +181,9 @@ def test_timeout_cancels_the_outstanding_tasks(on_cluster: Any) -> None:
     assert veda.par_iter(range(5), executor="dask").map(abs).collect() == list(range(5))
 
 
-def test_ctrl_c_mid_map_cancels_and_the_cluster_recovers(on_cluster: Any) -> None:
+def test_ctrl_c_mid_map_cancels_and_the_cluster_recovers(
+    on_cluster: Any, observer: Any
+) -> None:
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     started = time.monotonic()
@@ -177,11 +195,7 @@ def test_ctrl_c_mid_map_cancels_and_the_cluster_recovers(on_cluster: Any) -> Non
     finally:
         timer.cancel()
     assert time.monotonic() - started < 10
-    with distributed.Client(on_cluster, set_as_default=False) as client:
-        deadline = time.monotonic() + 10
-        while any(client.processing().values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(client.processing().values())
+    wait_until_idle(observer)
     assert veda.par_iter(range(5), executor="dask").map(abs).sum() == 10
 
 
@@ -236,8 +250,8 @@ def test_unordered_gives_every_result(on_cluster: Any) -> None:
 # -- spawn, scope, asyncio -------------------------------------------------------------
 
 
-def test_spawn_and_scope_spawn_run_on_the_cluster(on_cluster: Any) -> None:
-    pids = worker_pids(on_cluster)
+def test_spawn_and_scope_spawn_run_on_the_cluster(on_cluster: Any, observer: Any) -> None:
+    pids = worker_pids(observer)
     assert veda.spawn(os.getpid, executor="dask").result(timeout=30) in pids
     assert veda.spawn(pow, 2, 10, executor="dask").result(timeout=30) == 1024
     with veda.scope() as s:
@@ -283,7 +297,9 @@ def test_async_terminals_do_not_block_the_loop(on_cluster: Any) -> None:
     assert ticks >= 10  # the loop ran while the cluster worked
 
 
-def test_cancelling_the_awaiting_task_cancels_the_cluster_tasks(on_cluster: Any) -> None:
+def test_cancelling_the_awaiting_task_cancels_the_cluster_tasks(
+    on_cluster: Any, observer: Any
+) -> None:
     before = dask_figures()["tasks"]["cancelled"]
 
     async def main() -> None:
@@ -298,16 +314,12 @@ def test_cancelling_the_awaiting_task_cancels_the_cluster_tasks(on_cluster: Any)
             await work
 
     asyncio.run(main())
-    with distributed.Client(on_cluster, set_as_default=False) as client:
-        deadline = time.monotonic() + 10
-        while any(client.processing().values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(client.processing().values())
+    wait_until_idle(observer)
     assert dask_figures()["tasks"]["cancelled"] > before
 
 
-def test_veda_executor_on_the_cluster(on_cluster: Any) -> None:
-    pids = worker_pids(on_cluster)
+def test_veda_executor_on_the_cluster(on_cluster: Any, observer: Any) -> None:
+    pids = worker_pids(observer)
     with veda.VedaExecutor("dask") as pool:
         assert pool.submit(os.getpid).result(timeout=30) in pids
         assert list(pool.map(pow, [2, 3, 4], [5, 2, 1])) == [32, 9, 4]
@@ -425,13 +437,34 @@ def set_allowed_failures(count: int, dask_scheduler: Any = None) -> None:
     dask_scheduler.allowed_failures = count
 
 
-def test_a_scheduler_that_reruns_tasks_is_warned_about(cluster: Any) -> None:
+def test_a_scheduler_that_reruns_tasks_is_warned_about(observer: Any) -> None:
     from vedart import _dask
 
-    with distributed.Client(cluster, set_as_default=False) as client:
-        client.run_on_scheduler(set_allowed_failures, 3)
-        try:
-            with pytest.warns(RuntimeWarning, match="ALLOWED_FAILURES=0"):
-                _dask._check_rescheduling(client, "tcp://rerunning.example:8786")
-        finally:
-            client.run_on_scheduler(set_allowed_failures, 0)
+    observer.run_on_scheduler(set_allowed_failures, 3)
+    try:
+        with pytest.warns(RuntimeWarning, match="ALLOWED_FAILURES=0"):
+            _dask._check_rescheduling(observer, "tcp://rerunning.example:8786")
+    finally:
+        observer.run_on_scheduler(set_allowed_failures, 0)
+
+
+def test_connecting_while_another_client_cancels(cluster: Any, observer: Any) -> None:
+    """distributed's client handshake fails (``AssertionError``) when another
+    client's cancel request reaches it in the same batch as the scheduler's
+    greeting; vedart's connection tries again instead of failing."""
+    from vedart import _dask
+
+    stop = threading.Event()
+
+    def submit_and_cancel() -> None:
+        while not stop.is_set():
+            observer.cancel([observer.submit(time.sleep, 1, pure=False)])
+
+    churn = threading.Thread(target=submit_and_cancel)
+    churn.start()
+    try:
+        for _ in range(20):
+            _dask._close_quietly(_dask._connect(cluster.scheduler_address, None, 10))
+    finally:
+        stop.set()
+        churn.join()

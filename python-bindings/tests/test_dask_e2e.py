@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -90,17 +90,17 @@ def start_worker(procs: Processes, address: str) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_for_workers(address: str, pids: set[int]) -> dict[str, int]:
+def wait_for_workers(observer: Any, pids: set[int]) -> dict[str, int]:
     """Waits until exactly the workers with ``pids`` are connected; their
-    addresses and pids."""
-    with distributed.Client(address, timeout=START_TIMEOUT, set_as_default=False) as client:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            found = client.run(os.getpid)
-            if set(found.values()) == pids:
-                return {a: int(p) for a, p in found.items()}
-            assert time.monotonic() < deadline, f"workers {pids} did not join: {found}"
-            time.sleep(0.1)
+    addresses and pids. ``observer`` is a client connected before any task
+    was cancelled (see ``test_dask.py``'s fixture of that name)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        found = observer.run(os.getpid)
+        if set(found.values()) == pids:
+            return {a: int(p) for a, p in found.items()}
+        assert time.monotonic() < deadline, f"workers {pids} did not join: {found}"
+        time.sleep(0.1)
 
 
 def pid_after(seconds: float) -> int:
@@ -119,7 +119,21 @@ def test_pipelines_on_real_workers_and_a_worker_killed_mid_map(
 ) -> None:
     procs, address = scheduler
     first, second = start_worker(procs, address), start_worker(procs, address)
-    workers = wait_for_workers(address, {first.pid, second.pid})
+    observer = distributed.Client(address, timeout=START_TIMEOUT, set_as_default=False)
+    try:
+        check_map_and_kills(procs, address, observer, first, second)
+    finally:
+        observer.close()
+
+
+def check_map_and_kills(
+    procs: Processes,
+    address: str,
+    observer: Any,
+    first: subprocess.Popen[bytes],
+    second: subprocess.Popen[bytes],
+) -> None:
+    workers = wait_for_workers(observer, {first.pid, second.pid})
 
     veda.shutdown()
     veda.init(cluster=address, cluster_connect_timeout=START_TIMEOUT)
@@ -148,7 +162,7 @@ def test_pipelines_on_real_workers_and_a_worker_killed_mid_map(
 
     # With retries=, the chunks of a killed worker run again elsewhere.
     third = start_worker(procs, address)
-    workers = wait_for_workers(address, {second.pid, third.pid})
+    workers = wait_for_workers(observer, {second.pid, third.pid})
     veda.shutdown()
     veda.init(cluster=address, retries=2, cluster_connect_timeout=START_TIMEOUT)
     # Connected before the clock starts, so that both workers are busy when

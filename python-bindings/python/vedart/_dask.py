@@ -319,9 +319,7 @@ def _connect(address: str, security: Any, timeout: float) -> _Connection:
             raise ExecutorError(f"could not start the local Dask cluster: {error}") from error
         target = cluster
     try:
-        client = distributed.Client(
-            target, security=security, timeout=timeout, set_as_default=False
-        )
+        client = _open_client(target, security, timeout)
     except Exception as error:
         if cluster is not None:
             cluster.close()
@@ -348,6 +346,27 @@ def _connect(address: str, security: Any, timeout: float) -> _Connection:
     if cluster is None:
         _check_rescheduling(client, address)
     return _Connection(client, cluster, address)
+
+
+def _open_client(target: Any, security: Any, timeout: float) -> Any:
+    """A ``distributed.Client`` on ``target``, its handshake retried while
+    another client's cancel request gets in its way (until ``timeout``).
+
+    The client's handshake expects the scheduler's first batch to hold only
+    its greeting, but the scheduler tells every client of each cancel
+    request, and a client still in its handshake gets that news in the same
+    batch: ``AssertionError`` from distributed. A fresh attempt does not meet
+    the same message again.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return distributed.Client(
+                target, security=security, timeout=timeout, set_as_default=False
+            )
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 _warned: set[str] = set()
@@ -576,6 +595,10 @@ class _Submitter:
 
     def cancel(self) -> None:
         with self.cond:
+            if self.cancelled:
+                # Once: Dask tells every client of the scheduler about each
+                # cancel request, even one that names no live task.
+                return
             self.cancelled = True
             futures = [t.future for t in self.live.values() if t.future is not None]
             self.cond.notify_all()
