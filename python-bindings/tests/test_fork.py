@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -258,9 +256,17 @@ def test_ctrl_c_while_the_process_pool_starts_stops_it_and_leaves_no_child():
         watching = True
 
         def watch():
+            # Ctrl+C from here, once the first children exist: the build is
+            # under way (a signal from the test's process could arrive after
+            # the build on a busy machine).
             global most
+            interrupted = False
             while watching:
-                most = max(most, len(children()))
+                count = len(children())
+                most = max(most, count)
+                if count and not interrupted:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    interrupted = True
                 time.sleep(0.005)
 
         # The seam: children that take no part in the protocol, and cost
@@ -274,7 +280,7 @@ def test_ctrl_c_while_the_process_pool_starts_stops_it_and_leaves_no_child():
             print("finished", flush=True)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + {HANG_TIMEOUT / 2}
         while children() and time.monotonic() < deadline:
             time.sleep(0.05)
         watching = False
@@ -292,11 +298,6 @@ def test_ctrl_c_while_the_process_pool_starts_stops_it_and_leaves_no_child():
     )
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        # Interrupt once the first children exist: the build is under way.
-        deadline = time.monotonic() + HANG_TIMEOUT
-        while not _has_children(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=HANG_TIMEOUT)
     finally:
         proc.kill()
@@ -310,16 +311,3 @@ def test_ctrl_c_while_the_process_pool_starts_stops_it_and_leaves_no_child():
     assert pool == "None", (out, err)
     assert proc.returncode == 0, err
 
-
-def _has_children(pid: int) -> bool:
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            return True
-    return False

@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from conftest import HANG_TIMEOUT
+from conftest import HANG_TIMEOUT, run_python
 
 import vedart as veda
 from vedart import _process, _worker
@@ -253,6 +253,53 @@ def _running(pid: int) -> bool:
             return stat_file.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+CTRL_C_DURING_JANITOR_START = """
+import os, time
+from vedart import _process
+
+real_waitpid = os.waitpid
+interrupted = []
+
+def waitpid(pid, options):
+    if not interrupted:  # the Ctrl+C lands while the shell is being waited for
+        interrupted.append(pid)
+        raise KeyboardInterrupt
+    return real_waitpid(pid, options)
+
+os.waitpid = waitpid
+fds = len(os.listdir("/proc/self/fd"))
+try:
+    _process.shm_family()
+except KeyboardInterrupt:
+    pass
+os.waitpid = real_waitpid
+
+def children():
+    mine = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                if int(stat.read().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                    mine.append(entry)
+        except (OSError, ValueError):
+            pass
+    return mine
+
+family = _process.shm_family()
+print(len(children()), len(os.listdir("/proc/self/fd")) - fds, family)
+"""
+
+
+def test_ctrl_c_while_the_janitor_starts_leaves_no_zombie_and_no_descriptor():
+    result = run_python(CTRL_C_DURING_JANITOR_START)
+    assert result.returncode == 0, result.stderr
+    children, extra_fds, family = result.stdout.split()
+    assert children == "0"  # the shell was reaped, not left a zombie
+    # The first lifeline was closed; the retry holds the second one.
+    assert extra_fds == "1"
+    assert family.startswith("vedart-")
 
 
 @pytest.mark.timeout(120)

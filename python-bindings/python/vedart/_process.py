@@ -354,23 +354,43 @@ def shm_family() -> Optional[str]:
                 # Its own session: a terminal's Ctrl+C or hang-up spares it.
                 setsid=True,
             )
-            try:
-                _, status = os.waitpid(shell, 0)
-            except ChildProcessError:  # SIGCHLD ignored here: reaped already
-                status = 0
+            status = _reap_shell(shell)
             if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
                 raise OSError("the janitor did not start")
             # Inheritable from now on (it was not for the janitor): the
             # workers spawned later hold it.
             os.set_inheritable(write, True)
             _lifeline = write
-        except OSError:
+        except BaseException as error:
+            # Closing the lifeline ends a janitor that did start.
             os.close(write)
+            if not isinstance(error, OSError):
+                raise  # Ctrl+C: the next pool start tries again
             family = None
         finally:
             os.close(read)
         _family, _family_pid = family, os.getpid()
         return family
+
+
+def _reap_shell(pid: int) -> int:
+    """The exit status of the shell that starts the janitor in the background
+    (it exits at once). A Ctrl+C during the wait still reaps it (within a
+    second), or it would stay a zombie child of this process, then goes on."""
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:  # SIGCHLD ignored here: reaped already
+        return 0
+    except BaseException:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.001)
+        raise
 
 
 class _Orphan(NamedTuple):
