@@ -370,7 +370,7 @@ impl Handle {
         worker::assert_not_in_worker();
         let _enter = self.enter();
         match self.shared.flavor {
-            Flavor::MultiThread => worker::block_on_thread(future),
+            Flavor::MultiThread => worker::block_on_thread(&self.shared, future),
             Flavor::CurrentThread | Flavor::Deterministic => {
                 worker::block_on_current_thread(&self.shared, future)
             }

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use vedart::{Builder, Handle, Runtime};
 
+mod support;
+use support::wait_until;
+
 fn multi(workers: usize) -> Runtime {
     Builder::new_multi_thread()
         .worker_threads(workers)
@@ -116,6 +119,47 @@ fn handle_block_on_from_another_thread() {
             .join()
             .expect("thread");
     assert_eq!(value.expect("task"), 3);
+}
+
+/// `block_on` spins briefly before it sleeps: a value sent from another
+/// thread before, during or after that spin (and a task's answer) is never
+/// missed, with several threads blocking at once.
+#[test]
+fn block_on_from_many_threads_sees_every_wake_whenever_it_comes() {
+    let rt = multi(2);
+    let delays = [0u64, 5, 20, 45, 60, 200];
+    let finished = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let handle = rt.handle();
+            let finished = finished.clone();
+            std::thread::spawn(move || {
+                let mut sum = 0u64;
+                for i in 0..300u64 {
+                    let (tx, rx) = vedart::sync::oneshot::channel();
+                    let delay = Duration::from_micros(delays[((t + i) % 6) as usize]);
+                    let sender = std::thread::spawn(move || {
+                        std::thread::sleep(delay);
+                        let _ = tx.send(i);
+                    });
+                    sum += handle.block_on(rx).expect("sent");
+                    sum += handle
+                        .block_on(handle.spawn(async move { i }))
+                        .expect("task");
+                    sender.join().expect("sender");
+                }
+                finished.fetch_add(1, Ordering::SeqCst);
+                sum
+            })
+        })
+        .collect();
+    // The watchdog: a lost wake-up fails here instead of hanging.
+    wait_until("every blocking thread finished", || {
+        finished.load(Ordering::SeqCst) == 4
+    });
+    for thread in threads {
+        assert_eq!(thread.join().expect("thread"), 2 * (0..300u64).sum::<u64>());
+    }
 }
 
 #[test]

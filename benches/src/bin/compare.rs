@@ -197,11 +197,10 @@ fn main() {
     );
     let wanted = |name: &str| options.only.is_empty() || options.only.iter().any(|n| n == name);
     let known = workloads();
-    if let Some(unknown) = options
-        .only
-        .iter()
-        .find(|name| !known.iter().any(|w| w.name == *name) && *name != "memory_per_pending_task")
-    {
+    if let Some(unknown) = options.only.iter().find(|name| {
+        !known.iter().any(|w| w.name == *name)
+            && !["memory_per_pending_task", "process_pool"].contains(&name.as_str())
+    }) {
         eprintln!("compare: no workload named {unknown:?}");
         std::process::exit(2);
     }
@@ -235,12 +234,23 @@ fn main() {
             ratio
         );
     }
-    if !wanted("memory_per_pending_task") {
-        return;
+    if wanted("memory_per_pending_task") {
+        memory_figures(options.workers);
     }
+    drop((tokio, smol));
+    if wanted("process_pool") {
+        process_pool_figures(&veda.rt);
+    }
+    if options.only.is_empty() {
+        telemetry_overhead(&veda, options.rounds);
+    }
+}
+
+/// Bytes per pending task in a child process per runtime (see `memory_child`).
+fn memory_figures(workers: usize) {
     let memory: Vec<_> = ["vedart", "tokio", "smol"]
         .iter()
-        .map(|name| memory_child(name, options.workers))
+        .map(|name| memory_child(name, workers))
         .collect();
     match (&memory[0], &memory[1], &memory[2]) {
         (Ok(v), Ok(t), Ok(s)) => println!(
@@ -253,12 +263,6 @@ fn main() {
         ),
         _ => eprintln!("memory_per_pending_task: {memory:?}"),
     }
-    drop((tokio, smol));
-    if !options.only.is_empty() {
-        return;
-    }
-    telemetry_overhead(&veda, options.rounds);
-    process_pool_figures(&veda.rt);
 }
 
 /// vedart with telemetry on vs off, rounds interleaved, on the paths it

@@ -852,28 +852,69 @@ pub(crate) fn block_on_current_thread<F: Future>(shared: &Arc<Shared>, future: F
 
 /// `block_on` on a thread that runs no core (multi-thread flavour, or any
 /// foreign thread): polls `future`, sleeping in between.
-pub(crate) fn block_on_thread<F: Future>(future: F) -> F::Output {
-    struct ThreadWaker(Thread);
+///
+/// Before it sleeps, the thread spins for up to [`BLOCK_ON_SPIN`] while a core
+/// is left over by the runtime's awake workers: an answer that comes within
+/// that time (a round trip to a warm child process, a reply over a local
+/// socket) then spares it the wake-up of an idle core, which on a quiet
+/// machine costs several times the round trip itself. It stops spinning as
+/// soon as the workers awake would need its core.
+pub(crate) fn block_on_thread<F: Future>(shared: &Shared, future: F) -> F::Output {
+    use std::sync::atomic::{AtomicBool as StdAtomicBool, Ordering};
+    use std::time::Instant;
+
+    struct ThreadWaker {
+        thread: Thread,
+        woken: StdAtomicBool,
+    }
     impl Wake for ThreadWaker {
         fn wake(self: StdArc<Self>) {
-            self.0.unpark();
+            self.wake_by_ref();
         }
         fn wake_by_ref(self: &StdArc<Self>) {
-            self.0.unpark();
+            self.woken.store(true, Ordering::Release);
+            self.thread.unpark();
         }
     }
     thread_local! {
-        static WAKER: Waker = Waker::from(StdArc::new(ThreadWaker(thread::current())));
+        static WAKER: StdArc<ThreadWaker> = StdArc::new(ThreadWaker {
+            thread: thread::current(),
+            woken: StdAtomicBool::new(false),
+        });
     }
+    let cores = available_cores();
+    let core_to_spare = || shared.idle.state().num_unparked() < cores;
     let mut future = pin!(future);
-    WAKER.with(|waker| {
-        let mut cx = std::task::Context::from_waker(waker);
+    WAKER.with(|waiter| {
+        let waker = Waker::from(waiter.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
         loop {
+            waiter.woken.store(false, Ordering::Relaxed);
             if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
                 return output;
             }
-            // A wake-up that came before this park makes it return at once.
-            thread::park();
+            let spin_until = Instant::now() + BLOCK_ON_SPIN;
+            'spin: while core_to_spare() && Instant::now() < spin_until {
+                for _ in 0..64 {
+                    if waiter.woken.load(Ordering::Acquire) {
+                        break 'spin;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            if !waiter.woken.load(Ordering::Acquire) {
+                // A wake-up that came before this park makes it return at once.
+                thread::park();
+            }
         }
     })
+}
+
+/// How long `block_on` on a foreign thread spins before it sleeps.
+const BLOCK_ON_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The cores this process may run on (1 if unknown), read once.
+fn available_cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, usize::from))
 }
