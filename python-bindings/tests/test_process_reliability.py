@@ -4,6 +4,7 @@ timeouts."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import sys
@@ -89,7 +90,9 @@ def _cancelled_soon(pause):
         return False  # it had not started
     try:
         future.result(timeout=60)
-    except veda.CancelledError:
+    except concurrent.futures.CancelledError:
+        # veda.CancelledError when the pipeline saw the request, or the bare
+        # one when the task had been claimed but not begun: it never runs.
         return True
     return False
 
