@@ -10,7 +10,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Iterator
+import threading
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -18,6 +19,38 @@ import vedart as veda
 
 #: Generous bound for "this must not hang" checks, in seconds.
 HANG_TIMEOUT = 60.0
+
+
+def run_in_threads(
+    target: Callable[[int], Any], count: int, timeout: float = HANG_TIMEOUT
+) -> None:
+    """Calls ``target(i)`` for ``i`` in ``range(count)``, each in a thread of
+    its own, all at once; fails if one raised or has not ended within
+    ``timeout`` seconds of the join (a hang fails instead of hanging)."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            target(i)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not [thread for thread in threads if thread.is_alive()], "a thread hung"
+    assert not errors, errors
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an orphan is reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from conftest import run_in_threads
+
 import vedart as veda
 
 distributed = pytest.importorskip("distributed")
@@ -220,26 +222,15 @@ def test_streaming_reads_a_long_generator_lazily(on_cluster: Any) -> None:
 
 @pytest.mark.timeout(60)
 def test_pipelines_and_spawns_from_many_threads_at_once(on_cluster: Any) -> None:
-    errors: list[BaseException] = []
-
     def client_thread(seed: int) -> None:
-        try:
-            for round_ in range(3):
-                base = seed * 1000 + round_
-                pipeline = veda.par_iter(range(200), executor="dask")
-                out = pipeline.map(lambda x, base=base: x + base).collect()
-                assert out == [x + base for x in range(200)]
-                assert veda.spawn(pow, seed, 2, executor="dask").result(timeout=30) == seed**2
-        except BaseException as error:  # reported below
-            errors.append(error)
+        for round_ in range(3):
+            base = seed * 1000 + round_
+            pipeline = veda.par_iter(range(200), executor="dask")
+            out = pipeline.map(lambda x, base=base: x + base).collect()
+            assert out == [x + base for x in range(200)]
+            assert veda.spawn(pow, seed, 2, executor="dask").result(timeout=30) == seed**2
 
-    threads = [threading.Thread(target=client_thread, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(50)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    run_in_threads(client_thread, 6, timeout=50)
 
 
 def test_unordered_gives_every_result(on_cluster: Any) -> None:

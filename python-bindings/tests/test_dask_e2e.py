@@ -92,8 +92,7 @@ def start_worker(procs: Processes, address: str) -> subprocess.Popen[bytes]:
 
 def wait_for_workers(observer: Any, pids: set[int]) -> dict[str, int]:
     """Waits until exactly the workers with ``pids`` are connected; their
-    addresses and pids. ``observer`` is a client connected before any task
-    was cancelled (see ``test_dask.py``'s fixture of that name)."""
+    addresses and pids, as the ``observer`` client sees them."""
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         found = observer.run(os.getpid)
@@ -114,25 +113,20 @@ def kill_when_busy(pid: int, after: float) -> threading.Timer:
     return timer
 
 
+@pytest.fixture
+def observer(scheduler: tuple[Processes, str]) -> Iterator[Any]:
+    """The test's own client, connected before any task is cancelled (see
+    ``test_dask.py``'s fixture of that name)."""
+    _, address = scheduler
+    with distributed.Client(address, timeout=START_TIMEOUT, set_as_default=False) as client:
+        yield client
+
+
 def test_pipelines_on_real_workers_and_a_worker_killed_mid_map(
-    scheduler: tuple[Processes, str],
+    scheduler: tuple[Processes, str], observer: Any
 ) -> None:
     procs, address = scheduler
     first, second = start_worker(procs, address), start_worker(procs, address)
-    observer = distributed.Client(address, timeout=START_TIMEOUT, set_as_default=False)
-    try:
-        check_map_and_kills(procs, address, observer, first, second)
-    finally:
-        observer.close()
-
-
-def check_map_and_kills(
-    procs: Processes,
-    address: str,
-    observer: Any,
-    first: subprocess.Popen[bytes],
-    second: subprocess.Popen[bytes],
-) -> None:
     workers = wait_for_workers(observer, {first.pid, second.pid})
 
     veda.shutdown()

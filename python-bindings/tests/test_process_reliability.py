@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import run_python
+from conftest import process_running, run_python
 
 import vedart as veda
 from vedart import _process
@@ -425,17 +425,8 @@ def test_workers_exit_when_their_parent_is_killed_with_sigkill():
         alive = pids
         while alive and time.monotonic() < deadline:
             time.sleep(0.05)
-            alive = [pid for pid in pids if _running(pid)]
+            alive = [pid for pid in pids if process_running(pid)]
         assert not alive, f"workers {alive} outlived their parent"
     finally:
         if parent.poll() is None:
             parent.kill()
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (an orphan is reaped by init)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from conftest import HANG_TIMEOUT, run_python
+from conftest import HANG_TIMEOUT, process_running, run_in_threads, run_python
 
 import vedart as veda
 from vedart import _process, _worker
@@ -246,15 +246,6 @@ def _parent_of(pid: int) -> int:
         return int(stat_file.read().rsplit(")", 1)[1].split()[1])
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (an orphan is reaped by init)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat_file:
-            return stat_file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 CTRL_C_DURING_JANITOR_START = """
 import os, time
 from vedart import _process
@@ -313,7 +304,7 @@ def test_no_segment_remains_after_the_parent_is_killed_mid_map():
         assert family.startswith(f"vedart-{parent.pid}-")
         workers = [int(pid) for pid in pids]
         [janitor] = janitors(family)
-        assert workers and _running(janitor)
+        assert workers and process_running(janitor)
         # Detached: not a child the parent's shutdown would wait for.
         assert _parent_of(janitor) != parent.pid
         # Mid-map: segments of queued requests (made by the parent) and of
@@ -333,7 +324,7 @@ def test_no_segment_remains_after_the_parent_is_killed_mid_map():
         alive = [janitor, *workers]
         while alive and time.monotonic() < deadline:
             time.sleep(0.05)
-            alive = [pid for pid in alive if _running(pid)]
+            alive = [pid for pid in alive if process_running(pid)]
         assert not alive, f"processes {alive} outlived their parent"
         assert family_segments(family) == []
     finally:
@@ -344,26 +335,13 @@ def test_no_segment_remains_after_the_parent_is_killed_mid_map():
 
 @pytest.mark.timeout(180)
 def test_maps_from_several_threads_at_once_keep_every_array_and_leave_nothing():
-    import threading
-
-    errors: list[BaseException] = []
-
     def client(seed: int) -> None:
-        try:
-            for round_ in range(4):
-                arrays = [np.full(BIG, float(seed * 100 + round_ * 10 + i)) for i in range(6)]
-                out = veda.par_iter(arrays, executor="process").map(negate).collect()
-                assert all(np.array_equal(got, -a) for got, a in zip(out, arrays))
-        except BaseException as error:  # reported below
-            errors.append(error)
+        for round_ in range(4):
+            arrays = [np.full(BIG, float(seed * 100 + round_ * 10 + i)) for i in range(6)]
+            out = veda.par_iter(arrays, executor="process").map(negate).collect()
+            assert all(np.array_equal(got, -a) for got, a in zip(out, arrays))
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(HANG_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
+    run_in_threads(client, 4)
     assert wait_until_no_segments() == []
 
 

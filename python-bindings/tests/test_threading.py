@@ -6,7 +6,7 @@ import threading
 
 import vedart as veda
 
-from conftest import run_python
+from conftest import run_in_threads, run_python
 
 
 def test_ten_threads_at_first_use_all_succeed():
@@ -42,31 +42,21 @@ def test_ten_threads_at_first_use_all_succeed():
 
 
 def test_ten_threads_using_pipelines_scopes_and_spawn_at_once():
-    errors = []
     barrier = threading.Barrier(10, timeout=60)
 
     def worker(i):
-        try:
-            barrier.wait()
-            for _ in range(20):
-                assert (
-                    veda.par_iter(range(200)).map(lambda x: x + i).filter(lambda x: x % 2).count()
-                    == 100
-                )
-                with veda.scope() as s:
-                    futures = [s.spawn(pow, i, 2) for _ in range(5)]
-                assert [f.result() for f in futures] == [i * i] * 5
-                assert veda.spawn(abs, -i).result(timeout=60) == i
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        barrier.wait()
+        for _ in range(20):
+            assert (
+                veda.par_iter(range(200)).map(lambda x: x + i).filter(lambda x: x % 2).count()
+                == 100
+            )
+            with veda.scope() as s:
+                futures = [s.spawn(pow, i, 2) for _ in range(5)]
+            assert [f.result() for f in futures] == [i * i] * 5
+            assert veda.spawn(abs, -i).result(timeout=60) == i
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
-    assert not any(t.is_alive() for t in threads)
+    run_in_threads(worker, 10, timeout=120)
 
 
 def test_init_and_shutdown_race_with_users():
