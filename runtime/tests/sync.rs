@@ -90,15 +90,17 @@ fn mpsc_recv_is_cancellation_safe() {
             for i in 0..200u32 {
                 tx.send(i).unwrap();
                 if i % 4 == 0 {
-                    sleep(Duration::from_micros(300)).await;
+                    sleep(Duration::from_millis(5)).await;
                 }
             }
         });
-        // Receives cut short by a timer at random points take nothing: every
-        // message still arrives exactly once, in order.
+        // Receives cut short by a timer take nothing: every message still
+        // arrives exactly once, in order. (The producer's pauses are several
+        // timer ticks longer than a receive's timeout, so that receives are
+        // cut short whichever of two timers due at once wakes its task first.)
         let (mut got, mut cancelled) = (Vec::new(), 0);
         loop {
-            match timeout(Duration::from_micros(200), rx.recv()).await {
+            match timeout(Duration::from_millis(1), rx.recv()).await {
                 Ok(Some(i)) => got.push(i),
                 Ok(None) => break,
                 Err(_) => cancelled += 1,
